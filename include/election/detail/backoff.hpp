@@ -1,0 +1,39 @@
+// Exponential backoff with jitter, for re-opening streams and retrying calls.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <random>
+
+namespace election::detail {
+
+/// Delays that double from `initial` up to `cap`; each is drawn uniformly from [d/2, d] so that
+/// many clients retrying after one failure do not move in lock-step. Not thread-safe.
+class Backoff {
+ public:
+  using duration = std::chrono::milliseconds;
+
+  Backoff(duration initial, duration cap, std::uint64_t seed = std::random_device{}())
+      : initial_(std::max(initial, duration(1))),
+        cap_(std::max(cap, initial_)),
+        current_(initial_),
+        random_(seed) {}
+
+  duration next() {
+    const auto ceiling = current_;
+    current_ = std::min(cap_, current_ * 2);
+    std::uniform_int_distribution<duration::rep> pick(ceiling.count() / 2, ceiling.count());
+    return duration(pick(random_));
+  }
+
+  void reset() { current_ = initial_; }
+
+ private:
+  duration initial_;
+  duration cap_;
+  duration current_;
+  std::minstd_rand random_;
+};
+
+}  // namespace election::detail

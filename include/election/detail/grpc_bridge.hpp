@@ -1,0 +1,496 @@
+// The bridge between gRPC's callback API and Boost.Asio.
+//
+// gRPC runs its callbacks and reactions on its own threads. Nothing here runs user code there:
+// a reaction only moves data under a mutex and `post`s the waiting completion handler to the
+// handler's associated executor. Asio per-operation cancellation maps to
+// ClientContext::TryCancel() for unary calls, and to abandoning the wait (not the stream) for a
+// stream read, so a read raced against a timer can be retried on the same stream.
+//
+// Every call registers its ClientContext with a CallTracker; the owner of the tracker (the
+// Client) cancels what is still in flight and waits for gRPC to let go of it before the
+// executor's io_context can be destroyed.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/client_callback.h>
+#include <grpcpp/support/status.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_set>
+#include <utility>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+
+/// Knows every call in flight, so that a shutdown can cancel them all and wait until gRPC has
+/// finished with each. Thread-safe.
+///
+/// A call leaves in two steps: detach() when its context may no longer be cancelled (it is about
+/// to be destroyed), release() once gRPC and the call are done with everything that refers to
+/// the channel. close() returns only after every release(), so the Client always drops the last
+/// reference to its channel itself, never a gRPC thread after it.
+class CallTracker {
+ public:
+  /// Registers a context. Returns false (and cancels it) once close() has begun.
+  bool add(grpc::ClientContext* ctx) {
+    std::lock_guard lock(mutex_);
+    live_.insert(ctx);
+    ++calls_;
+    if (closed_) ctx->TryCancel();
+    return !closed_;
+  }
+
+  void detach(grpc::ClientContext* ctx) {
+    std::lock_guard lock(mutex_);
+    live_.erase(ctx);
+  }
+
+  void release() {
+    std::lock_guard lock(mutex_);
+    if (--calls_ == 0) drained_.notify_all();
+  }
+
+  bool closed() const {
+    std::lock_guard lock(mutex_);
+    return closed_;
+  }
+
+  /// Cancels every call in flight and blocks until gRPC has completed them all. gRPC never waits
+  /// for an executor, so this cannot deadlock when called from one.
+  void close() {
+    std::unique_lock lock(mutex_);
+    closed_ = true;
+    for (auto* ctx : live_) ctx->TryCancel();
+    drained_.wait(lock, [this] { return calls_ == 0; });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable drained_;
+  std::unordered_set<grpc::ClientContext*> live_;
+  std::size_t calls_ = 0;
+  bool closed_ = false;
+};
+
+/// A handler's associated executor, with outstanding work counted until the handler has run:
+/// a coroutine waiting on gRPC keeps its io_context's run() from returning.
+template <class Handler>
+auto tracked_executor(const Handler& handler, const asio::any_io_executor& fallback) {
+  return asio::prefer(asio::get_associated_executor(handler, fallback),
+                      asio::execution::outstanding_work.tracked);
+}
+
+/// Starts one unary call and completes with `void(grpc::Status, Response)` on the handler's
+/// executor. `start(ctx, request, response, callback)` must begin the call through the stub's
+/// callback API. Per-operation cancellation (any type) calls TryCancel(); the call then completes
+/// with CANCELLED, exactly once.
+template <class Response, class Request, class Start, class CompletionToken>
+auto async_unary(std::shared_ptr<CallTracker> tracker, asio::any_io_executor fallback,
+                 std::unique_ptr<grpc::ClientContext> context, Request request, Start start,
+                 CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(grpc::Status, Response)>(
+      [](auto handler, std::shared_ptr<CallTracker> tracker, asio::any_io_executor fallback,
+         std::unique_ptr<grpc::ClientContext> context, Request request, Start start) {
+        using Handler = decltype(handler);
+        struct Op {
+          std::shared_ptr<grpc::ClientContext> context;
+          Request request;
+          Response response;
+          Handler handler;
+          decltype(tracked_executor(std::declval<Handler&>(), fallback)) executor;
+          asio::cancellation_slot slot;
+        };
+        auto executor = tracked_executor(handler, fallback);
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto op = std::make_shared<Op>(Op{std::shared_ptr<grpc::ClientContext>(std::move(context)),
+                                          std::move(request), Response{}, std::move(handler),
+                                          std::move(executor), slot});
+        if (op->slot.is_connected()) {
+          // The slot may outlive the call by a moment; hold the context, not the op.
+          op->slot.assign([ctx = op->context](asio::cancellation_type) { ctx->TryCancel(); });
+        }
+        tracker->add(op->context.get());
+        auto* ctx = op->context.get();
+        start(ctx, &op->request, &op->response,
+              [op, tracker = std::move(tracker)](grpc::Status status) mutable {
+                tracker->detach(op->context.get());
+                auto executor = op->executor;
+                // The op (and its context) moves to the executor, so gRPC's thread keeps no
+                // reference to the channel after release().
+                asio::post(executor, [op = std::move(op), status = std::move(status)]() mutable {
+                  if (op->slot.is_connected()) op->slot.clear();
+                  std::move(op->handler)(std::move(status), std::move(op->response));
+                });
+                // Only after the post: the tracker's owner may destroy the io_context once
+                // every call is released.
+                tracker->release();
+              });
+      },
+      token, std::move(tracker), std::move(fallback), std::move(context), std::move(request),
+      std::move(start));
+}
+
+/// Messages received on a stream, waiting to be read on an executor. Pushed from gRPC reactions,
+/// read from one coroutine at a time. A read waits for the next message or for the end of the
+/// stream; cancelling a read abandons only the wait, and a message that arrives later stays
+/// queued for the next read.
+template <class Message>
+class ReadQueue : public std::enable_shared_from_this<ReadQueue<Message>> {
+ public:
+  using Signature = void(boost::system::error_code, std::optional<Message>);
+
+  /// Called from a reaction: queue a message, or hand it to the waiting reader.
+  void push(Message message) {
+    std::unique_lock lock(mutex_);
+    if (waiter_) {
+      auto waiter = std::move(waiter_);
+      waiter_.reset();
+      lock.unlock();
+      waiter->complete({}, std::move(message));
+      return;
+    }
+    messages_.push_back(std::move(message));
+  }
+
+  /// Called once from OnDone: the stream is over; readers get std::nullopt after the queue drains.
+  void finish(grpc::Status status) {
+    std::unique_lock lock(mutex_);
+    status_ = std::move(status);
+    finished_ = true;
+    if (waiter_) {
+      auto waiter = std::move(waiter_);
+      waiter_.reset();
+      lock.unlock();
+      waiter->complete({}, std::nullopt);
+    }
+  }
+
+  bool finished() const {
+    std::lock_guard lock(mutex_);
+    return finished_ && messages_.empty();
+  }
+
+  /// The final status; meaningful once a read has returned std::nullopt.
+  grpc::Status status() const {
+    std::lock_guard lock(mutex_);
+    return status_;
+  }
+
+  /// Completes with the next message, std::nullopt once the stream has ended, or
+  /// operation_aborted when cancelled (or when another read is already waiting).
+  template <class CompletionToken>
+  auto async_read(asio::any_io_executor fallback, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, Signature>(
+        [](auto handler, std::shared_ptr<ReadQueue> self, asio::any_io_executor fallback) {
+          self->start_read(std::move(handler), std::move(fallback));
+        },
+        token, this->shared_from_this(), std::move(fallback));
+  }
+
+ private:
+  struct Waiter {
+    asio::any_completion_handler<Signature> handler;
+    asio::any_io_executor executor;  // tracked: keeps the io_context's run() going
+    asio::cancellation_slot slot;
+
+    void complete(boost::system::error_code ec, std::optional<Message> message) {
+      auto executor = this->executor;
+      asio::post(executor, [w = std::move(*this), ec, m = std::move(message)]() mutable {
+        if (w.slot.is_connected()) w.slot.clear();
+        std::move(w.handler)(ec, std::move(m));
+      });
+    }
+  };
+
+  template <class Handler>
+  void start_read(Handler handler, asio::any_io_executor fallback) {
+    asio::any_io_executor executor = tracked_executor(handler, fallback);
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    Waiter waiter{asio::any_completion_handler<Signature>(std::move(handler)), std::move(executor),
+                  slot};
+    std::unique_lock lock(mutex_);
+    if (!messages_.empty()) {
+      auto message = std::move(messages_.front());
+      messages_.pop_front();
+      lock.unlock();
+      waiter.complete({}, std::move(message));
+      return;
+    }
+    if (finished_ || waiter_) {
+      const bool busy = waiter_.has_value() && !finished_;
+      lock.unlock();
+      waiter.complete(busy ? asio::error::in_progress : boost::system::error_code{}, std::nullopt);
+      return;
+    }
+    if (slot.is_connected()) {
+      slot.assign([weak = this->weak_from_this()](asio::cancellation_type) {
+        if (auto self = weak.lock()) self->cancel_read();
+      });
+    }
+    waiter_.emplace(std::move(waiter));
+  }
+
+  void cancel_read() {
+    std::unique_lock lock(mutex_);
+    if (!waiter_) return;
+    auto waiter = std::move(waiter_);
+    waiter_.reset();
+    lock.unlock();
+    // Completing through post keeps the handler from running inside the cancellation emit.
+    waiter->complete(asio::error::operation_aborted, std::nullopt);
+  }
+
+  mutable std::mutex mutex_;
+  std::deque<Message> messages_;
+  std::optional<Waiter> waiter_;
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
+/// A stream's context and its place in the CallTracker.
+class StreamCall {
+ public:
+  StreamCall(std::shared_ptr<CallTracker> tracker, std::unique_ptr<grpc::ClientContext> context)
+      : tracker_(std::move(tracker)), context_(std::move(context)) {}
+
+  grpc::ClientContext* context() { return context_.get(); }
+  void start() { tracker_->add(context_.get()); }
+
+  /// Safe from any thread, also after finish().
+  void try_cancel() {
+    std::lock_guard lock(mutex_);
+    if (context_) context_->TryCancel();
+  }
+
+  /// From OnDone: drops the context (and with it a reference to the channel) before the
+  /// tracker hears that the call is over.
+  void finish() {
+    tracker_->detach(context_.get());
+    std::unique_ptr<grpc::ClientContext> context;
+    {
+      std::lock_guard lock(mutex_);
+      context = std::move(context_);
+    }
+    context.reset();
+    tracker_->release();
+  }
+
+ private:
+  std::shared_ptr<CallTracker> tracker_;
+  std::mutex mutex_;
+  std::unique_ptr<grpc::ClientContext> context_;
+};
+
+/// A server-streaming call (one request, a stream of responses). Reads run continuously into a
+/// ReadQueue. The reactor owns itself from StartCall to OnDone; the ServerStream handle that
+/// user code holds cancels the call when destroyed.
+template <class Response>
+class ReadReactor final : public grpc::ClientReadReactor<Response> {
+ public:
+  ReadReactor(std::shared_ptr<CallTracker> tracker, std::unique_ptr<grpc::ClientContext> context)
+      : call_(std::move(tracker), std::move(context)) {}
+
+  grpc::ClientContext* context() { return call_.context(); }
+  const std::shared_ptr<ReadQueue<Response>>& queue() const { return queue_; }
+  void try_cancel() { call_.try_cancel(); }
+
+  /// `bind(reactor)` must call the stub's async method with this reactor. The reactor keeps
+  /// itself alive until OnDone.
+  template <class Bind>
+  void start(std::shared_ptr<ReadReactor> self, Bind bind) {
+    self_ = std::move(self);
+    call_.start();
+    bind(this);
+    this->StartRead(&buffer_);
+    this->StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the status.
+    queue_->push(std::move(buffer_));
+    buffer_ = Response{};
+    this->StartRead(&buffer_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    queue_->finish(status);
+    auto self = std::move(self_);  // may be the last owner: nothing touches *this after here
+    call_.finish();
+  }
+
+ private:
+  StreamCall call_;
+  std::shared_ptr<ReadQueue<Response>> queue_ = std::make_shared<ReadQueue<Response>>();
+  Response buffer_;
+  std::shared_ptr<ReadReactor> self_;
+};
+
+/// A bidirectional stream. Reads run continuously into a ReadQueue; writes are queued and sent
+/// one at a time. A hold keeps the call open for writes made from outside reactions until the
+/// read side has ended.
+template <class Request, class Response>
+class BidiReactor final : public grpc::ClientBidiReactor<Request, Response> {
+ public:
+  BidiReactor(std::shared_ptr<CallTracker> tracker, std::unique_ptr<grpc::ClientContext> context)
+      : call_(std::move(tracker), std::move(context)) {}
+
+  grpc::ClientContext* context() { return call_.context(); }
+  const std::shared_ptr<ReadQueue<Response>>& queue() const { return queue_; }
+  void try_cancel() { call_.try_cancel(); }
+
+  template <class Bind>
+  void start(std::shared_ptr<BidiReactor> self, Bind bind) {
+    self_ = std::move(self);
+    call_.start();
+    bind(this);
+    this->AddHold();
+    this->StartRead(&buffer_);
+    this->StartCall();
+  }
+
+  /// Queues a message. Returns false when the stream has already ended.
+  bool write(Request request) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    if (read_done_) return false;
+    writes_.push_back(std::move(request));
+    if (writes_.size() == 1) this->StartWrite(&writes_.front());
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    writes_.pop_front();
+    if (!ok) {
+      writes_.clear();  // the stream is broken; OnReadDone(false) and OnDone follow
+      return;
+    }
+    if (!writes_.empty() && !read_done_) this->StartWrite(&writes_.front());
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      queue_->push(std::move(buffer_));
+      buffer_ = Response{};
+      this->StartRead(&buffer_);
+      return;
+    }
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      read_done_ = true;
+    }
+    this->RemoveHold();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    queue_->finish(status);
+    auto self = std::move(self_);  // may be the last owner: nothing touches *this after here
+    call_.finish();
+  }
+
+ private:
+  StreamCall call_;
+  std::shared_ptr<ReadQueue<Response>> queue_ = std::make_shared<ReadQueue<Response>>();
+  Response buffer_;
+  // Recursive: gRPC may run a reaction inline from a Start* call made under this lock.
+  std::recursive_mutex mutex_;
+  std::deque<Request> writes_;  // front() is in flight; deque keeps its address stable
+  bool read_done_ = false;
+  std::shared_ptr<BidiReactor> self_;
+};
+
+/// What user-side code holds for a stream: reads through the queue, cancels the call when it
+/// goes away. Move-only. `Reactor` is ReadReactor<Response> or BidiReactor<Request, Response>.
+template <class Reactor, class Response>
+class Stream {
+ public:
+  Stream() = default;
+  Stream(std::shared_ptr<Reactor> reactor, asio::any_io_executor executor)
+      : reactor_(std::move(reactor)), executor_(std::move(executor)) {}
+  Stream(Stream&&) noexcept = default;
+  Stream& operator=(Stream&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      reactor_ = std::move(other.reactor_);
+      executor_ = std::move(other.executor_);
+    }
+    return *this;
+  }
+  ~Stream() { cancel(); }
+
+  explicit operator bool() const { return reactor_ != nullptr; }
+
+  /// See ReadQueue::async_read. Does not touch *this after initiation, so the Stream may be
+  /// destroyed while a read is pending: the read then completes with std::nullopt.
+  template <class CompletionToken>
+  auto async_read(CompletionToken&& token) {
+    return reactor_->queue()->async_read(executor_, std::forward<CompletionToken>(token));
+  }
+
+  /// The final status, once a read has returned std::nullopt.
+  grpc::Status status() const { return reactor_->queue()->status(); }
+
+  /// Only for bidirectional streams.
+  template <class Request>
+  bool write(Request request) {
+    return reactor_->write(std::move(request));
+  }
+
+  void cancel() {
+    if (reactor_) {
+      reactor_->try_cancel();
+      reactor_.reset();
+    }
+  }
+
+ private:
+  std::shared_ptr<Reactor> reactor_;
+  asio::any_io_executor executor_;
+};
+
+template <class Response>
+using ServerStream = Stream<ReadReactor<Response>, Response>;
+
+template <class Request, class Response>
+using BidiStream = Stream<BidiReactor<Request, Response>, Response>;
+
+/// Starts a server stream. `bind(context, reactor)` calls the stub's async method.
+template <class Response, class Bind>
+ServerStream<Response> start_server_stream(std::shared_ptr<CallTracker> tracker,
+                                           asio::any_io_executor executor,
+                                           std::unique_ptr<grpc::ClientContext> context,
+                                           Bind bind) {
+  auto reactor = std::make_shared<ReadReactor<Response>>(std::move(tracker), std::move(context));
+  reactor->start(reactor, [&](ReadReactor<Response>* r) { bind(r->context(), r); });
+  return ServerStream<Response>(std::move(reactor), std::move(executor));
+}
+
+/// Starts a bidirectional stream. `bind(context, reactor)` calls the stub's async method.
+template <class Request, class Response, class Bind>
+BidiStream<Request, Response> start_bidi_stream(std::shared_ptr<CallTracker> tracker,
+                                                asio::any_io_executor executor,
+                                                std::unique_ptr<grpc::ClientContext> context,
+                                                Bind bind) {
+  auto reactor =
+      std::make_shared<BidiReactor<Request, Response>>(std::move(tracker), std::move(context));
+  reactor->start(reactor, [&](BidiReactor<Request, Response>* r) { bind(r->context(), r); });
+  return BidiStream<Request, Response>(std::move(reactor), std::move(executor));
+}
+
+}  // namespace election::detail

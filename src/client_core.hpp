@@ -1,0 +1,111 @@
+// The Client's shared core: channel, stubs, call tracking and the status -> error mapping.
+// Private to the library: it names gRPC and generated protobuf types.
+#pragma once
+
+#include "election/client.hpp"
+#include "election/detail/grpc_bridge.hpp"
+#include "election/error.hpp"
+
+#include "etcd/rpc.grpc.pb.h"
+#include "etcd/v3election.grpc.pb.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <grpcpp/channel.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+
+namespace election::detail {
+
+/// The endpoint list as a gRPC target, or an error naming the bad endpoint.
+struct Target {
+  std::string uri;        // e.g. "ipv4:127.0.0.1:2379,127.0.0.1:22379" or "dns:///etcd:2379"
+  std::string authority;  // host:port of the first endpoint
+};
+Target make_target(const std::vector<std::string>& endpoints);
+
+/// A gRPC status as an error_code: errc where the status means something specific to etcd or
+/// elections, otherwise grpc_category() with the status code. CANCELLED is operation_aborted.
+boost::system::error_code to_error_code(const grpc::Status& status, bool channel_ready);
+
+class ClientCore {
+ public:
+  ClientCore(boost::asio::any_io_executor executor, ClientOptions options);
+  ~ClientCore();
+
+  const boost::asio::any_io_executor& executor() const { return executor_; }
+  const ClientOptions& options() const { return options_; }
+  const std::shared_ptr<CallTracker>& tracker() const { return tracker_; }
+  bool channel_ready() const;
+  std::string endpoint_list() const;  // as given, comma-separated, for messages
+
+  /// Cancels all calls in flight and waits for gRPC to release them; later calls fail with
+  /// errc::client_closed.
+  void close();
+
+  boost::asio::awaitable<void> connect();
+
+  std::unique_ptr<grpc::ClientContext> unary_context() const;
+  std::unique_ptr<grpc::ClientContext> stream_context() const;
+
+  /// Throws system_error for a failed status: "`what`: server message".
+  [[noreturn]] void throw_status(const grpc::Status& status, const std::string& what) const;
+
+  /// A stub's callback-API method for a unary call, e.g. &etcdserverpb::KV::Stub::async::Range.
+  template <class AsyncStub, class Request, class Response>
+  using UnaryMethod = void (AsyncStub::*)(grpc::ClientContext*, const Request*, Response*,
+                                          std::function<void(grpc::Status)>);
+
+  /// One unary call with the given context; the status is the caller's to judge.
+  ///
+  /// Call sites pass member pointers, not lambdas: g++ 12 destroys a lambda temporary that
+  /// appears in a co_await expression twice (a capture of a shared_ptr then corrupts its count).
+  template <class AsyncStub, class Request, class Response>
+  boost::asio::awaitable<std::tuple<grpc::Status, Response>> call_status(
+      std::unique_ptr<grpc::ClientContext> context, AsyncStub* stub,
+      UnaryMethod<AsyncStub, Request, Response> method, Request request) {
+    if (tracker_->closed())
+      co_return std::tuple{grpc::Status(grpc::StatusCode::CANCELLED, "client closed"), Response{}};
+    auto start = [stub, method](grpc::ClientContext* ctx, const Request* req, Response* resp,
+                                std::function<void(grpc::Status)> done) {
+      (stub->*method)(ctx, req, resp, std::move(done));
+    };
+    co_return co_await async_unary<Response>(tracker_, executor_, std::move(context),
+                                             std::move(request), start, boost::asio::use_awaitable);
+  }
+
+  /// One unary call with the request deadline. Returns the response or throws system_error
+  /// ("`what`: server message").
+  template <class AsyncStub, class Request, class Response>
+  boost::asio::awaitable<Response> call(std::string what, AsyncStub* stub,
+                                        UnaryMethod<AsyncStub, Request, Response> method,
+                                        Request request) {
+    if (tracker_->closed()) throw_error(errc::client_closed, what);
+    auto [status, response] =
+        co_await call_status(unary_context(), stub, method, std::move(request));
+    if (!status.ok()) throw_status(status, what);
+    co_return std::move(response);
+  }
+
+  etcdserverpb::KV::Stub& kv() { return *kv_; }
+  etcdserverpb::Lease::Stub& lease() { return *lease_; }
+  etcdserverpb::Watch::Stub& watch() { return *watch_; }
+  v3electionpb::Election::Stub& election() { return *election_; }
+
+ private:
+  boost::asio::any_io_executor executor_;
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<CallTracker> tracker_ = std::make_shared<CallTracker>();
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  std::unique_ptr<v3electionpb::Election::Stub> election_;
+};
+
+}  // namespace election::detail

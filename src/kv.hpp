@@ -1,0 +1,52 @@
+// Small KV requests the election classes share, and input checks.
+#pragma once
+
+#include "client_core.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+
+namespace election::detail {
+
+/// etcd's default --max-request-bytes (1.5 MiB); a larger value is refused before sending.
+inline constexpr std::size_t max_request_bytes = 1536 * 1024;
+
+/// The end of the key range that holds every key starting with `prefix`.
+inline std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
+      prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // all keys
+}
+
+/// Throws errc::invalid_election_name unless `name` is non-empty and does not end in '/'
+/// (the election's keys live under name + "/", so "a/" would nest inside "a").
+inline void check_election_name(const std::string& name) {
+  if (name.empty()) throw_error(errc::invalid_election_name, "election name is empty");
+  if (name.back() == '/')
+    throw_error(errc::invalid_election_name, "election name '" + name + "' ends in '/'");
+}
+
+inline void check_value_size(const std::string& value, const char* what) {
+  if (value.size() >= max_request_bytes)
+    throw_error(errc::value_too_large, std::string(what) + ": value of " +
+                                           std::to_string(value.size()) +
+                                           " bytes is over etcd's request limit of " +
+                                           std::to_string(max_request_bytes) + " bytes");
+}
+
+/// The candidate key etcd's Campaign uses for a lease: name + "/" + lowercase hex of the lease.
+std::string candidate_key(const std::string& election, std::int64_t lease);
+
+boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std::string key,
+                                                          std::string range_end = {});
+
+boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease);
+
+}  // namespace election::detail

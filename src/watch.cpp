@@ -1,0 +1,70 @@
+#include "watch.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+
+KeyWatch::KeyWatch(std::shared_ptr<ClientCore> core, std::string key, std::string range_end,
+                   std::int64_t start_revision)
+    : core_(std::move(core)),
+      key_(std::move(key)),
+      range_end_(std::move(range_end)),
+      next_revision_(start_revision) {}
+
+void KeyWatch::open() {
+  stream_ = start_bidi_stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
+      core_->tracker(), core_->executor(), core_->stream_context(),
+      [this](auto* ctx, auto* reactor) { core_->watch().async()->Watch(ctx, reactor); });
+  etcdserverpb::WatchRequest request;
+  auto* create = request.mutable_create_request();
+  create->set_key(key_);
+  create->set_range_end(range_end_);
+  create->set_start_revision(next_revision_);
+  stream_.write(std::move(request));
+}
+
+asio::awaitable<KeyWatch::Batch> KeyWatch::next() {
+  asio::steady_timer timer(core_->executor());
+  for (;;) {
+    if (core_->tracker()->closed()) throw_error(errc::client_closed, "watch " + key_);
+    if (!stream_) open();
+    auto message = co_await stream_.async_read(asio::use_awaitable);
+    if (!message) {
+      const auto status = stream_.status();
+      stream_ = {};
+      const auto code = status.error_code();
+      if (code == grpc::StatusCode::UNAUTHENTICATED || code == grpc::StatusCode::PERMISSION_DENIED)
+        core_->throw_status(status, "watch " + key_);
+      timer.expires_after(backoff_.next());
+      co_await timer.async_wait(asio::use_awaitable);
+      continue;
+    }
+    if (message->compact_revision() > 0) {
+      stream_ = {};
+      throw_error(errc::compacted, "watch " + key_ + " from revision " +
+                                       std::to_string(next_revision_) + " (compacted at " +
+                                       std::to_string(message->compact_revision()) + ")");
+    }
+    if (message->canceled()) {
+      // Cancelled by the server for another reason (e.g. the member lost its leader): resume.
+      stream_ = {};
+      if (message->cancel_reason().find("permission denied") != std::string::npos)
+        throw_error(errc::permission_denied, "watch " + key_ + ": " + message->cancel_reason());
+      timer.expires_after(backoff_.next());
+      co_await timer.async_wait(asio::use_awaitable);
+      continue;
+    }
+    if (message->created()) backoff_.reset();
+    if (message->events().empty()) continue;
+    Batch batch;
+    batch.events.assign(message->events().begin(), message->events().end());
+    batch.revision = batch.events.back().kv().mod_revision();
+    next_revision_ = batch.revision + 1;
+    co_return batch;
+  }
+}
+
+}  // namespace election::detail

@@ -1,0 +1,9 @@
+// Umbrella header for the election library.
+#pragma once
+
+#include "election/client.hpp"
+#include "election/detail/race.hpp"
+#include "election/error.hpp"
+#include "election/lease.hpp"
+#include "election/observer.hpp"
+#include "election/participant.hpp"

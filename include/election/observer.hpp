@@ -1,0 +1,71 @@
+// election::Observer: follow who leads an election.
+#pragma once
+
+#include "election/client.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace election {
+
+/// A candidate's key in an election, as etcd stores it.
+struct LeaderInfo {
+  std::string key;               ///< election name + "/" + the candidate's lease in hex
+  std::string value;             ///< what the candidate campaigned with or last proclaimed
+  std::int64_t create_revision;  ///< the fencing token: grows with every new leader
+  std::int64_t mod_revision;     ///< changes with every proclaim
+  std::int64_t lease;
+
+  friend bool operator==(const LeaderInfo&, const LeaderInfo&) = default;
+};
+
+/// One change of an election's leadership as seen by an Observer.
+struct LeaderEvent {
+  /// The leader, or std::nullopt when the election has none.
+  std::optional<LeaderInfo> leader;
+  /// The etcd revision at which this became true.
+  std::int64_t revision = 0;
+
+  bool has_leader() const { return leader.has_value(); }
+};
+
+namespace detail {
+class ObserverState;
+}
+
+/// An async generator of leadership changes: `for (;;) { auto e = co_await observer.next(); }`.
+///
+/// The first event is the state when observing began: the current leader, or "no leader".
+/// Then one event per change, in etcd's order: a new leader, a proclaim (same leader, new value),
+/// and "no leader" when the leader goes without a successor (etcd's own Observe never says so).
+/// Built on a watch of the election's prefix: after a broken stream, an etcd restart or a member
+/// failover it resumes from the last revision seen, so no change is missed or repeated; after a
+/// compaction it re-reads the election and reports only a leader that differs from the last one
+/// reported.
+///
+/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
+class Observer {
+ public:
+  /// Throws errc::invalid_election_name for an empty name or one ending in '/'.
+  Observer(Client& client, std::string election);
+  Observer(Observer&&) noexcept;
+  Observer& operator=(Observer&&) noexcept;
+  ~Observer();
+
+  const std::string& election() const;
+
+  /// Waits for the next change. While etcd cannot be reached it keeps retrying (with backoff)
+  /// and waits on; race it against a timer to bound the wait. Cancellable: a cancelled wait
+  /// loses nothing, the next call carries on. Throws errc::client_closed, errc::auth_failed,
+  /// errc::permission_denied.
+  boost::asio::awaitable<LeaderEvent> next();
+
+ private:
+  std::unique_ptr<detail::ObserverState> state_;
+};
+
+}  // namespace election

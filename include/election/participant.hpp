@@ -1,0 +1,132 @@
+// election::Participant: campaign for leadership of an election, keep it, and know when it ends.
+#pragma once
+
+#include "election/client.hpp"
+#include "election/lease.hpp"
+#include "election/observer.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace election {
+
+/// The key that makes a participant the leader. `revision` (the key's create revision) is a
+/// fencing token: every new leader's is larger than any before it.
+struct LeaderKey {
+  std::string name;
+  std::string key;
+  std::int64_t revision = 0;
+  std::int64_t lease = 0;
+};
+
+struct ParticipantOptions {
+  /// The lease TTL: how long after this process dies, hangs or is cut off another candidate can
+  /// take over. etcd raises a TTL under its minimum (2 s by default); granted_ttl() tells.
+  std::chrono::seconds ttl{10};
+  LeaseOptions lease{};
+};
+
+namespace detail {
+class ParticipantState;
+}
+
+/// One candidate in one election.
+///
+/// campaign() grants a lease, keeps it alive from that moment (also while waiting in line) and
+/// returns once this participant leads. Leadership then ends at the first of: a keep-alive reply
+/// saying the lease is gone, the leader key deleted, the lease's local deadline passing without
+/// a renewal, or resign(). keep_alive() waits for that end and says why; is_leader() checks it
+/// at any moment against the steady clock, so a process that stalls does not go on believing it
+/// leads after etcd could have let another candidate in.
+///
+/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
+/// Lifetime: the Client must outlive the Participant. Destroying a Participant cancels what it
+/// has in flight and revokes its lease in the background (its key goes at once); prefer
+/// `co_await resign()` before, which waits for that.
+class Participant {
+ public:
+  /// Throws errc::invalid_election_name (empty, or ending in '/'), errc::invalid_ttl,
+  /// errc::value_too_large.
+  Participant(Client& client, std::string election, std::string value,
+              ParticipantOptions options = {});
+  Participant(Participant&&) noexcept;
+  Participant& operator=(Participant&&) noexcept;
+  ~Participant();
+
+  const std::string& election() const;
+  const std::string& value() const;
+
+  /// Grants the lease campaign() will use (or keeps the live one there is) and starts keeping
+  /// it alive, so its id and granted TTL are known before waiting in line. Optional: campaign()
+  /// does it itself. Returns the lease id. Throws as Lease::grant.
+  boost::asio::awaitable<std::int64_t> acquire_lease();
+
+  /// The id of the current lease, once granted.
+  std::optional<std::int64_t> lease_id() const;
+
+  /// Grants a lease (unless a live one is kept from an earlier campaign), keeps it alive, and
+  /// waits in line until this participant leads. After winning, checks that its key still
+  /// exists with the revision etcd returned. Re-campaigns with the same lease after a dropped
+  /// connection, so a candidate keeps its place in line when etcd kept its key.
+  ///
+  /// Cancellable: a cancelled campaign (a timer with `||`, a cancellation signal) withdraws the
+  /// candidate (revokes its lease, deleting its key even when the win raced the cancel) and
+  /// throws operation_aborted. Throws errc::lease_expired / errc::lease_deadline_passed when the
+  /// lease dies while waiting, errc::key_deleted when the key was gone at the win (the lease is
+  /// dropped; campaigning again starts afresh), errc::unreachable, errc::client_closed, and
+  /// errc::invalid_argument when already leading or when another campaign() is in progress.
+  boost::asio::awaitable<LeaderKey> campaign();
+
+  /// While leading: waits until leadership ends and returns why: errc::resigned,
+  /// errc::lease_expired, errc::key_deleted, errc::lease_deadline_passed (also what a lost
+  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed. Throws errc::not_leader when called without leadership. Cancellable
+  /// (throws operation_aborted; leadership is unaffected). The lease is renewed in the
+  /// background whether or not this is awaited.
+  boost::asio::awaitable<boost::system::error_code> keep_alive();
+
+  /// True while this participant leads: it won, nothing ended its leadership, and the lease's
+  /// local deadline has not passed.
+  bool is_leader() const;
+
+  /// The key of the current (or last) leadership, if this participant ever won.
+  std::optional<LeaderKey> leader_key() const;
+
+  /// The lease's local deadline while leading (see Lease::deadline).
+  std::optional<std::chrono::steady_clock::time_point> deadline() const;
+
+  /// The TTL etcd granted for the current lease (0 before the first campaign).
+  std::chrono::seconds granted_ttl() const;
+
+  /// Gives up leadership: marks it ended at once (so is_leader() is false before any request
+  /// is sent), deletes the leader key guarded by its revision, and revokes the lease, each with
+  /// a fresh request deadline. Not leading: revokes the lease if there is one. Safe to call
+  /// more than once.
+  boost::asio::awaitable<void> resign();
+
+  /// Sets the leader's value. Throws errc::not_leader when etcd no longer holds this
+  /// participant's key as leader, errc::value_too_large.
+  boost::asio::awaitable<void> proclaim(std::string value);
+
+  /// Writes `key` = `value` only if this participant's leader key still exists with the
+  /// revision it won with: the check is done by etcd in the same transaction, so a write from a
+  /// deposed leader is refused even when it is late. Returns the write's revision. Throws
+  /// errc::not_leader when refused or when this participant never won.
+  boost::asio::awaitable<std::int64_t> put_if_leader(std::string key, std::string value);
+
+  /// The election's current leader as etcd sees it, or std::nullopt.
+  boost::asio::awaitable<std::optional<LeaderInfo>> leader();
+
+  /// An Observer of this participant's election.
+  Observer observe();
+
+ private:
+  std::shared_ptr<detail::ParticipantState> state_;
+};
+
+}  // namespace election

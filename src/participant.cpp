@@ -1,0 +1,435 @@
+#include "election/participant.hpp"
+
+#include "election/detail/async_event.hpp"
+#include "election/detail/backoff.hpp"
+#include "election/detail/race.hpp"
+#include "kv.hpp"
+#include "watch.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace election {
+namespace detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using boost::system::system_error;
+
+namespace {
+
+// Failures after which campaigning again with the same lease may succeed: the connection or
+// the member went away, or etcd's raft leader changed under the request. The election service
+// reports its own errors as UNKNOWN with etcd's message, so those are told apart by text.
+bool transient(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::ABORTED:
+      return true;
+    case grpc::StatusCode::UNKNOWN: {
+      const auto& m = status.error_message();
+      for (const char* text : {"request timed out", "leader changed", "no leader", "lost watcher",
+                               "too many requests"})
+        if (m.find(text) != std::string::npos) return true;
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+// Completes when `key` (created at `revision`) is deleted, watching from `from`.
+asio::awaitable<void> key_deleted(std::shared_ptr<ClientCore> core, std::string key,
+                                  std::int64_t revision, std::int64_t from) {
+  for (;;) {
+    KeyWatch watch(core, key, {}, from);
+    bool compacted = false;
+    try {
+      for (;;) {
+        auto batch = co_await watch.next();
+        for (const auto& event : batch.events)
+          if (event.type() == mvccpb::Event::DELETE) co_return;
+      }
+    } catch (const system_error& e) {
+      if (e.code() != errc::compacted) throw;
+      compacted = true;
+    }
+    if (compacted) {
+      // History is gone: look at the key itself, then watch on from now.
+      auto reply = co_await range(*core, key);
+      if (reply.kvs_size() == 0 || reply.kvs(0).create_revision() != revision) co_return;
+      from = reply.header().revision() + 1;
+    }
+  }
+}
+
+void to_proto(const LeaderKey& key, v3electionpb::LeaderKey& out) {
+  out.set_name(key.name);
+  out.set_key(key.key);
+  out.set_rev(key.revision);
+  out.set_lease(key.lease);
+}
+
+}  // namespace
+
+/// One leadership: from a won campaign until the first thing that ends it.
+struct Term {
+  Term(asio::any_io_executor executor, LeaderKey key)
+      : key(std::move(key)), ended(std::move(executor)) {}
+
+  void end(error_code why) {
+    if (ended.is_set()) return;
+    reason = why;
+    ended.set();
+  }
+
+  LeaderKey key;
+  AsyncEvent ended;
+  error_code reason;
+  asio::cancellation_signal stop_monitor;
+};
+
+class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
+ public:
+  ParticipantState(Client& client, std::string election, std::string value,
+                   ParticipantOptions options)
+      : client(&client),
+        core(client.core()),
+        election(std::move(election)),
+        value(std::move(value)),
+        options(options),
+        closing(core->executor()) {}
+
+  // Waits in line with a live lease; returns the verified key and the revision it was read at.
+  // A live lease for the next campaign: the kept one, or a new grant. A lease given up for its
+  // local deadline may still exist in etcd (a frozen or restarted etcd restores it with a fresh
+  // TTL), and its key would then stand in the queue as a phantom leader: it is revoked in the
+  // background, for as long as its TTL could keep it alive.
+  asio::awaitable<void> ensure_lease() {
+    if (lease && lease->lost()) {
+      if (lease->lost_reason() == errc::lease_deadline_passed)
+        asio::co_spawn(core->executor(), revoke_abandoned(core, lease->id(), lease->ttl()),
+                       [](std::exception_ptr) {});
+      lease.reset();
+    }
+    if (!lease) lease.emplace(co_await Lease::grant(*client, options.ttl, options.lease));
+  }
+
+  static asio::awaitable<void> revoke_abandoned(std::shared_ptr<ClientCore> core, std::int64_t id,
+                                                std::chrono::seconds ttl) {
+    asio::steady_timer timer(core->executor());
+    Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(2));
+    // etcd extends every lease by its TTL plus an election timeout when its leader changes.
+    const auto give_up = std::chrono::steady_clock::now() + 2 * ttl + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < give_up && !core->tracker()->closed()) {
+      bool done = true;
+      try {
+        co_await revoke_lease(*core, id);
+      } catch (const system_error&) {
+        done = false;
+      }
+      if (done) co_return;
+      timer.expires_after(backoff.next());
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+
+  asio::awaitable<std::pair<LeaderKey, std::int64_t>> run_campaign() {
+    co_await ensure_lease();
+    const auto id = lease->id();
+    Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
+    asio::steady_timer timer(core->executor());
+    v3electionpb::CampaignResponse won;
+    for (;;) {
+      auto result = co_await first_of(campaign_rpc(id), lease->wait_lost());
+      if (result.index() == 1)
+        throw system_error(std::get<1>(result),
+                           "campaign: the lease was lost while waiting in line");
+      auto& [status, response] = std::get<0>(result);
+      if (status.ok()) {
+        won = std::move(response);
+        break;
+      }
+      if (!transient(status)) core->throw_status(status, "campaign");
+      // Same lease again: etcd reuses the key, and its place in line, if it still has it.
+      timer.expires_after(backoff.next());
+      auto waited = co_await first_of(timer.async_wait(asio::use_awaitable), lease->wait_lost());
+      if (waited.index() == 1)
+        throw system_error(std::get<1>(waited), "campaign: the lease was lost while retrying");
+    }
+
+    LeaderKey key{election, won.leader().key(), won.leader().rev(), won.leader().lease()};
+    // etcd's Campaign never checks that the candidate's own key survived the wait.
+    auto check = co_await range(*core, key.key);
+    if (check.kvs_size() != 1 || check.kvs(0).create_revision() != key.revision ||
+        check.kvs(0).lease() != id)
+      throw_error(errc::key_deleted, "campaign: won, but the candidate key " + key.key +
+                                         " is gone (its lease expired while waiting)");
+    if (lease->lost()) throw system_error(lease->lost_reason(), "campaign");
+    co_return std::pair{std::move(key), check.header().revision()};
+  }
+
+  asio::awaitable<std::tuple<grpc::Status, v3electionpb::CampaignResponse>> campaign_rpc(
+      std::int64_t id) {
+    v3electionpb::CampaignRequest request;
+    request.set_name(election);
+    request.set_lease(id);
+    request.set_value(value);
+    auto ctx = core->unary_context();
+    // Waiting in line has no deadline; the lease's loss or the caller's cancellation ends it.
+    ctx->set_deadline(std::chrono::system_clock::time_point::max());
+    auto [status, response] = co_await core->call_status(
+        std::move(ctx), core->election().async(), &v3electionpb::Election::Stub::async::Campaign,
+        std::move(request));
+    if (status.error_code() == grpc::StatusCode::CANCELLED)
+      throw system_error(asio::error::operation_aborted, "campaign");
+    co_return std::tuple{std::move(status), std::move(response)};
+  }
+
+  void start_term(LeaderKey key, std::int64_t read_revision) {
+    auto t = std::make_shared<Term>(core->executor(), std::move(key));
+    term = t;
+    asio::co_spawn(core->executor(), monitor(shared_from_this(), t, read_revision + 1),
+                   asio::bind_cancellation_slot(t->stop_monitor.slot(), [](std::exception_ptr) {}));
+  }
+
+  // Ends the term at the first of: the lease lost, the key deleted, or the term ended by us.
+  static asio::awaitable<void> monitor(std::shared_ptr<ParticipantState> self,
+                                       std::shared_ptr<Term> t, std::int64_t from) {
+    error_code reason;
+    try {
+      auto result =
+          co_await first_of(first_of(self->lease->wait_lost(),
+                                     key_deleted(self->core, t->key.key, t->key.revision, from)),
+                            t->ended.wait());
+      if (result.index() == 1) co_return;  // ended by resign() or the destructor
+      const auto& cause = std::get<0>(result);
+      reason = cause.index() == 0 ? std::get<0>(cause) : error_code(errc::key_deleted);
+    } catch (const system_error& e) {
+      if (e.code() == asio::error::operation_aborted) co_return;
+      reason = e.code();
+    }
+    t->end(reason);
+  }
+
+  // Takes this candidate out of the election: the lease's revocation deletes its key.
+  asio::awaitable<void> withdraw() {
+    if (!lease) co_return;
+    Lease doomed = std::move(*lease);
+    lease.reset();
+    try {
+      co_await doomed.revoke();
+    } catch (const std::exception&) {
+      // Unreachable or closed: the lease expires after its TTL instead.
+    }
+  }
+
+  Client* client;
+  std::shared_ptr<ClientCore> core;
+  std::string election;
+  std::string value;
+  ParticipantOptions options;
+  std::optional<Lease> lease;
+  std::shared_ptr<Term> term;
+  AsyncEvent closing;
+  bool campaigning = false;  // one campaign() at a time
+};
+
+}  // namespace detail
+
+namespace asio = boost::asio;
+using boost::system::system_error;
+
+Participant::Participant(Client& client, std::string election, std::string value,
+                         ParticipantOptions options) {
+  detail::check_election_name(election);
+  detail::check_value_size(value, "participant value");
+  if (options.ttl.count() <= 0)
+    throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
+  state_ = std::make_shared<detail::ParticipantState>(client, std::move(election), std::move(value),
+                                                      options);
+}
+
+Participant::Participant(Participant&&) noexcept = default;
+
+Participant& Participant::operator=(Participant&& other) noexcept {
+  if (this != &other) {
+    Participant gone(std::move(*this));
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Participant::~Participant() {
+  if (!state_) return;
+  auto s = state_;
+  s->closing.set();  // a campaign in flight withdraws itself
+  if (s->term) {
+    s->term->end(asio::error::operation_aborted);
+    s->term->stop_monitor.emit(asio::cancellation_type::terminal);
+  }
+  if (s->lease && !s->lease->lost()) {
+    asio::co_spawn(
+        s->core->executor(), [s]() -> asio::awaitable<void> { co_await s->withdraw(); },
+        [](std::exception_ptr) {});
+  }
+}
+
+const std::string& Participant::election() const { return state_->election; }
+const std::string& Participant::value() const { return state_->value; }
+
+asio::awaitable<LeaderKey> Participant::campaign() {
+  auto s = state_;
+  if (s->term && !s->term->ended.is_set())
+    throw_error(errc::invalid_argument, "campaign: this participant is already the leader");
+  if (s->campaigning)
+    throw_error(errc::invalid_argument, "campaign: this participant is already campaigning");
+  struct Campaigning {
+    explicit Campaigning(bool& flag) : flag(flag) { flag = true; }
+    ~Campaigning() { flag = false; }
+    bool& flag;
+  } campaigning(s->campaigning);
+  std::exception_ptr failure;
+  bool aborted = false;
+  try {
+    auto result = co_await detail::first_of(s->run_campaign(), s->closing.wait());
+    if (result.index() == 1)
+      throw system_error(asio::error::operation_aborted, "campaign: the participant was destroyed");
+    // A win that lands together with a cancellation must not stand: the caller has moved on.
+    auto cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() != asio::cancellation_type::none)
+      throw system_error(asio::error::operation_aborted, "campaign");
+    auto& [key, revision] = std::get<0>(result);
+    s->start_term(key, revision);
+    co_return key;
+  } catch (const system_error& e) {
+    failure = std::current_exception();
+    aborted = e.code() == asio::error::operation_aborted;
+  }
+  // The clean-up must run even though this coroutine was cancelled.
+  if (aborted) co_await asio::this_coro::reset_cancellation_state();
+  co_await s->withdraw();
+  std::rethrow_exception(failure);
+}
+
+asio::awaitable<std::int64_t> Participant::acquire_lease() {
+  auto s = state_;
+  co_await s->ensure_lease();
+  co_return s->lease->id();
+}
+
+std::optional<std::int64_t> Participant::lease_id() const {
+  if (!state_->lease) return std::nullopt;
+  return state_->lease->id();
+}
+
+asio::awaitable<boost::system::error_code> Participant::keep_alive() {
+  auto term = state_->term;
+  if (!term) throw_error(errc::not_leader, "keep_alive: this participant has not won");
+  co_await term->ended.wait();
+  co_return term->reason;
+}
+
+bool Participant::is_leader() const {
+  const auto& s = *state_;
+  return s.term && !s.term->ended.is_set() && s.lease && !s.lease->lost() &&
+         std::chrono::steady_clock::now() < s.lease->deadline();
+}
+
+std::optional<LeaderKey> Participant::leader_key() const {
+  if (!state_->term) return std::nullopt;
+  return state_->term->key;
+}
+
+std::optional<std::chrono::steady_clock::time_point> Participant::deadline() const {
+  if (!state_->lease) return std::nullopt;
+  return state_->lease->deadline();
+}
+
+std::chrono::seconds Participant::granted_ttl() const {
+  return state_->lease ? state_->lease->ttl() : std::chrono::seconds(0);
+}
+
+asio::awaitable<void> Participant::resign() {
+  using detail::to_proto;
+  auto s = state_;
+  std::exception_ptr failure;
+  if (auto term = s->term; term && !term->ended.is_set()) {
+    term->end(errc::resigned);  // the leader stops believing it leads before anything is sent
+    term->stop_monitor.emit(asio::cancellation_type::terminal);
+    v3electionpb::ResignRequest request;
+    to_proto(term->key, *request.mutable_leader());
+    try {
+      co_await s->core->call("resign", s->core->election().async(),
+                             &v3electionpb::Election::Stub::async::Resign, std::move(request));
+    } catch (const system_error&) {
+      failure = std::current_exception();
+    }
+  }
+  co_await s->withdraw();
+  if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> Participant::proclaim(std::string value) {
+  using detail::to_proto;
+  auto s = state_;
+  detail::check_value_size(value, "proclaim");
+  auto term = s->term;
+  if (!term) throw_error(errc::not_leader, "proclaim: this participant has not won");
+  v3electionpb::ProclaimRequest request;
+  to_proto(term->key, *request.mutable_leader());
+  request.set_value(value);
+  co_await s->core->call("proclaim", s->core->election().async(),
+                         &v3electionpb::Election::Stub::async::Proclaim, std::move(request));
+  s->value = std::move(value);
+}
+
+asio::awaitable<std::int64_t> Participant::put_if_leader(std::string key, std::string value) {
+  auto s = state_;
+  detail::check_value_size(value, "put_if_leader");
+  auto term = s->term;
+  if (!term) throw_error(errc::not_leader, "put_if_leader: this participant has not won");
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_key(term->key.key);
+  compare->set_create_revision(term->key.revision);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(value));
+  auto reply = co_await s->core->call("put_if_leader", s->core->kv().async(),
+                                      &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+  if (!reply.succeeded())
+    throw_error(errc::not_leader, "put_if_leader " + key + ": etcd refused the write, leader key " +
+                                      term->key.key + " at revision " +
+                                      std::to_string(term->key.revision) + " no longer exists");
+  co_return reply.header().revision();
+}
+
+asio::awaitable<std::optional<LeaderInfo>> Participant::leader() {
+  auto s = state_;
+  v3electionpb::LeaderRequest request;
+  request.set_name(s->election);
+  v3electionpb::LeaderResponse reply;
+  try {
+    reply =
+        co_await s->core->call("leader", s->core->election().async(),
+                               &v3electionpb::Election::Stub::async::Leader, std::move(request));
+  } catch (const system_error& e) {
+    if (e.code() != errc::no_leader) throw;
+    reply.Clear();
+  }
+  if (!reply.has_kv()) co_return std::nullopt;
+  const auto& kv = reply.kv();
+  co_return LeaderInfo{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.lease()};
+}
+
+Observer Participant::observe() { return Observer(*state_->client, state_->election); }
+
+}  // namespace election

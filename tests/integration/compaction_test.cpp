@@ -1,0 +1,98 @@
+// Watches and observers when the history they would resume from has been compacted away.
+#include "client_core.hpp"
+#include "election/election.hpp"
+#include "support/etcd_cluster.hpp"
+#include "support/names.hpp"
+#include "support/options.hpp"
+#include "support/run.hpp"
+#include "watch.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <catch2/catch.hpp>
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using namespace std::chrono_literals;
+using election::errc;
+using election::test::options_for;
+using election::test::run;
+
+namespace {
+
+void compact(const std::string& endpoint, std::int64_t revision) {
+  const auto command = "ETCDCTL_API=3 etcdctl --endpoints=" + endpoint + " compact " +
+                       std::to_string(revision) + " >/dev/null";
+  REQUIRE(std::system(command.c_str()) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a watch from a compacted revision fails with errc::compacted", "[watch][compaction]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor,
+                            options_for(election::test::fixture_endpoints()));
+    const auto key = election::test::unique_name("compacted-watch");
+    election::ParticipantOptions options;
+    options.ttl = 5s;
+    election::Participant p(client, key, "v", options);
+    co_await p.campaign();
+    const auto first = co_await p.put_if_leader(key + "-data", "1");
+    const auto last = co_await p.put_if_leader(key + "-data", "2");
+    compact(client.options().endpoints.front(), last);
+    election::detail::KeyWatch watch(client.core(), key + "-data", {}, first);
+    boost::system::error_code code;
+    try {
+      co_await watch.next();
+    } catch (const boost::system::system_error& e) {
+      code = e.code();
+    }
+    CHECK(code == errc::compacted);
+    co_await p.resign();
+  });
+}
+
+TEST_CASE("an observer cut off during a compaction reports the current leader once",
+          "[observe][compaction][cluster]") {
+  auto dir = std::filesystem::path(ELECTION_TEST_WORK_DIR) /
+             ("observe-compaction-" + std::to_string(::getpid()));
+  auto etcd = election::test::EtcdCluster::start(dir, 3);
+  run(
+      [&]() -> asio::awaitable<void> {
+        auto executor = co_await asio::this_coro::executor;
+        // The observer talks only to a follower, the participant only to another member, so
+        // the cluster keeps its raft leader while the observer's member is frozen.
+        const int leader = etcd.raft_leader();
+        REQUIRE(leader >= 0);
+        const int cut = (leader + 1) % 3, other = (leader + 2) % 3;
+        election::Client watcher(executor, options_for({etcd.endpoint(cut)}));
+        election::Client writer(executor, options_for({etcd.endpoint(other)}));
+        const auto name = election::test::unique_name("observe-compaction");
+        election::Observer observer(watcher, name);
+        election::ParticipantOptions options;
+        options.ttl = 10s;
+        election::Participant a(writer, name, "v0", options);
+        co_await a.campaign();
+        auto current = co_await observer.next();
+        if (!current.has_leader()) current = co_await observer.next();  // "no leader" came first
+        REQUIRE(current.has_leader());
+        CHECK(current.leader->value == "v0");
+
+        etcd.freeze(cut);  // the observer's member hears nothing from here on
+        for (int i = 1; i <= 3; ++i) co_await a.proclaim("v" + std::to_string(i));
+        const auto revision = co_await a.put_if_leader(name + "-data", "x");
+        compact(etcd.endpoint(other), revision);
+        etcd.kill_member(cut);
+        etcd.start_member(cut);
+
+        // v1 and v2 are gone with the history; what the observer reports is the leader now.
+        auto after = co_await observer.next();
+        REQUIRE(after.has_leader());
+        CHECK(after.leader->value == "v3");
+        CHECK(after.leader->create_revision == current.leader->create_revision);
+        asio::steady_timer timer(executor, 500ms);
+        auto quiet = co_await (observer.next() || timer.async_wait(asio::use_awaitable));
+        CHECK(quiet.index() == 1);
+        co_await a.resign();
+      },
+      60s);
+}

@@ -1,0 +1,58 @@
+#include "election/error.hpp"
+#include "client_core.hpp"
+
+#include <boost/asio/error.hpp>
+#include <catch2/catch.hpp>
+
+using election::errc;
+using election::detail::to_error_code;
+
+TEST_CASE("every errc has its own sentence in the election category", "[errors]") {
+  std::set<std::string> messages;
+  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::compacted);
+       ++e) {
+    const boost::system::error_code ec = static_cast<errc>(e);
+    CHECK(std::string(ec.category().name()) == "election");
+    CHECK(ec.message().back() == '.');
+    messages.insert(ec.message());
+  }
+  CHECK(messages.size() == static_cast<std::size_t>(errc::compacted));
+}
+
+TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
+  using grpc::Status;
+  using grpc::StatusCode;
+  CHECK(to_error_code(Status(StatusCode::NOT_FOUND, "etcdserver: requested lease not found"),
+                      true) == errc::lease_expired);
+  CHECK(to_error_code(Status(StatusCode::OUT_OF_RANGE, "etcdserver: too large lease TTL"), true) ==
+        errc::ttl_refused);
+  CHECK(to_error_code(Status(StatusCode::OUT_OF_RANGE,
+                             "etcdserver: mvcc: required revision has been compacted"),
+                      true) == errc::compacted);
+  CHECK(to_error_code(Status(StatusCode::UNKNOWN, "election: not leader"), true) ==
+        errc::not_leader);
+  CHECK(to_error_code(Status(StatusCode::UNKNOWN, "election: no leader"), true) == errc::no_leader);
+  CHECK(to_error_code(Status(StatusCode::INVALID_ARGUMENT, "etcdserver: request is too large"),
+                      true) == errc::value_too_large);
+  CHECK(to_error_code(Status(StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token"),
+                      true) == errc::auth_failed);
+  CHECK(to_error_code(Status(StatusCode::CANCELLED, "Cancelled"), true) ==
+        boost::asio::error::operation_aborted);
+  CHECK(to_error_code(Status(StatusCode::DEADLINE_EXCEEDED, ""), false) == errc::unreachable);
+  CHECK(to_error_code(Status(StatusCode::DEADLINE_EXCEEDED, ""), true) == errc::timeout);
+  const auto other =
+      to_error_code(Status(StatusCode::UNAVAILABLE, "etcdserver: leader changed"), true);
+  CHECK(other.category() == election::grpc_category());
+  CHECK(other.value() == static_cast<int>(StatusCode::UNAVAILABLE));
+}
+
+TEST_CASE("a thrown error keeps the server's message", "[errors]") {
+  try {
+    election::throw_error(errc::ttl_refused, "lease grant: etcdserver: too large lease TTL");
+    FAIL("nothing thrown");
+  } catch (const boost::system::system_error& e) {
+    CHECK(e.code() == errc::ttl_refused);
+    CHECK_THAT(e.what(), Catch::Contains("too large lease TTL"));
+    CHECK_THAT(e.what(), Catch::Contains("refused the requested lease TTL"));
+  }
+}

@@ -1,0 +1,263 @@
+// Graceful handover: the leader resigns -> the waiting successor's campaign() returns.
+//
+//   ours:    two Participants, each on its own Client (its own connection), in this process;
+//            the clock starts before resign() and stops when the successor's campaign() returns.
+//   floor:   the least etcd allows with the same gRPC stack: a bare DeleteRange of a key -> a
+//            watcher on another Client receives the DELETE event.
+//   etcdctl: two `etcdctl elect` processes; SIGINT to the leader (etcdctl resigns on it) -> the
+//            successor prints its key.
+// Rounds of the three alternate, so they see the same etcd, disk and load.
+//
+// The successor has waited in line for `settle` (200 ms) when the leader steps down: etcd
+// delivers events to a watch that started at a past revision (as a waiting Campaign's does,
+// on etcd's side for ours, in the Go client for etcdctl) only from its sync loop, every
+// 100 ms, until the watch has caught up. A handover right after queueing would measure that
+// loop; the steady state, which every later handover sees, is what is measured here.
+#include "common.hpp"
+
+#include "watch.hpp"
+
+#include <csignal>
+#include <iostream>
+
+namespace election::bench {
+namespace {
+
+constexpr auto settle = 200ms;
+
+struct Handover {
+  std::vector<std::string> endpoints;
+  std::optional<Client> client_a, client_b, client_w, client_d;
+  std::optional<Participant> a, b;
+  Participant* leader = nullptr;
+  Participant* waiter = nullptr;
+  std::string name;
+  std::optional<std::int64_t> won_at;
+  std::exception_ptr failure;
+
+  std::string floor_key;
+  std::optional<detail::KeyWatch> watch;
+  std::optional<std::int64_t> deleted_seen_at;
+
+  // The waiter campaigns in the background; its win is timed the moment campaign() returns.
+  void spawn_campaign(Participant* p) {
+    won_at.reset();
+    asio::co_spawn(
+        client_a->get_executor(),
+        [this, p]() -> asio::awaitable<void> {
+          co_await p->campaign();
+          won_at = now_us();
+        },
+        [this](std::exception_ptr e) {
+          if (e) failure = e;
+        });
+  }
+
+  void check() const {
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  asio::awaitable<void> setup() {
+    auto ex = co_await asio::this_coro::executor;
+    client_a.emplace(ex, client_options(endpoints));
+    client_b.emplace(ex, client_options(endpoints));
+    client_w.emplace(ex, client_options(endpoints));
+    client_d.emplace(ex, client_options(endpoints));
+    name = unique("handover");
+    a.emplace(*client_a, name, "a");
+    b.emplace(*client_b, name, "b");
+    co_await a->campaign();
+    leader = &*a;
+    waiter = &*b;
+    spawn_campaign(waiter);
+
+    floor_key = unique("handover-floor");
+    const auto revision = co_await put_key(*client_d->core(), floor_key, "0");
+    watch.emplace(client_w->core(), floor_key, std::string{}, revision + 1);
+  }
+
+  // Returns milliseconds from resign() to the successor's win.
+  asio::awaitable<double> ours_round() {
+    co_await wait_count(*client_a->core(), name + "/", 2, 10s);
+    co_await sleep_for(settle);  // see the top of this file
+    check();
+    const auto t0 = now_us();
+    co_await leader->resign();
+    co_await require_within([this] { return won_at.has_value() || failure; }, 10s,
+                            "the successor to win");
+    check();
+    const auto took = *won_at - t0;
+    std::swap(leader, waiter);
+    spawn_campaign(waiter);
+    co_return ms(took);
+  }
+
+  // Returns milliseconds from sending the delete to the watcher's event.
+  asio::awaitable<double> floor_round() {
+    auto* core = client_d->core().get();
+    co_await put_key(*core, floor_key, "x");
+    // The watcher reads in the background, so the event is timed when it arrives, not when
+    // the delete's own reply has come back.
+    std::optional<std::int64_t> put_seen;
+    deleted_seen_at.reset();
+    auto reader = [this, &put_seen]() -> asio::awaitable<void> {
+      for (int i = 0; i < 4 && !deleted_seen_at; ++i) {
+        auto batch = co_await watch->next();
+        for (const auto& e : batch.events) {
+          if (e.type() == mvccpb::Event::PUT) put_seen = now_us();
+          if (e.type() == mvccpb::Event::DELETE) deleted_seen_at = now_us();
+        }
+      }
+    };
+    auto on_done = [this](std::exception_ptr e) {
+      if (e) failure = e;
+    };
+    auto executor = co_await asio::this_coro::executor;
+    asio::co_spawn(executor, reader, on_done);
+    co_await require_within([&] { return put_seen.has_value() || failure; }, 10s, "the put event");
+    check();
+    co_await sleep_for(20ms);
+    const auto t0 = now_us();
+    co_await delete_key(*core, floor_key);
+    co_await require_within([&] { return deleted_seen_at.has_value() || failure; }, 10s,
+                            "the delete event");
+    check();
+    co_return ms(*deleted_seen_at - t0);
+  }
+
+  asio::awaitable<void> teardown() {
+    // The last leader resigns, its successor wins and resigns too, then everything goes.
+    if (leader) {
+      co_await leader->resign();
+      co_await require_within([this] { return won_at.has_value() || failure; }, 10s,
+                              "the last successor to win");
+      co_await waiter->resign();
+    }
+    watch.reset();
+    a.reset();
+    b.reset();
+    client_a.reset();
+    client_b.reset();
+    client_w.reset();
+    client_d.reset();
+  }
+};
+
+// Two `etcdctl elect` processes handing over by SIGINT.
+class CtlHandover {
+ public:
+  CtlHandover(const Config& config, const Etcd& etcd, IoThread& io, Client& probe)
+      : config_(config), etcd_(etcd), io_(io), probe_(probe), name_(unique("handover-ctl")) {}
+
+  void setup() {
+    leader_ = spawn("ctl-0");
+    if (!leader_->next_line(15s))
+      throw std::runtime_error("etcdctl elect did not lead: " + leader_->stderr_tail());
+  }
+
+  // Milliseconds from SIGINT to the successor printing its key.
+  double round(int r) {
+    auto waiter = spawn("ctl-" + std::to_string(r + 1));
+    io_.sync(wait_count(*probe_.core(), name_ + "/", 2, 10s), 15s, "etcdctl waiter in line");
+    std::this_thread::sleep_for(settle);
+    const auto t0 = now_us();
+    leader_->signal(SIGINT);
+    auto line = waiter->next_line(10s);
+    if (!line) throw std::runtime_error("etcdctl successor did not lead: " + waiter->stderr_tail());
+    leader_->stop(5s);
+    leader_ = std::move(waiter);
+    return ms(line->at_us - t0);
+  }
+
+  void teardown() {
+    if (leader_) {
+      leader_->signal(SIGINT);
+      leader_->stop(5s);
+    }
+  }
+
+ private:
+  std::unique_ptr<Child> spawn(const std::string& value) {
+    return std::make_unique<Child>(
+        std::vector<std::string>{config_.etcdctl, "--endpoints=" + etcd_.endpoint(), "elect", name_,
+                                 value},
+        config_.work / "handover-etcdctl.err");
+  }
+
+  const Config& config_;
+  const Etcd& etcd_;
+  IoThread& io_;
+  Client& probe_;
+  std::string name_;
+  std::unique_ptr<Child> leader_;
+};
+
+}  // namespace
+
+int run_handover(const Config& config) {
+  const int rounds = config.quick ? 5 : 60;
+  const int ctl_rounds = config.quick ? 2 : 60;
+  Etcd etcd(config, "handover");
+  IoThread io;
+  Handover h;
+  h.endpoints = etcd.endpoints();
+  io.sync(h.setup(), 30s, "handover setup");
+
+  std::optional<Client> probe;
+  io.sync(
+      [&]() -> asio::awaitable<void> {
+        probe.emplace(co_await asio::this_coro::executor, client_options(etcd.endpoints()));
+        co_await probe->connect();
+      }(),
+      10s, "probe client");
+  CtlHandover ctl(config, etcd, io, *probe);
+  ctl.setup();
+
+  Samples ours, floor, peer;
+  // One warm-up round of each (fresh connections, first allocations) is not counted.
+  for (int r = -1; r < std::max(rounds, ctl_rounds); ++r) {
+    if (r < rounds) {
+      const double o = io.sync(h.ours_round(), 30s, "handover round");
+      const double f = io.sync(h.floor_round(), 30s, "floor round");
+      if (r >= 0) {
+        ours.add(o);
+        floor.add(f);
+      }
+    }
+    if (r < ctl_rounds) {
+      const double c = ctl.round(r + 1);
+      if (r >= 0) peer.add(c);
+    }
+  }
+  ctl.teardown();
+  io.sync(h.teardown(), 30s, "handover teardown");
+  io.sync(
+      [&]() -> asio::awaitable<void> {
+        probe.reset();
+        co_return;
+      }(),
+      10s, "probe teardown");
+
+  Results results("handover");
+  const std::string floor_name = "floor: delete -> watch event";
+  const std::string ctl_name = "etcdctl elect (SIGINT)";
+  const auto ratio_met = [](double ours_v, double base, double limit) {
+    return ours_v <= base * limit ? 1 : 0;
+  };
+  results.add(Row{
+      "handover p50", "ms", ours.percentile(50), floor_name, floor.percentile(50), "<= 1.5x floor",
+      ratio_met(ours.percentile(50), floor.percentile(50), 1.5), ours.size(),
+      "resign() -> successor's campaign() returns; floor rounds: " + std::to_string(floor.size())});
+  results.add(Row{"handover p50", "ms", ours.percentile(50), ctl_name, peer.percentile(50),
+                  "< etcdctl", ours.percentile(50) < peer.percentile(50) ? 1 : 0, ours.size(),
+                  "etcdctl rounds: " + std::to_string(peer.size())});
+  results.add(Row{"handover p99", "ms", ours.percentile(99), floor_name, floor.percentile(99), "",
+                  -1, ours.size(), ""});
+  results.add(Row{"handover p99", "ms", ours.percentile(99), ctl_name, peer.percentile(99), "", -1,
+                  ours.size(), ""});
+  results.print();
+  results.write(config.out);
+  return 0;
+}
+
+}  // namespace election::bench

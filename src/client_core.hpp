@@ -33,6 +33,8 @@ Target make_target(const std::vector<std::string>& endpoints);
 /// elections, otherwise grpc_category() with the status code. CANCELLED is operation_aborted.
 boost::system::error_code to_error_code(const grpc::Status& status, bool channel_ready);
 
+class KeepAliveHub;
+
 class ClientCore {
  public:
   ClientCore(boost::asio::any_io_executor executor, ClientOptions options);
@@ -96,6 +98,9 @@ class ClientCore {
   etcdserverpb::Lease::Stub& lease() { return *lease_; }
   etcdserverpb::Watch::Stub& watch() { return *watch_; }
   v3electionpb::Election::Stub& election() { return *election_; }
+
+  /// The one keep-alive stream for all leases of this Client (see lease_state.hpp).
+  std::shared_ptr<KeepAliveHub> keep_alive_hub;
 
  private:
   boost::asio::any_io_executor executor_;

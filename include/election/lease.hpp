@@ -31,8 +31,8 @@ struct LeaseTimeToLive {
   std::vector<std::string> keys;  ///< the keys attached to the lease
 };
 
-/// A granted lease, renewed every third of its TTL on one keep-alive stream until it is lost,
-/// revoked, or this object is destroyed.
+/// A granted lease, renewed every third of its TTL until it is lost, revoked, or this object is
+/// destroyed. All leases of one Client share one keep-alive stream.
 ///
 /// The lease counts as lost at the first of: a keep-alive reply with TTL 0 (errc::lease_expired:
 /// revoked from outside or expired), the local deadline passing without a renewal
@@ -85,6 +85,7 @@ class Lease {
 
  private:
   explicit Lease(std::shared_ptr<detail::LeaseState> state);
+  void stop_keep_alive();
   std::shared_ptr<detail::LeaseState> state_;
 };
 

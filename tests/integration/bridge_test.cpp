@@ -76,8 +76,13 @@ TEST_CASE("a unary call raced against a timer returns at the timer and is cancel
     CHECK(result.index() == 1);
     CHECK(elapsed >= 300ms);
     CHECK(elapsed < 1s);
-    // etcd resigns a campaign whose client cancelled it: only the leader's key is left.
+    // etcd resigns a campaign whose client cancelled it: only the leader's key is left. The
+    // server does so once the cancel reaches it, a moment after the call returned here.
     auto keys_left = co_await count_keys(core, name + "/");
+    for (int i = 0; i < 40 && keys_left != 1; ++i) {
+      co_await election::test::sleep_for(50ms);
+      keys_left = co_await count_keys(core, name + "/");
+    }
     CHECK(keys_left == 1);
     co_await leader.revoke();
     co_await waiter.revoke();

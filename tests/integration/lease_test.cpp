@@ -157,3 +157,39 @@ TEST_CASE("a keep-alive stream broken by an etcd restart is re-opened and the le
       },
       40s);
 }
+
+TEST_CASE("many leases on one client are kept alive together, and each is lost on its own",
+          "[lease]") {
+  run(
+      []() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, fixture_options());
+        std::vector<Lease> leases;
+        for (int i = 0; i < 40; ++i) {
+          leases.push_back(co_await Lease::grant(client, 2s));
+          co_await sleep_for(20ms);  // granted at different moments, renewed on one stream
+        }
+        co_await sleep_for(6s);  // three TTLs
+        for (auto& lease : leases) {
+          CHECK_FALSE(lease.lost());
+          auto ttl = co_await lease.time_to_live();
+          CHECK(ttl.remaining > 0s);
+        }
+        // Revoked from outside: every other lease is reported lost, the rest carry on.
+        for (std::size_t i = 0; i < leases.size(); i += 2) revoke_with_etcdctl(leases[i].id());
+        co_await sleep_for(1500ms);
+        for (std::size_t i = 0; i < leases.size(); ++i) {
+          CHECK(leases[i].lost() == (i % 2 == 0));
+          if (i % 2 == 0) CHECK(leases[i].lost_reason() == errc::lease_expired);
+        }
+        // Dropping a lease handle stops only its renewals.
+        std::vector<Lease> alive;
+        for (std::size_t i = 3; i < leases.size(); i += 2) alive.push_back(std::move(leases[i]));
+        leases.clear();  // the lost ones, and index 1, still alive on the server until its TTL
+        co_await sleep_for(3s);
+        for (auto& lease : alive) {
+          CHECK_FALSE(lease.lost());
+          co_await lease.revoke();
+        }
+      },
+      40s);
+}

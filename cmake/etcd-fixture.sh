@@ -11,6 +11,13 @@
 # mN.cmd (argv, one per line), mN.log, mN.data/, endpoints (C1,C2,... no scheme).
 # "Healthy" means `etcdctl endpoint health`, a quorum read: a member started
 # while the cluster has no quorum never becomes healthy.
+#
+# Client TLS (cmake/etcd-security.sh sets these; plain http when unset), read by `start`:
+#   ETCD_FIXTURE_TLS_DIR=CERTS        serve https with CERTS/{server.pem,server-key.pem}
+#   ETCD_FIXTURE_CLIENT_CERT_AUTH=1   also require a client certificate signed by CERTS/ca.pem
+#                                     (mutual TLS; etcd implies it from --trusted-ca-file)
+#   ETCD_FIXTURE_EXTRA_ARGS="..."     more etcd flags, split on blanks (e.g. --auth-token-ttl 2)
+# The etcdctl flags that reach such members are kept in DIR/etcdctl.args, one per line.
 set -euo pipefail
 
 ETCD=${ETCD_FIXTURE_ETCD:-etcd}
@@ -78,13 +85,15 @@ launch_member() { # DIR N
 }
 
 # Succeeds once every endpoint is healthy; fails early if one of PIDS dies.
-wait_healthy() { # ENDPOINTS PIDS...
-  local eps=$1 p
-  shift
+wait_healthy() { # DIR ENDPOINTS PIDS...
+  local eps=$2 p
+  local -a tls=()
+  [[ -f $1/etcdctl.args ]] && mapfile -t tls <"$1/etcdctl.args"
+  shift 2
   local deadline=$(($(now_ms) + 20000))
   while (($(now_ms) < deadline)); do
     for p in "$@"; do alive "$p" || return 1; done
-    "$ETCDCTL" --endpoints="$eps" --dial-timeout=1s --command-timeout=1s \
+    "$ETCDCTL" --endpoints="$eps" "${tls[@]}" --dial-timeout=1s --command-timeout=1s \
       endpoint health >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -121,8 +130,22 @@ try_start() { # DIR MEMBERS
   local dir=$1 members=$2 i
   local -a ports pids
   read -r -a ports <<<"$(pick_ports $((2 * members)))"
-  local cluster="" eps="" token
+  local cluster="" eps="" token scheme=http
+  local -a security=() extra=()
   token="fixture-$(printf '%s' "$dir" | md5sum | cut -c1-12)-$$-$RANDOM"
+  if [[ -n ${ETCD_FIXTURE_TLS_DIR:-} ]]; then
+    local certs
+    certs=$(abs_dir "$ETCD_FIXTURE_TLS_DIR") || die "no TLS directory '$ETCD_FIXTURE_TLS_DIR'"
+    scheme=https
+    security=(--cert-file "$certs/server.pem" --key-file "$certs/server-key.pem")
+    local -a ctl=(--cacert="$certs/ca.pem")
+    if [[ ${ETCD_FIXTURE_CLIENT_CERT_AUTH:-0} == 1 ]]; then
+      security+=(--trusted-ca-file "$certs/ca.pem" --client-cert-auth)
+      ctl+=(--cert="$certs/client.pem" --key="$certs/client-key.pem")
+    fi
+    printf '%s\n' "${ctl[@]}" >"$dir/etcdctl.args"
+  fi
+  read -r -a extra <<<"${ETCD_FIXTURE_EXTRA_ARGS:-}"
   for ((i = 1; i <= members; i++)); do
     cluster+="${cluster:+,}m$i=http://127.0.0.1:${ports[2 * i - 1]}"
     eps+="${eps:+,}127.0.0.1:${ports[2 * i - 2]}"
@@ -132,15 +155,15 @@ try_start() { # DIR MEMBERS
     echo "127.0.0.1:$c" >"$dir/m$i.endpoint"
     echo "http://127.0.0.1:$p" >"$dir/m$i.peer"
     printf '%s\n' "$(command -v "$ETCD")" --name "m$i" --data-dir "$dir/m$i.data" \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-client-urls "$scheme://127.0.0.1:$c" --advertise-client-urls "$scheme://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "$token" \
-      --logger zap >"$dir/m$i.cmd"
+      --logger zap "${security[@]}" "${extra[@]}" >"$dir/m$i.cmd"
     launch_member "$dir" "$i"
     pids+=("$(<"$dir/m$i.pid")")
   done
   echo "$eps" >"$dir/endpoints"
-  wait_healthy "$eps" "${pids[@]}"
+  wait_healthy "$dir" "$eps" "${pids[@]}"
 }
 
 cmd_start() {
@@ -186,7 +209,7 @@ cmd_start_member() {
     launch_member "$dir" "$2"
   fi
   pid=$(<"$dir/m$2.pid")
-  if ! wait_healthy "$(<"$dir/m$2.endpoint")" "$pid"; then
+  if ! wait_healthy "$dir" "$(<"$dir/m$2.endpoint")" "$pid"; then
     echo "etcd-fixture: member $2 in $dir did not become healthy" >&2
     tail -n 25 "$dir/m$2.log" >&2 || true
     exit 1

@@ -60,6 +60,9 @@ struct Config {
   std::string election = "leader-worker";
   std::int64_t ttl = 10;
   bool json = false;
+  election::TlsOptions tls;  // --cacert, --cert, --key
+  std::string user;          // --user name[:password]
+  std::string password;      // from --user or --password; never printed
 };
 
 std::int64_t micros(Clock::time_point t) {
@@ -180,6 +183,9 @@ class Worker {
     election::ClientOptions options;
     options.endpoints = config_.endpoints;
     options.connect_timeout = connect_timeout;
+    options.tls = config_.tls;
+    options.user = config_.user;
+    options.password = config_.password;
     election::ParticipantOptions participant_options;
     participant_options.ttl = std::chrono::seconds(config_.ttl);
     // Bad endpoints and election names are refused here, before anything is sent.
@@ -228,7 +234,11 @@ class Worker {
     try {
       co_await client_->connect();
     } catch (const system_error& e) {
-      if (e.code() == asio::error::operation_aborted) throw;
+      // Refused credentials or certificates: the library's message says which, "cannot reach"
+      // would mislead.
+      if (e.code() == asio::error::operation_aborted || e.code() == errc::auth_failed ||
+          e.code() == errc::tls_failed)
+        throw;
       throw system_error(e.code(), "cannot reach etcd at " + join(config_.endpoints) + " within " +
                                        std::to_string(connect_timeout.count()) + " s");
     }
@@ -464,7 +474,8 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
                    ->check(CLI::Range(1, 65535))
                    ->capture_default_str();
   app.add_option("--endpoints", endpoints,
-                 "etcd members as host:port,host:port,... instead of --host/--port")
+                 "etcd members as host:port,host:port,... instead of --host/--port; "
+                 "https://host:port for TLS")
       ->delimiter(',')
       ->excludes(host)
       ->excludes(port);
@@ -475,6 +486,15 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
       ->capture_default_str();
   app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
+  // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
+  app.add_option("--cacert", config.tls.ca_file,
+                 "CA bundle (PEM) to verify etcd's TLS certificate with; implies TLS");
+  app.add_option("--cert", config.tls.cert_file, "Client certificate (PEM) for mutual TLS");
+  app.add_option("--key", config.tls.key_file, "Private key (PEM) of --cert");
+  std::string user;
+  app.add_option("--user", user, "etcd user as NAME:PASSWORD, or NAME with --password");
+  auto* password =
+      app.add_option("--password", config.password, "Password of --user (then NAME only)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -495,6 +515,35 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     config.endpoints = {(ipv6 ? "[" + config.host + "]" : config.host) + ":" +
                         std::to_string(config.port)};
   }
+  if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
+    std::fprintf(stderr, "leader-worker: --cert and --key go together\n");
+    return 2;
+  }
+  const auto colon = user.find(':');
+  const bool password_given = password->count() > 0;
+  if (colon != std::string::npos && password_given) {
+    std::fprintf(stderr, "leader-worker: --password given, so --user must be NAME only\n");
+    return 2;
+  }
+  if (!user.empty() && colon == std::string::npos && !password_given) {
+    std::fprintf(stderr,
+                 "leader-worker: --user NAME needs a password: --user NAME:PASSWORD "
+                 "or --password\n");
+    return 2;
+  }
+  if (user.empty() && password_given) {
+    std::fprintf(stderr, "leader-worker: --password needs --user\n");
+    return 2;
+  }
+  if (colon != std::string::npos) {
+    config.password = user.substr(colon + 1);
+    user.erase(colon);
+    if (user.empty()) {
+      std::fprintf(stderr, "leader-worker: --user: empty user name\n");
+      return 2;
+    }
+  }
+  config.user = std::move(user);
   return std::nullopt;
 }
 

@@ -16,6 +16,8 @@ PACKAGES=(
   libcli11-dev catch2
   # the etcd the tests start, and what cmake/etcd-fixture.sh uses beside it (ss, ps)
   etcd-server etcd-client iproute2 procps
+  # the TLS tests make their certificates at test time
+  openssl
   # scripts/demo.sh reads the workers' JSON lines with jq
   jq
 )

@@ -1,15 +1,22 @@
 #include "client_core.hpp"
+#include "election/detail/async_event.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace election {
 namespace detail {
@@ -20,6 +27,7 @@ namespace asio = boost::asio;
 struct Endpoint {
   std::string host;  // without brackets
   std::string port;
+  std::string_view scheme;  // "http", "https" or empty
 };
 
 Endpoint parse_endpoint(std::string_view text) {
@@ -27,8 +35,14 @@ Endpoint parse_endpoint(std::string_view text) {
   auto bad = [&](const std::string& why) {
     throw_error(errc::invalid_endpoint, "endpoint '" + original + "': " + why);
   };
-  if (text.starts_with("http://")) text.remove_prefix(7);
-  if (text.starts_with("https://")) bad("TLS endpoints are not supported by this build");
+  std::string_view scheme;
+  if (text.starts_with("http://")) {
+    scheme = "http";
+    text.remove_prefix(7);
+  } else if (text.starts_with("https://")) {
+    scheme = "https";
+    text.remove_prefix(8);
+  }
   if (text.find("://") != std::string_view::npos) bad("unknown scheme");
   if (!text.empty() && text.back() == '/') text.remove_suffix(1);
   std::string_view host, port;
@@ -51,7 +65,35 @@ Endpoint parse_endpoint(std::string_view text) {
   if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value < 1 ||
       value > 65535)
     bad("port must be a number from 1 to 65535");
-  return {std::string(host), std::string(port)};
+  return {std::string(host), std::string(port), scheme};
+}
+
+// The whole file, which must hold a PEM block. The message names the option and the file,
+// never the content: a key file's content is a secret.
+std::string read_pem(const std::string& path, const char* option) {
+  auto bad = [&](const std::string& why) {
+    throw_error(errc::invalid_argument,
+                std::string("ClientOptions::") + option + " '" + path + "': " + why);
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad(std::string("cannot read: ") + std::strerror(errno));
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) bad("cannot read");
+  std::string text = std::move(content).str();
+  if (text.find("-----BEGIN ") == std::string::npos) bad("not a PEM file");
+  return text;
+}
+
+bool contains(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+// gRPC reports a failed handshake in its connection error; etcd then closes the connection.
+bool tls_problem(const std::string& message) {
+  for (const char* text : {"andshake", "SSL", "ssl", "TLS", "ertificate"})
+    if (contains(message, text)) return true;
+  return false;
 }
 
 }  // namespace
@@ -61,6 +103,12 @@ Target make_target(const std::vector<std::string>& endpoints) {
   std::vector<Endpoint> parsed;
   for (const auto& e : endpoints) parsed.push_back(parse_endpoint(e));
   Target target;
+  for (const auto& e : parsed) {
+    target.https = target.https || e.scheme == "https";
+    target.http = target.http || e.scheme == "http";
+  }
+  if (target.https && target.http)
+    throw_error(errc::invalid_endpoint, "endpoints mix http:// and https:// members");
   target.authority = parsed.front().host + ":" + parsed.front().port;
 
   if (parsed.size() == 1) {
@@ -132,9 +180,19 @@ boost::system::error_code to_error_code(const grpc::Status& status, bool channel
     case grpc::StatusCode::UNKNOWN:
       if (has("election: not leader")) return errc::not_leader;
       if (has("election: no leader")) return errc::no_leader;
+      // The election service passes etcd's auth errors on as plain errors: only the text says.
+      if (has("etcdserver: permission denied")) return errc::permission_denied;
+      if (has("etcdserver: invalid auth token") || has("etcdserver: user name is empty") ||
+          has("etcdserver: revision of auth store is old"))
+        return errc::auth_failed;
       break;
     case grpc::StatusCode::INVALID_ARGUMENT:
       if (has("request is too large")) return errc::value_too_large;
+      // etcd 3.4 refuses a bad password, a request without a token while authentication is on,
+      // and a token older than the auth store with INVALID_ARGUMENT.
+      if (has("authentication failed") || has("user name is empty") ||
+          has("revision of auth store is old"))
+        return errc::auth_failed;
       break;
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
       if (has("larger than max")) return errc::value_too_large;
@@ -155,6 +213,19 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
       options_.request_timeout <= std::chrono::milliseconds::zero())
     throw_error(errc::invalid_argument, "connect_timeout and request_timeout must be positive");
   const Target target = make_target(options_.endpoints);
+  const auto& tls = options_.tls;
+  const bool tls_options = !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                           !tls.key_file.empty() || !tls.server_name.empty();
+  if (target.http && tls_options)
+    throw_error(errc::invalid_endpoint,
+                "endpoints " + endpoint_list() +
+                    " are http:// (plaintext) but ClientOptions::tls is set: use https://");
+  if (tls.cert_file.empty() != tls.key_file.empty())
+    throw_error(errc::invalid_argument,
+                "ClientOptions::tls.cert_file and tls.key_file must be given together");
+  if (options_.user.empty() && !options_.password.empty())
+    throw_error(errc::invalid_argument, "ClientOptions::password is set but user is empty");
+  use_tls_ = target.https || tls_options;
 
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
@@ -170,11 +241,25 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, target.authority);
-  channel_ = grpc::CreateCustomChannel(target.uri, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (use_tls_) {
+    grpc::SslCredentialsOptions ssl;
+    if (!tls.ca_file.empty()) ssl.pem_root_certs = read_pem(tls.ca_file, "tls.ca_file");
+    if (!tls.cert_file.empty()) {
+      ssl.pem_cert_chain = read_pem(tls.cert_file, "tls.cert_file");
+      ssl.pem_private_key = read_pem(tls.key_file, "tls.key_file");
+    }
+    if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  channel_ = grpc::CreateCustomChannel(target.uri, credentials, args);
   kv_ = etcdserverpb::KV::NewStub(channel_);
   lease_ = etcdserverpb::Lease::NewStub(channel_);
   watch_ = etcdserverpb::Watch::NewStub(channel_);
   election_ = v3electionpb::Election::NewStub(channel_);
+  auth_ = etcdserverpb::Auth::NewStub(channel_);
 }
 
 ClientCore::~ClientCore() { close(); }
@@ -194,6 +279,7 @@ std::unique_ptr<grpc::ClientContext> ClientCore::unary_context() const {
   ctx->set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
   // Wait out a reconnect (a member restarting) within the deadline instead of failing at once.
   ctx->set_wait_for_ready(true);
+  if (!token_.empty()) ctx->AddMetadata("token", token_);
   return ctx;
 }
 
@@ -202,6 +288,7 @@ std::unique_ptr<grpc::ClientContext> ClientCore::stream_context() const {
   // A member cut off from its raft leader refuses (and later cancels) the stream rather than
   // keeping it open and silent.
   ctx->AddMetadata("hasleader", "true");
+  if (!token_.empty()) ctx->AddMetadata("token", token_);
   return ctx;
 }
 
@@ -210,31 +297,140 @@ void ClientCore::throw_status(const grpc::Status& status, const std::string& wha
   std::string detail = what;
   if (ec == errc::unreachable) detail += ": no connection to " + endpoint_list();
   if (!status.error_message().empty()) detail += ": " + status.error_message();
+  if (ec == errc::auth_failed && !has_credentials())
+    detail += " (etcd has authentication enabled: set ClientOptions::user and password)";
   throw boost::system::system_error(ec, detail);
 }
 
-asio::awaitable<void> ClientCore::connect() {
-  if (channel_ready()) co_return;
-  if (tracker_->closed()) throw_error(errc::client_closed, "connect");
-  // A real request, not a connectivity-state poll: gRPC makes progress on a connection attempt
-  // only while some call or completion queue drives it. A serializable count of one key is
-  // answered by the member itself, without raft. Any answer, even a refusal, proves the
-  // connection; only a missed deadline means no member could be reached.
-  etcdserverpb::RangeRequest request;
-  request.set_key(std::string(1, '\0'));
-  request.set_serializable(true);
-  request.set_count_only(true);
-  auto ctx = unary_context();
-  ctx->set_deadline(std::chrono::system_clock::now() + options_.connect_timeout);
-  auto [status, response] = co_await call_status(
-      std::move(ctx), kv_->async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
-  const auto code = status.error_code();
-  if (code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::UNAVAILABLE) {
-    throw_error(errc::unreachable, "connect to " + endpoint_list() + " (waited " +
-                                       std::to_string(options_.connect_timeout.count()) +
-                                       " ms): " + status.error_message());
+bool ClientCore::token_rejected(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) return true;
+  const auto& m = status.error_message();
+  return contains(m, "invalid auth token") || contains(m, "revision of auth store is old") ||
+         contains(m, "user name is empty");
+}
+
+/// One authentication, waited for by every caller that needs a new token meanwhile.
+struct AuthAttempt {
+  explicit AuthAttempt(asio::any_io_executor executor) : done(std::move(executor)) {}
+  AsyncEvent done;
+  std::exception_ptr failure;
+};
+
+asio::awaitable<void> ClientCore::refresh_token(std::uint64_t seen) {
+  for (;;) {
+    if (token_generation_ != seen) co_return;
+    auto pending = auth_attempt_;
+    if (!pending) break;
+    co_await pending->done.wait();
+    if (!pending->failure) continue;
+    // Its caller's cancellation is not ours: then this caller tries itself.
+    try {
+      std::rethrow_exception(pending->failure);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() != asio::error::operation_aborted) throw;
+    }
   }
-  if (code == grpc::StatusCode::CANCELLED) throw_status(status, "connect");
+  auto attempt = std::make_shared<AuthAttempt>(executor_);
+  auth_attempt_ = attempt;
+  try {
+    co_await authenticate();
+  } catch (...) {
+    attempt->failure = std::current_exception();
+  }
+  auth_attempt_.reset();
+  attempt->done.set();
+  if (attempt->failure) std::rethrow_exception(attempt->failure);
+}
+
+asio::awaitable<void> ClientCore::authenticate() {
+  const std::string what = "authenticate as etcd user '" + options_.user + "'";
+  if (tracker_->closed()) throw_error(errc::client_closed, what);
+  etcdserverpb::AuthenticateRequest request;
+  request.set_name(options_.user);
+  request.set_password(options_.password);
+  // Without the old token: etcd must judge the password alone.
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  ctx->set_wait_for_ready(true);
+  auto [status, response] =
+      co_await call_status(std::move(ctx), auth_->async(),
+                           &etcdserverpb::Auth::Stub::async::Authenticate, std::move(request));
+  if (status.ok()) {
+    token_ = response.token();
+    ++token_generation_;
+    co_return;
+  }
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+      contains(status.error_message(), "authentication is not enabled")) {
+    // As etcd's Go client does: credentials for an etcd without authentication are not an error.
+    token_.clear();
+    ++token_generation_;
+    co_return;
+  }
+  // etcd's message names neither the password nor the token.
+  throw_status(status, what);
+}
+
+asio::awaitable<void> ClientCore::connect() {
+  if (!channel_ready()) co_await wait_connected();
+  if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
+}
+
+// Fail-fast requests, repeated until one is answered: a request, not a connectivity-state poll,
+// because gRPC makes progress on a connection attempt only while some call drives it, and
+// fail-fast because its failure carries gRPC's last connection error (refused, TLS handshake
+// failed, ...), which a wait-for-ready request that runs out of time does not. A serializable
+// count of one key is answered by the member itself, without raft. Any answer, even a refusal,
+// proves the connection.
+asio::awaitable<void> ClientCore::wait_connected() {
+  if (tracker_->closed()) throw_error(errc::client_closed, "connect");
+  const auto deadline = std::chrono::system_clock::now() + options_.connect_timeout;
+  asio::steady_timer pause(executor_);
+  std::string last_error;
+  for (;;) {
+    etcdserverpb::RangeRequest request;
+    request.set_key(std::string(1, '\0'));
+    request.set_serializable(true);
+    request.set_count_only(true);
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(deadline);
+    auto [status, response] = co_await call_status(
+        std::move(ctx), kv_->async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
+    const auto code = status.error_code();
+    if (code == grpc::StatusCode::CANCELLED) throw_status(status, "connect");
+    if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::DEADLINE_EXCEEDED)
+      co_return;
+    if (code == grpc::StatusCode::UNAVAILABLE) last_error = status.error_message();
+    const auto now = std::chrono::system_clock::now();
+    if (code == grpc::StatusCode::DEADLINE_EXCEEDED || now >= deadline) break;
+    // The channel waits out its reconnect backoff in between; asking more often costs nothing.
+    // The last pause ends at the deadline, so the error comes at the connect timeout, not before.
+    pause.expires_after(std::min<std::chrono::system_clock::duration>(
+        std::chrono::milliseconds(100), deadline - now));
+    co_await pause.async_wait(asio::use_awaitable);
+  }
+  const std::string waited =
+      " (waited " + std::to_string(options_.connect_timeout.count()) + " ms)";
+  if (tls_problem(last_error))
+    throw_error(errc::tls_failed,
+                "connect to " + endpoint_list() + waited + ": TLS handshake failed: " + last_error);
+  // A server that accepts the connection and then closes it: under TLS 1.3 that is how a
+  // refused (or missing) client certificate looks to the client; without TLS, how a TLS
+  // server answers a plaintext client.
+  const bool closed_by_server = contains(last_error, "Socket closed") ||
+                                contains(last_error, "read failed") ||
+                                contains(last_error, "reset by peer");
+  if (use_tls_ && closed_by_server)
+    throw_error(errc::tls_failed,
+                "connect to " + endpoint_list() + waited +
+                    ": etcd closed the connection after the TLS handshake (does it require a "
+                    "client certificate? set ClientOptions::tls.cert_file and key_file): " +
+                    last_error);
+  std::string hint;
+  if (!use_tls_ && closed_by_server)
+    hint = " (if etcd serves TLS, give the endpoints as https:// with ClientOptions::tls)";
+  throw_error(errc::unreachable, "connect to " + endpoint_list() + waited + ": " +
+                                     (last_error.empty() ? "no answer" : last_error) + hint);
 }
 
 }  // namespace detail

@@ -15,7 +15,9 @@
 
 #include <grpcpp/channel.h>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -26,6 +28,8 @@ namespace election::detail {
 struct Target {
   std::string uri;        // e.g. "ipv4:127.0.0.1:2379,127.0.0.1:22379" or "dns:///etcd:2379"
   std::string authority;  // host:port of the first endpoint
+  bool https = false;     // endpoints given as https://
+  bool http = false;      // endpoints given as http://
 };
 Target make_target(const std::vector<std::string>& endpoints);
 
@@ -34,6 +38,8 @@ Target make_target(const std::vector<std::string>& endpoints);
 boost::system::error_code to_error_code(const grpc::Status& status, bool channel_ready);
 
 class KeepAliveHub;
+class ElectionFeed;
+struct AuthAttempt;
 
 class ClientCore {
  public:
@@ -57,6 +63,23 @@ class ClientCore {
 
   /// Throws system_error for a failed status: "`what`: server message".
   [[noreturn]] void throw_status(const grpc::Status& status, const std::string& what) const;
+
+  /// Whether requests must carry a token: a user is configured.
+  bool has_credentials() const { return !options_.user.empty(); }
+
+  /// Counts the tokens obtained so far (0: not authenticated yet). A caller notes it before a
+  /// request, so that after a rejection it authenticates again only if nobody else has since.
+  std::uint64_t token_generation() const { return token_generation_; }
+
+  /// Authenticates again, unless a token newer than generation `seen` exists already. Calls
+  /// that find an authentication in flight wait for it, so a thousand participants rejected at
+  /// once cost etcd one password check (bcrypt), not a thousand. Throws errc::auth_failed when
+  /// etcd refuses the credentials. An etcd without authentication enabled leaves no token.
+  boost::asio::awaitable<void> refresh_token(std::uint64_t seen);
+
+  /// Whether etcd refused a request for its token (expired, invalidated by a password change,
+  /// issued before the auth store last changed, or missing), which a new token may cure.
+  static bool token_rejected(const grpc::Status& status);
 
   /// A stub's callback-API method for a unary call, e.g. &etcdserverpb::KV::Stub::async::Range.
   template <class AsyncStub, class Request, class Response>
@@ -88,8 +111,16 @@ class ClientCore {
                                         UnaryMethod<AsyncStub, Request, Response> method,
                                         Request request) {
     if (tracker_->closed()) throw_error(errc::client_closed, what);
-    auto [status, response] =
-        co_await call_status(unary_context(), stub, method, std::move(request));
+    if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
+    const auto seen = token_generation_;
+    // The request is kept for one retry with a new token; only then is it worth a copy.
+    Request first = has_credentials() ? request : std::move(request);
+    auto result = co_await call_status(unary_context(), stub, method, std::move(first));
+    if (has_credentials() && token_rejected(std::get<0>(result))) {
+      co_await refresh_token(seen);
+      result = co_await call_status(unary_context(), stub, method, std::move(request));
+    }
+    auto& [status, response] = result;
     if (!status.ok()) throw_status(status, what);
     co_return std::move(response);
   }
@@ -102,6 +133,9 @@ class ClientCore {
   /// The one keep-alive stream for all leases of this Client (see lease_state.hpp).
   std::shared_ptr<KeepAliveHub> keep_alive_hub;
 
+  /// One watch per election for all Observers of this Client (see observer.cpp), by name.
+  std::map<std::string, std::weak_ptr<ElectionFeed>> election_feeds;
+
  private:
   boost::asio::any_io_executor executor_;
   ClientOptions options_;
@@ -111,6 +145,14 @@ class ClientCore {
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::unique_ptr<v3electionpb::Election::Stub> election_;
+  boost::asio::awaitable<void> wait_connected();
+  boost::asio::awaitable<void> authenticate();
+
+  bool use_tls_ = false;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+  std::string token_;  // empty: none (no credentials, or etcd has authentication disabled)
+  std::uint64_t token_generation_ = 0;
+  std::shared_ptr<AuthAttempt> auth_attempt_;  // the authentication in flight, if any
 };
 
 }  // namespace election::detail

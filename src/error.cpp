@@ -51,6 +51,9 @@ class ErrcCategory final : public boost::system::error_category {
         return "The election has no leader.";
       case errc::compacted:
         return "The requested revision has been compacted away.";
+      case errc::tls_failed:
+        return "No TLS connection to etcd could be made: the server certificate was not trusted, "
+               "the client certificate was refused, or one side does not speak TLS.";
     }
     return "Unknown election error.";
   }

@@ -145,7 +145,10 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
     asio::steady_timer timer(core->executor());
     v3electionpb::CampaignResponse won;
+    int refused_tokens = 0;  // in a row, each refused at once
     for (;;) {
+      const auto token = core->token_generation();
+      const auto sent = std::chrono::steady_clock::now();
       auto result = co_await first_of(campaign_rpc(id), lease->wait_lost());
       if (result.index() == 1)
         throw system_error(std::get<1>(result),
@@ -154,6 +157,15 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (status.ok()) {
         won = std::move(response);
         break;
+      }
+      // A long wait in line outlives etcd's token TTL: etcd then refuses the campaign's next
+      // step. Campaigning again with a new token and the same lease keeps the place in line.
+      if (core->has_credentials() && ClientCore::token_rejected(status)) {
+        if (std::chrono::steady_clock::now() - sent > std::chrono::seconds(1)) refused_tokens = 0;
+        if (++refused_tokens <= 3) {
+          co_await core->refresh_token(token);
+          continue;
+        }
       }
       if (!transient(status)) core->throw_status(status, "campaign");
       // Same lease again: etcd reuses the key, and its place in line, if it still has it.

@@ -15,6 +15,7 @@ KeyWatch::KeyWatch(std::shared_ptr<ClientCore> core, std::string key, std::strin
       next_revision_(start_revision) {}
 
 void KeyWatch::open() {
+  opened_with_token_ = core_->token_generation();
   stream_ = start_bidi_stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
       core_->tracker(), core_->executor(), core_->stream_context(),
       [this](auto* ctx, auto* reactor) { core_->watch().async()->Watch(ctx, reactor); });
@@ -36,8 +37,12 @@ asio::awaitable<KeyWatch::Batch> KeyWatch::next() {
       const auto status = stream_.status();
       stream_ = {};
       const auto code = status.error_code();
-      if (code == grpc::StatusCode::UNAUTHENTICATED || code == grpc::StatusCode::PERMISSION_DENIED)
+      if (code == grpc::StatusCode::UNAUTHENTICATED ||
+          code == grpc::StatusCode::PERMISSION_DENIED) {
+        const bool retry = co_await reauthenticate();
+        if (retry) continue;
         core_->throw_status(status, "watch " + key_);
+      }
       timer.expires_after(backoff_.next());
       co_await timer.async_wait(asio::use_awaitable);
       continue;
@@ -51,13 +56,24 @@ asio::awaitable<KeyWatch::Batch> KeyWatch::next() {
     if (message->canceled()) {
       // Cancelled by the server for another reason (e.g. the member lost its leader): resume.
       stream_ = {};
-      if (message->cancel_reason().find("permission denied") != std::string::npos)
-        throw_error(errc::permission_denied, "watch " + key_ + ": " + message->cancel_reason());
+      // etcd names an expired token in the reason ("... Unauthenticated desc = etcdserver:
+      // invalid auth token"), and a missing permission as "permission denied".
+      const auto& reason = message->cancel_reason();
+      const bool denied = reason.find("permission denied") != std::string::npos;
+      if (denied || ClientCore::token_rejected(grpc::Status(grpc::StatusCode::UNKNOWN, reason))) {
+        const bool retry = co_await reauthenticate();
+        if (retry) continue;
+        throw_error(denied ? errc::permission_denied : errc::auth_failed,
+                    "watch " + key_ + ": " + reason);
+      }
       timer.expires_after(backoff_.next());
       co_await timer.async_wait(asio::use_awaitable);
       continue;
     }
-    if (message->created()) backoff_.reset();
+    if (message->created()) {
+      backoff_.reset();
+      reauthenticated_ = false;
+    }
     if (message->events().empty()) continue;
     Batch batch;
     batch.events.assign(message->events().begin(), message->events().end());
@@ -65,6 +81,14 @@ asio::awaitable<KeyWatch::Batch> KeyWatch::next() {
     next_revision_ = batch.revision + 1;
     co_return batch;
   }
+}
+
+asio::awaitable<bool> KeyWatch::reauthenticate() {
+  // A refusal after a fresh token is a real lack of permission.
+  if (!core_->has_credentials() || reauthenticated_) co_return false;
+  reauthenticated_ = true;
+  co_await core_->refresh_token(opened_with_token_);
+  co_return true;
 }
 
 }  // namespace election::detail

@@ -36,6 +36,8 @@ class KeyWatch {
 
  private:
   void open();
+  /// Authenticates again once per refusal streak; false when that cannot help.
+  boost::asio::awaitable<bool> reauthenticate();
 
   std::shared_ptr<ClientCore> core_;
   std::string key_;
@@ -43,6 +45,10 @@ class KeyWatch {
   std::int64_t next_revision_;
   Backoff backoff_{std::chrono::milliseconds(50), std::chrono::seconds(2)};
   Stream stream_;
+  std::uint64_t opened_with_token_ = 0;  // the token generation the stream was opened with
+  bool reauthenticated_ = false;         // since the last watch etcd accepted
+  // etcd checks the token once, when the watch is created: a watch re-created after the token
+  // expired is cancelled ("invalid auth token") until the client authenticates again.
 };
 
 }  // namespace election::detail

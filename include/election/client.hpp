@@ -15,9 +15,26 @@ namespace detail {
 class ClientCore;
 }
 
+/// TLS to etcd's client port. Files are PEM and read when the Client is made.
+struct TlsOptions {
+  /// CA bundle to verify etcd's server certificate with. Empty: the system's root CAs.
+  std::string ca_file;
+
+  /// Client certificate (chain) and its private key, for etcd's `--client-cert-auth`
+  /// (mutual TLS). Both or neither.
+  std::string cert_file;
+  std::string key_file;
+
+  /// The name the server certificate must carry, when it is not the endpoint's host
+  /// (e.g. endpoints given as IP addresses, a certificate issued for a DNS name).
+  std::string server_name;
+};
+
 struct ClientOptions {
-  /// etcd members as `host:port` (an `http://` prefix is accepted and dropped). Requests are
-  /// spread over all of them by gRPC's round-robin balancing; a member that fails is skipped.
+  /// etcd members as `host:port`, `http://host:port` or `https://host:port`, all plaintext or
+  /// all TLS. TLS is used for `https://` endpoints, and for bare `host:port` ones when any
+  /// `tls` field is set. Requests are spread over all members by gRPC's round-robin balancing;
+  /// a member that fails is skipped.
   std::vector<std::string> endpoints;
 
   /// How long connect() (and so Lease::grant and Participant::campaign) waits for the first
@@ -31,6 +48,16 @@ struct ClientOptions {
   /// is noticed. etcd refuses pings more often than every 5 s by default.
   std::chrono::milliseconds keepalive_time{std::chrono::seconds(10)};
   std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(5)};
+
+  TlsOptions tls;
+
+  /// etcd user and password, for an etcd with authentication enabled (`etcdctl auth enable`).
+  /// The client authenticates on connect(), sends the token with every request and stream,
+  /// and authenticates again when etcd no longer accepts the token (its TTL passed, the auth
+  /// store changed), so long campaigns, leaderships and observers carry on. An etcd without
+  /// authentication is used as is. Empty user: no authentication. Never appears in a message.
+  std::string user;
+  std::string password;
 };
 
 /// One channel to an etcd cluster, shared by the Leases and Participants made from it.
@@ -46,7 +73,8 @@ class Client {
   using executor_type = boost::asio::any_io_executor;
 
   /// Throws boost::system::system_error with errc::no_endpoints or errc::invalid_endpoint
-  /// (naming the endpoint) for bad options. Does not connect.
+  /// (naming the endpoint), or errc::invalid_argument (naming the option or the file that cannot
+  /// be read) for bad options. Does not connect.
   Client(executor_type executor, ClientOptions options);
   ~Client();
   Client(const Client&) = delete;
@@ -55,8 +83,10 @@ class Client {
   executor_type get_executor() const;
   const ClientOptions& options() const;
 
-  /// Completes once a connection to some endpoint is ready. Throws errc::unreachable after
-  /// ClientOptions::connect_timeout. Cancellable.
+  /// Completes once a connection to some endpoint is ready and, with a user, etcd accepted the
+  /// credentials. Throws errc::unreachable or errc::tls_failed (with gRPC's last connection
+  /// error) after ClientOptions::connect_timeout, errc::auth_failed for refused credentials.
+  /// Cancellable.
   boost::asio::awaitable<void> connect();
 
   /// For the library's own classes.

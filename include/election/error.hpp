@@ -39,6 +39,9 @@ enum class errc {
   not_leader,
   no_leader,
   compacted,
+
+  // Reaching etcd, continued (appended to keep the values above stable).
+  tls_failed,
 };
 
 /// The category of election::errc; its name is "election".

@@ -9,14 +9,13 @@ using election::detail::to_error_code;
 
 TEST_CASE("every errc has its own sentence in the election category", "[errors]") {
   std::set<std::string> messages;
-  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::compacted);
-       ++e) {
+  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::tls_failed); ++e) {
     const boost::system::error_code ec = static_cast<errc>(e);
     CHECK(std::string(ec.category().name()) == "election");
     CHECK(ec.message().back() == '.');
     messages.insert(ec.message());
   }
-  CHECK(messages.size() == static_cast<std::size_t>(errc::compacted));
+  CHECK(messages.size() == static_cast<std::size_t>(errc::tls_failed));
 }
 
 TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
@@ -36,6 +35,13 @@ TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
                       true) == errc::value_too_large);
   CHECK(to_error_code(Status(StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token"),
                       true) == errc::auth_failed);
+  CHECK(to_error_code(Status(StatusCode::INVALID_ARGUMENT,
+                             "etcdserver: authentication failed, invalid user ID or password"),
+                      true) == errc::auth_failed);
+  CHECK(to_error_code(Status(StatusCode::UNKNOWN, "etcdserver: permission denied"), true) ==
+        errc::permission_denied);
+  CHECK(to_error_code(Status(StatusCode::UNKNOWN, "etcdserver: user name is empty"), true) ==
+        errc::auth_failed);
   CHECK(to_error_code(Status(StatusCode::CANCELLED, "Cancelled"), true) ==
         boost::asio::error::operation_aborted);
   CHECK(to_error_code(Status(StatusCode::DEADLINE_EXCEEDED, ""), false) == errc::unreachable);

@@ -226,6 +226,12 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (e.code() == asio::error::operation_aborted) co_return;
       reason = e.code();
     }
+    // A process that stalled (a GC pause, SIGSTOP) past its local deadline can see the key's
+    // deletion or the lease's expiry before the deadline's own timer runs. Its leadership ended
+    // at the deadline, earlier than either: say so, or a caller trusting the reason (and a
+    // deadline it reports with it) believes it led until it noticed.
+    if (self->lease && std::chrono::steady_clock::now() >= self->lease->deadline())
+      reason = errc::lease_deadline_passed;
     t->end(reason);
   }
 

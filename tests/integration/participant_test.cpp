@@ -684,3 +684,29 @@ TEST_CASE(
       },
       40s);
 }
+
+// The chaos suite's GC-pause case (a leader SIGSTOPped past its TTL, then continued): the
+// key's deletion and the lease's expiry are already waiting when the process runs again, and
+// used to be reported instead, as if the leadership had lasted until they were noticed.
+TEST_CASE("a leader that stalls past its deadline says the deadline ended its leadership",
+          "[participant][pause]") {
+  run(
+      [&]() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, fixture_options());
+        const auto name = election::test::unique_name("stall");
+        Participant p(client, name, "a", ttl(2s));
+        co_await p.campaign();
+        co_await sleep_for(300ms);
+        const auto deadline = *p.deadline();
+        // Nothing runs on this thread meanwhile: no renewal, no timer, like a stopped process.
+        // etcd expires the lease (TTL + up to 0.5 s + a commit) and deletes the key.
+        std::this_thread::sleep_for(4s);
+        const auto reason = co_await p.keep_alive();
+        INFO("reason: " << reason.message());
+        CHECK(reason == errc::lease_deadline_passed);
+        CHECK(*p.deadline() == deadline);
+        CHECK_FALSE(p.is_leader());
+        co_await p.resign();
+      },
+      30s);
+}

@@ -39,13 +39,16 @@ class ObserverState;
 
 /// An async generator of leadership changes: `for (;;) { auto e = co_await observer.next(); }`.
 ///
-/// The first event is the state when observing began: the current leader, or "no leader".
+/// The first event is the state when observing began (the first call of next()): the current
+/// leader, or "no leader".
 /// Then one event per change, in etcd's order: a new leader, a proclaim (same leader, new value),
 /// and "no leader" when the leader goes without a successor (etcd's own Observe never says so).
-/// Built on a watch of the election's prefix: after a broken stream, an etcd restart or a member
-/// failover it resumes from the last revision seen, so no change is missed or repeated; after a
-/// compaction it re-reads the election and reports only a leader that differs from the last one
-/// reported.
+/// Built on a watch of the election's prefix, one per election per Client however many Observers
+/// follow it: after a broken stream, an etcd restart or a member failover it resumes from the
+/// last revision seen, so no change is missed or repeated; after a compaction it re-reads the
+/// election and reports only a leader that differs from the last one reported.
+///
+/// Destroying an Observer while its next() waits ends that wait with operation_aborted.
 ///
 /// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
 class Observer {
@@ -65,7 +68,7 @@ class Observer {
   boost::asio::awaitable<LeaderEvent> next();
 
  private:
-  std::unique_ptr<detail::ObserverState> state_;
+  std::shared_ptr<detail::ObserverState> state_;
 };
 
 }  // namespace election

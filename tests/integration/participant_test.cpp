@@ -710,3 +710,66 @@ TEST_CASE("a leader that stalls past its deadline says the deadline ended its le
       },
       30s);
 }
+
+TEST_CASE("observers of one election on one client share a watch and each sees every change",
+          "[observe]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto name = election::test::unique_name("observe-shared");
+    auto early = std::make_unique<election::Observer>(client, name);
+    election::Observer doomed(client, name);
+    auto first = co_await early->next();
+    CHECK_FALSE(first.has_leader());
+    auto d1 = co_await doomed.next();
+    CHECK_FALSE(d1.has_leader());
+
+    Participant a(client, name, "a", ttl(5s));
+    co_await a.campaign();
+    auto e1 = co_await early->next();
+    REQUIRE(e1.has_leader());
+    CHECK(e1.leader->value == "a");
+
+    // A late observer starts from the state now, not from the feed's history.
+    election::Observer late(client, name);
+    auto l1 = co_await late.next();
+    REQUIRE(l1.has_leader());
+    CHECK(l1.leader->value == "a");
+    CHECK(l1.revision == e1.revision);
+
+    // An observer destroyed while its next() waits ends that wait; the others carry on.
+    std::optional<boost::system::error_code> doomed_ended;
+    auto d2 = co_await doomed.next();
+    CHECK(d2.has_leader());
+    auto wait_doomed = [&]() -> asio::awaitable<void> {
+      try {
+        co_await doomed.next();
+        doomed_ended = boost::system::error_code{};
+      } catch (const boost::system::system_error& e) {
+        doomed_ended = e.code();
+      }
+    };
+    asio::co_spawn(client.get_executor(), wait_doomed, asio::detached);
+    co_await sleep_for(50ms);
+    { election::Observer gone(std::move(doomed)); }
+    co_await require_within([&] { return doomed_ended.has_value(); }, 1s, "the wait ended");
+    CHECK(*doomed_ended == asio::error::operation_aborted);
+
+    co_await a.proclaim("a-2");
+    auto e2 = co_await early->next();
+    auto l2 = co_await late.next();
+    CHECK(e2.leader->value == "a-2");
+    CHECK(l2.leader->value == "a-2");
+    CHECK(e2.revision == l2.revision);
+
+    // The last observers gone, a new one starts afresh.
+    early.reset();
+    { election::Observer gone(std::move(late)); }
+    election::Observer again(client, name);
+    auto g1 = co_await again.next();
+    REQUIRE(g1.has_leader());
+    CHECK(g1.leader->value == "a-2");
+    co_await a.resign();
+    auto g2 = co_await again.next();
+    CHECK_FALSE(g2.has_leader());
+  });
+}

@@ -1,0 +1,259 @@
+#include "checker.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace chaos {
+
+namespace {
+
+std::string seconds(std::int64_t us) {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(3);
+  out << static_cast<double>(us) / 1e6 << " s";
+  return out.str();
+}
+
+std::optional<std::int64_t> number(const WorkerEvent& e, const std::string& key) {
+  auto it = e.fields.find(key);
+  if (it == e.fields.end()) return std::nullopt;
+  if (const auto* value = std::get_if<std::int64_t>(&it->second)) return *value;
+  return std::nullopt;
+}
+
+std::string text(const WorkerEvent& e, const std::string& key) {
+  auto it = e.fields.find(key);
+  if (it == e.fields.end()) return {};
+  if (const auto* value = std::get_if<std::string>(&it->second)) return *value;
+  return {};
+}
+
+void check_overlaps(const CheckInput& input, CheckResult& result) {
+  auto at = [&](std::int64_t us) { return seconds(us - input.origin_us); };
+  const auto& terms = result.terms;
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    for (std::size_t j = i + 1; j < terms.size() && terms[j].from_us < terms[i].to_us; ++j) {
+      if (terms[j].node == terms[i].node || terms[j].to_us <= terms[j].from_us) continue;
+      ++result.overlaps;
+      result.violations.push_back(
+          "two leaders: " + terms[i].node + " (fence " + std::to_string(terms[i].fence) +
+          ", until " + at(terms[i].to_us) + ") and " + terms[j].node + " (fence " +
+          std::to_string(terms[j].fence) + ", from " + at(terms[j].from_us) + ") overlap by " +
+          seconds(std::min(terms[i].to_us, terms[j].to_us) - terms[j].from_us));
+    }
+  }
+  for (std::size_t i = 1; i < terms.size(); ++i)
+    if (terms[i].node != terms[i - 1].node) ++result.leadership_changes;
+}
+
+struct AcceptedWrite {
+  std::string node;
+  std::int64_t seq = 0;
+  std::int64_t fence = 0;
+};
+
+// Replays etcd's history: who was first in line at each accepted counter write.
+std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, CheckResult& result) {
+  const std::string prefix = input.election + "/";
+  struct Candidate {
+    std::int64_t create_revision;
+    std::string value;
+  };
+  std::map<std::string, Candidate> candidates;
+  std::map<std::int64_t, AcceptedWrite> writes;
+  std::int64_t newest_fence = 0;
+  std::int64_t last_revision = 0;
+  for (const auto& change : input.history) {
+    if (change.revision < last_revision)
+      throw std::invalid_argument("history is not in revision order");
+    last_revision = change.revision;
+    if (change.key.compare(0, prefix.size(), prefix) == 0) {
+      if (change.put)
+        candidates[change.key] = {change.create_revision, change.value};
+      else
+        candidates.erase(change.key);
+      continue;
+    }
+    if (change.key != input.counter_key) continue;
+    const auto where = "counter write at revision " + std::to_string(change.revision);
+    if (!change.put) {
+      result.violations.push_back(where + ": the counter was deleted");
+      continue;
+    }
+    ++result.writes_accepted;
+    AcceptedWrite write;
+    try {
+      const auto value = election::test::parse_json_object(change.value);
+      write.node = std::get<std::string>(value.at("node"));
+      write.seq = std::get<std::int64_t>(value.at("seq"));
+    } catch (const std::exception&) {
+      result.violations.push_back(where + ": unreadable value " + change.value);
+      continue;
+    }
+    const Candidate* first = nullptr;
+    const Candidate* own = nullptr;
+    for (const auto& [key, candidate] : candidates) {
+      if (!first || candidate.create_revision < first->create_revision) first = &candidate;
+      if (candidate.value == write.node &&
+          (!own || candidate.create_revision > own->create_revision))
+        own = &candidate;
+    }
+    if (!own) {
+      result.violations.push_back(where + " from " + write.node +
+                                  ": accepted while that node had no candidate key");
+      continue;
+    }
+    if (own != first) {
+      result.violations.push_back(where + " from " + write.node + ": accepted while " +
+                                  first->value + " was the leader (fence " +
+                                  std::to_string(first->create_revision) + ")");
+      continue;
+    }
+    write.fence = own->create_revision;
+    if (write.fence < newest_fence)
+      result.violations.push_back(where + " from " + write.node + ": fence " +
+                                  std::to_string(write.fence) + " is older than fence " +
+                                  std::to_string(newest_fence) + ", already accepted");
+    newest_fence = std::max(newest_fence, write.fence);
+    writes.emplace(change.revision, write);
+  }
+  return writes;
+}
+
+// What the workers say they wrote must be what etcd has; refused writes are counted.
+void check_work_reports(const CheckInput& input,
+                        const std::map<std::int64_t, AcceptedWrite>& writes, CheckResult& result) {
+  for (const auto& run : input.workers) {
+    for (const auto& e : run.events) {
+      if (e.event() != "work") continue;
+      const auto ok = e.fields.find("ok");
+      const bool written =
+          ok != e.fields.end() && std::get_if<bool>(&ok->second) && std::get<bool>(ok->second);
+      if (!written) {
+        if (text(e, "error").find("not the leader") != std::string::npos)
+          ++result.stale_writes_refused;
+        else
+          ++result.writes_unanswered;
+        continue;
+      }
+      const auto revision = number(e, "rev").value_or(0);
+      const auto seq = number(e, "seq").value_or(0);
+      const auto fence = number(e, "fence").value_or(0);
+      const auto it = writes.find(revision);
+      if (it == writes.end() || it->second.node != run.node || it->second.seq != seq) {
+        result.violations.push_back(run.node + " reports write " + std::to_string(seq) +
+                                    " at revision " + std::to_string(revision) +
+                                    ", which etcd's history does not hold as its write");
+      } else if (it->second.fence != fence) {
+        result.violations.push_back(run.node + " reports write " + std::to_string(seq) +
+                                    " with fence " + std::to_string(fence) + ", etcd held fence " +
+                                    std::to_string(it->second.fence));
+      }
+    }
+  }
+}
+
+void check_gaps(const CheckInput& input, CheckResult& result) {
+  const auto window = input.window;
+  // The union of all terms, clipped to the window, then its complement.
+  std::vector<Interval> led;
+  for (const auto& t : result.terms) {
+    const auto from = std::max(t.from_us, window.from_us);
+    const auto to = std::min(t.to_us, window.to_us);
+    if (from < to) led.push_back({from, to});
+  }
+  std::sort(led.begin(), led.end(),
+            [](const Interval& a, const Interval& b) { return a.from_us < b.from_us; });
+  std::vector<Interval> gaps;
+  auto cursor = window.from_us;
+  for (const auto& i : led) {
+    if (i.from_us > cursor) gaps.push_back({cursor, i.from_us});
+    cursor = std::max(cursor, i.to_us);
+  }
+  if (cursor < window.to_us) gaps.push_back({cursor, window.to_us});
+
+  const auto limit = input.ttl_us + input.gap_slack_us;
+  for (const auto& gap : gaps) {
+    for (const auto& part : subtract(gap, input.quorum_down)) {
+      if (part.length() > result.longest_gap.length()) result.longest_gap = part;
+      if (part.length() > limit)
+        result.violations.push_back("no leader for " + seconds(part.length()) + " (from " +
+                                    seconds(part.from_us - input.origin_us) +
+                                    ") while etcd had a quorum; the limit " +
+                                    "is TTL + slack = " + seconds(limit));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until_us) {
+  std::vector<Term> terms;
+  std::optional<Term> open;
+  for (const auto& e : run.events) {
+    const auto event = e.event();
+    if (event == "elected") {
+      // A second `elected` without an end in between: the first term ends where the next begins.
+      if (open) {
+        open->to_us = e.mono_us();
+        open->ended_by = "elected-again";
+        terms.push_back(*open);
+      }
+      open = Term{run.node, run.slot, number(e, "rev").value_or(0), e.mono_us(), 0, {}};
+    } else if (open && (event == "lost" || event == "resigned")) {
+      open->to_us = e.mono_us();
+      open->ended_by = event == "lost" ? text(e, "reason") : "resigned";
+      if (const auto deadline = number(e, "deadline_us"))
+        open->to_us = std::min(open->to_us, *deadline);
+      open->to_us = std::max(open->to_us, open->from_us);
+      terms.push_back(*open);
+      open.reset();
+    }
+  }
+  if (open) {
+    open->to_us = std::max(open->from_us, run.ended_us.value_or(open_until_us));
+    open->ended_by = run.ended_us ? "died" : "running";
+    terms.push_back(*open);
+  }
+  return terms;
+}
+
+std::vector<Interval> subtract(Interval gap, const std::vector<Interval>& down) {
+  std::vector<Interval> sorted = down;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Interval& a, const Interval& b) { return a.from_us < b.from_us; });
+  std::vector<Interval> parts;
+  auto cursor = gap.from_us;
+  for (const auto& d : sorted) {
+    if (d.to_us <= cursor || d.from_us >= gap.to_us) continue;
+    if (d.from_us > cursor) parts.push_back({cursor, d.from_us});
+    cursor = std::max(cursor, d.to_us);
+  }
+  if (cursor < gap.to_us) parts.push_back({cursor, gap.to_us});
+  return parts;
+}
+
+CheckResult check(const CheckInput& input) {
+  CheckResult result;
+  std::set<std::string> nodes;
+  for (const auto& run : input.workers) {
+    if (!nodes.insert(run.node).second)
+      throw std::invalid_argument("two worker runs named " + run.node);
+    for (auto& t : leadership_terms(run, input.window.to_us)) result.terms.push_back(std::move(t));
+  }
+  std::sort(result.terms.begin(), result.terms.end(),
+            [](const Term& a, const Term& b) { return a.from_us < b.from_us; });
+  check_overlaps(input, result);
+  const auto writes = check_fencing(input, result);
+  check_work_reports(input, writes, result);
+  check_gaps(input, result);
+  for (const auto& key : input.keys_left)
+    result.violations.push_back("key left under the election after every worker exited: " + key);
+  return result;
+}
+
+}  // namespace chaos

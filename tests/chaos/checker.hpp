@@ -1,0 +1,109 @@
+// The chaos suite's judge: plain data in, verdicts out, no server and no clock of its own, so
+// every rule can be tested with hand-written event sequences (checker_test.cpp).
+//
+// Inputs are what the runner collected: every leader-worker process's --json events (all on the
+// one machine's CLOCK_MONOTONIC, in microseconds), the time each process was reaped, etcd's
+// history of the election's keys and the fenced counter (from revision 1), the windows in which
+// etcd had no quorum, and the keys left under the election prefix after every worker exited.
+//
+// The rules (see README.md, "Chaos"):
+//  - A term (a node acting as leader) starts at its `elected` and ends at the earliest of: its
+//    next `lost` or `resigned`; the `deadline_us` that `lost` reports; or, when the process
+//    left no such event (SIGKILL, crash), the instant it was reaped: the last instant a dead
+//    process could have believed anything. Terms of different nodes must not overlap.
+//  - Every write etcd accepted on the counter key must come from the node whose candidate key
+//    was first in line (lowest create revision under `election/`) at that revision, and its
+//    fencing token (that key's create revision) must be no older than any accepted before it.
+//    Every `work` event a worker reports as written must be such a write, with its fence.
+//  - Inside the check window, time without any term, counted only while etcd had a quorum,
+//    must never exceed TTL + slack (2 s).
+//  - No key may be left under the election prefix after every worker has exited.
+#pragma once
+
+#include "worker/json_lines.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chaos {
+
+using election::test::WorkerEvent;
+
+/// One leader-worker process (one incarnation: a restarted slot gets a new node name).
+struct WorkerRun {
+  std::string node;
+  int slot = 0;
+  std::int64_t started_us = 0;
+  /// When the runner reaped it; empty while it runs.
+  std::optional<std::int64_t> ended_us;
+  std::vector<WorkerEvent> events;
+};
+
+/// One change of a key in etcd's history.
+struct KvChange {
+  std::int64_t revision = 0;
+  bool put = true;
+  std::string key;
+  std::int64_t create_revision = 0;  // puts only
+  std::string value;                 // puts only
+};
+
+struct Interval {
+  std::int64_t from_us = 0;
+  std::int64_t to_us = 0;
+  std::int64_t length() const { return to_us - from_us; }
+};
+
+/// A node acting as leader, per the rules above.
+struct Term {
+  std::string node;
+  int slot = 0;
+  std::int64_t fence = 0;
+  std::int64_t from_us = 0;
+  std::int64_t to_us = 0;
+  /// lost's reason, "resigned", or "died" (no event closed it).
+  std::string ended_by;
+};
+
+struct CheckInput {
+  std::string election;     ///< the election name; candidate keys are `election/...`
+  std::string counter_key;  ///< the key the workers write through the fenced write
+  std::int64_t ttl_us = 0;
+  std::int64_t gap_slack_us = 2'000'000;
+  /// Time zero for the instants in violation messages (the run's start).
+  std::int64_t origin_us = 0;
+  /// Where a leader is expected: from the workers' start to the start of the shutdown.
+  Interval window;
+  std::vector<WorkerRun> workers;
+  std::vector<KvChange> history;  ///< in revision order
+  std::vector<Interval> quorum_down;
+  std::vector<std::string> keys_left;
+};
+
+struct CheckResult {
+  std::vector<Term> terms;  ///< by start time
+  std::vector<std::string> violations;
+  int overlaps = 0;
+  int leadership_changes = 0;  ///< consecutive terms held by different nodes
+  int writes_accepted = 0;     ///< counter puts in etcd's history
+  int stale_writes_refused = 0;
+  int writes_unanswered = 0;  ///< given up at the deadline, or failed otherwise
+  /// The longest time without a leader while etcd had a quorum, and where it was.
+  Interval longest_gap;
+  bool ok() const { return violations.empty(); }
+};
+
+/// A process's terms. A term still open at the end of the events closes at `ended_us`, or at
+/// `open_until_us` for a process that is still running.
+std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until_us);
+
+/// Parts of `gap` during which no interval of `down` holds, i.e. etcd had a quorum. The result's
+/// longest part is what the leaderless rule measures.
+std::vector<Interval> subtract(Interval gap, const std::vector<Interval>& down);
+
+CheckResult check(const CheckInput& input);
+
+}  // namespace chaos

@@ -1,0 +1,221 @@
+// The chaos checker on hand-written runs: what must pass, and every rule failing once.
+#include "checker.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <initializer_list>
+#include <string>
+
+namespace {
+
+using chaos::CheckInput;
+using chaos::KvChange;
+using chaos::WorkerRun;
+
+constexpr std::int64_t s = 1'000'000;  // one second in microseconds
+
+WorkerRun worker(const std::string& node, std::initializer_list<std::string> lines,
+                 std::optional<std::int64_t> ended_us = std::nullopt) {
+  WorkerRun run;
+  run.node = node;
+  run.ended_us = ended_us;
+  for (const auto& body : lines) {
+    const auto line = R"({"node":")" + node + R"(",)" + body + "}";
+    run.events.push_back({election::test::parse_json_object(line), line});
+  }
+  return run;
+}
+
+std::string elected(std::int64_t t, std::int64_t rev) {
+  return R"("event":"elected","mono_us":)" + std::to_string(t) + R"(,"key":"e/k","rev":)" +
+         std::to_string(rev);
+}
+std::string lost(std::int64_t t, const std::string& reason,
+                 std::optional<std::int64_t> deadline = std::nullopt) {
+  return R"("event":"lost","mono_us":)" + std::to_string(t) + R"(,"reason":")" + reason + '"' +
+         (deadline ? R"(,"deadline_us":)" + std::to_string(*deadline) : std::string());
+}
+std::string resigned(std::int64_t t) {
+  return R"("event":"resigned","mono_us":)" + std::to_string(t);
+}
+std::string work(std::int64_t t, std::int64_t rev, std::int64_t seq, std::int64_t fence) {
+  return R"("event":"work","mono_us":)" + std::to_string(t) + R"(,"rev":)" + std::to_string(rev) +
+         R"(,"seq":)" + std::to_string(seq) + R"(,"ok":true,"fence":)" + std::to_string(fence);
+}
+std::string refused(std::int64_t t, std::int64_t seq) {
+  return R"("event":"work","mono_us":)" + std::to_string(t) + R"(,"rev":0,"seq":)" +
+         std::to_string(seq) +
+         R"(,"ok":false,"fence":2,"error":"etcd refused the fenced write: not the leader")";
+}
+
+KvChange candidate(std::int64_t rev, const std::string& lease, const std::string& node) {
+  return {rev, true, "e/" + lease, rev, node};
+}
+KvChange gone(std::int64_t rev, const std::string& lease) {
+  return {rev, false, "e/" + lease, 0, {}};
+}
+KvChange counter(std::int64_t rev, const std::string& node, std::int64_t seq) {
+  return {rev, true, "e-counter", 0,
+          R"({"node":")" + node + R"(","seq":)" + std::to_string(seq) + "}"};
+}
+
+// a leads from 1 s to 5 s and resigns; b, in line since 2 s, leads from 5.1 s to 20 s.
+CheckInput clean_handover() {
+  CheckInput input;
+  input.election = "e";
+  input.counter_key = "e-counter";
+  input.ttl_us = 3 * s;
+  input.window = {0, 20 * s};
+  input.workers.push_back(
+      worker("a", {elected(1 * s, 2), work(1 * s + 10, 4, 1, 2), resigned(5 * s)}));
+  input.workers.push_back(worker("b", {elected(5 * s + 100'000, 3), work(6 * s, 6, 1, 3)}));
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1),
+                   gone(5, "a1"), counter(6, "b", 1)};
+  return input;
+}
+
+std::string all(const chaos::CheckResult& result) {
+  std::string out;
+  for (const auto& v : result.violations) out += v + "\n";
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a clean handover passes, with its terms and figures", "[chaos][checker]") {
+  const auto result = chaos::check(clean_handover());
+  INFO(all(result));
+  CHECK(result.ok());
+  REQUIRE(result.terms.size() == 2);
+  CHECK(result.terms[0].node == "a");
+  CHECK(result.terms[0].to_us == 5 * s);
+  CHECK(result.terms[1].to_us == 20 * s);  // still running: open until the window's end
+  CHECK(result.leadership_changes == 1);
+  CHECK(result.writes_accepted == 2);
+  CHECK(result.overlaps == 0);
+  CHECK(result.longest_gap.length() == 1 * s);  // from the window's start to a's election
+}
+
+TEST_CASE("two nodes leading at once fail", "[chaos][checker]") {
+  auto input = clean_handover();
+  // a only notices at 6 s that its key was deleted: b was elected at 5.1 s.
+  input.workers[0] = worker("a", {elected(1 * s, 2), lost(6 * s, "key-deleted")});
+  const auto result = chaos::check(input);
+  CHECK(result.overlaps == 1);
+  REQUIRE(result.violations.size() == 1);
+  CHECK(result.violations[0].find("two leaders: a") == 0);
+}
+
+TEST_CASE("a lost leadership ends at the deadline it reports", "[chaos][checker]") {
+  auto input = clean_handover();
+  // Frozen (SIGSTOP) past its TTL: it says "lost" at 9 s, but its deadline was 5 s.
+  input.workers[0] = worker("a", {elected(1 * s, 2), lost(9 * s, "deadline-passed", 5 * s)});
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.terms[0].to_us == 5 * s);
+
+  input.workers[0] = worker("a", {elected(1 * s, 2), lost(9 * s, "deadline-passed", 5200'000)});
+  result = chaos::check(input);
+  CHECK(result.overlaps == 1);
+}
+
+TEST_CASE("a killed leader's term ends when it was reaped", "[chaos][checker]") {
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2)}, 4 * s);
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.terms[0].ended_by == "died");
+
+  input.workers[0] = worker("a", {elected(1 * s, 2)}, 5200'000);
+  result = chaos::check(input);
+  CHECK(result.overlaps == 1);
+}
+
+TEST_CASE("a fenced write from a node that was not first in line fails", "[chaos][checker]") {
+  auto input = clean_handover();
+  // a campaigns again behind b, and a write of a's is accepted anyway.
+  input.history.push_back(candidate(7, "a2", "a"));
+  input.history.push_back(counter(8, "a", 2));
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK_FALSE(result.ok());
+  CHECK(all(result).find("from a: accepted while b was the leader (fence 3)") != std::string::npos);
+}
+
+TEST_CASE("a fenced write with an older token than one accepted fails", "[chaos][checker]") {
+  auto input = clean_handover();
+  // As after a restore from an old snapshot: a's old key is back, and first in line again.
+  input.history.push_back(candidate(7, "a2", "a"));
+  input.history.back().create_revision = 2;
+  input.history.push_back(gone(8, "b1"));
+  input.history.push_back(counter(9, "a", 2));
+  const auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(all(result).find("fence 2 is older than fence 3") != std::string::npos);
+}
+
+TEST_CASE("a write with no candidate key, or not in etcd, fails", "[chaos][checker]") {
+  auto input = clean_handover();
+  input.history.push_back(counter(7, "c", 1));
+  auto result = chaos::check(input);
+  CHECK(all(result).find("from c: accepted while that node had no candidate key") !=
+        std::string::npos);
+
+  input = clean_handover();
+  input.workers[1].events.push_back(
+      worker("b", {work(7 * s, 9, 2, 3)}).events.front());  // etcd has no revision 9
+  result = chaos::check(input);
+  CHECK(all(result).find("b reports write 2 at revision 9") != std::string::npos);
+}
+
+TEST_CASE("refused writes are counted, not failed", "[chaos][checker]") {
+  auto input = clean_handover();
+  input.workers[0].events.insert(input.workers[0].events.begin() + 2,
+                                 worker("a", {refused(4 * s, 2)}).events.front());
+  const auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.stale_writes_refused == 1);
+}
+
+TEST_CASE("no leader for longer than TTL + 2 s fails unless etcd had no quorum",
+          "[chaos][checker]") {
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2), lost(2 * s, "lease-expired")});
+  input.workers[1] = worker("b", {elected(8 * s, 3)});  // 6 s without a leader; the limit is 5 s
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), gone(5, "a1")};
+  auto result = chaos::check(input);
+  CHECK(all(result).find("no leader for 6.000 s (from 2.000 s)") != std::string::npos);
+  CHECK(result.longest_gap.length() == 6 * s);
+
+  input.quorum_down = {{2500'000, 6 * s}};  // a cluster restart: only 0.5 s and 2 s count
+  result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.longest_gap.length() == 2 * s);
+
+  // No leader at all since the workers started.
+  input.workers = {worker("a", {})};
+  input.quorum_down.clear();
+  result = chaos::check(input);
+  CHECK(all(result).find("no leader for 20.000 s (from 0.000 s)") != std::string::npos);
+}
+
+TEST_CASE("keys left under the election fail", "[chaos][checker]") {
+  auto input = clean_handover();
+  input.keys_left = {"e/b1"};
+  const auto result = chaos::check(input);
+  REQUIRE(result.violations.size() == 1);
+  CHECK(result.violations[0].find("e/b1") != std::string::npos);
+}
+
+TEST_CASE("quorum outages are cut out of a gap", "[chaos][checker]") {
+  const auto parts = chaos::subtract({0, 10}, {{8, 12}, {2, 3}, {-5, 1}});
+  REQUIRE(parts.size() == 2);
+  CHECK(parts[0].from_us == 1);
+  CHECK(parts[0].to_us == 2);
+  CHECK(parts[1].from_us == 3);
+  CHECK(parts[1].to_us == 8);
+}

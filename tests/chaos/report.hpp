@@ -1,0 +1,40 @@
+// What a chaos run leaves for people: a one-screen text summary and a timeline SVG (who led
+// when, per worker slot, with the faults marked on the rows they hit).
+#pragma once
+
+#include "checker.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chaos {
+
+/// One injected fault. `row` is the timeline row it hits: "w3" (a worker slot), "m2" (an etcd
+/// member) or "etcd" (every member).
+struct Fault {
+  std::string kind;
+  std::string target;
+  std::string row;
+  std::int64_t from_us = 0;
+  std::int64_t to_us = 0;
+};
+
+struct RunInfo {
+  std::uint64_t seed = 0;
+  int duration_s = 0;
+  int workers = 0;
+  int members = 0;
+  std::int64_t ttl_s = 0;
+  std::int64_t start_us = 0;  ///< time zero of the timeline
+  std::int64_t end_us = 0;
+  std::string command;
+};
+
+std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const CheckInput& input,
+                    const CheckResult& result);
+
+std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
+                         const CheckInput& input, const CheckResult& result);
+
+}  // namespace chaos

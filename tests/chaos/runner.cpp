@@ -1,0 +1,874 @@
+// chaos-runner: a 3-member etcd cluster on loopback, N leader-worker --json processes, each
+// behind its own TCP proxies, and faults injected in a seeded random order for --duration
+// seconds; then every worker is stopped, etcd's history is read, and the checker decides.
+//
+//   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
+//                [--seed N] [--workers N] [--ttl S]
+//
+// Exit 0 when the checker passes, 1 when it fails, 2 on bad usage or a broken set-up.
+// Everything it starts is stopped by pid (pid files in DIR), also when it fails or is
+// interrupted; workers also die with it (PR_SET_PDEATHSIG).
+#include "checker.hpp"
+#include "proxy.hpp"
+#include "report.hpp"
+
+#include "etcd/rpc.grpc.pb.h"
+
+#include <grpcpp/grpcpp.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int members = 3;
+const std::string election_name = "chaos";
+// leader-worker writes its counter through the fenced write at `<election>-counter`.
+const std::string counter_key = election_name + "-counter";
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void write_text(const fs::path& file, const std::string& text) {
+  std::ofstream out(file, std::ios::trunc);
+  out << text;
+}
+
+std::string trim(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t\r\n"));
+  s.erase(s.find_last_not_of(" \t\r\n") + 1);
+  return s;
+}
+
+struct Options {
+  int duration_s = 150;
+  std::uint64_t seed = 0;
+  int workers = 5;
+  int ttl_s = 3;
+  fs::path out;
+  std::string worker;
+  std::string fixture;
+};
+
+// --- child processes -------------------------------------------------------------------------
+
+/// Children started by fork/exec and reaped by one poller, so the event loop never blocks.
+class Children {
+ public:
+  /// `out`: stdout and (with ".err" appended) stderr; empty: both to /dev/null.
+  pid_t spawn(std::vector<std::string> argv, const fs::path& out, bool die_with_us) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    const std::string out_name = out.empty() ? "/dev/null" : out.string();
+    const std::string err_name = out.empty() ? "/dev/null" : out.string() + ".err";
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      if (die_with_us) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+      }
+      const int in = ::open("/dev/null", O_RDONLY);
+      const int fd = ::open(out_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int efd = ::open(err_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(in, 0);
+      ::dup2(fd, 1);
+      ::dup2(efd, 2);
+      // The runner blocks nothing, but be explicit: a child starts with default signals.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    running_.push_back(pid);
+    return pid;
+  }
+
+  void reap() {
+    for (;;) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) return;
+      running_.erase(std::remove(running_.begin(), running_.end(), pid), running_.end());
+      exits_[pid] = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), now_us()};
+    }
+  }
+
+  struct Exit {
+    int code;
+    std::int64_t at_us;
+  };
+  std::optional<Exit> exit_of(pid_t pid) const {
+    const auto it = exits_.find(pid);
+    if (it == exits_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /// SIGKILLs and reaps whatever still runs (the fixture script's etcd is stopped separately).
+  void kill_all() {
+    for (const pid_t pid : running_) {
+      ::kill(pid, SIGCONT);
+      ::kill(pid, SIGKILL);
+    }
+    for (const pid_t pid : std::vector<pid_t>(running_)) {
+      int status = 0;
+      if (::waitpid(pid, &status, 0) == pid)
+        exits_[pid] = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), now_us()};
+    }
+    running_.clear();
+  }
+
+ private:
+  std::vector<pid_t> running_;
+  std::map<pid_t, Exit> exits_;
+};
+
+// Runs a command to its end; blocking, for the clean-up when the event loop is gone.
+int run_blocking(std::vector<std::string> argv) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string find_program(const std::string& name) {
+  std::istringstream path(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  for (std::string dir; std::getline(path, dir, ':');) {
+    const auto candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  throw std::runtime_error(name + " not found in PATH");
+}
+
+// --- etcd, read directly after the run --------------------------------------------------------
+
+std::string range_end_of(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+std::vector<std::string> keys_under(const std::string& endpoint, const std::string& prefix) {
+  auto stub =
+      etcdserverpb::KV::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 5s);
+  etcdserverpb::RangeRequest request;
+  request.set_key(prefix);
+  request.set_range_end(range_end_of(prefix));
+  request.set_keys_only(true);
+  etcdserverpb::RangeResponse response;
+  const auto status = stub->Range(&context, request, &response);
+  if (!status.ok()) throw std::runtime_error("Range " + prefix + ": " + status.error_message());
+  std::vector<std::string> keys;
+  for (const auto& kv : response.kvs()) keys.push_back(kv.key());
+  return keys;
+}
+
+// Every change of the election's keys and the counter since revision 1 (the fixture's etcd
+// never compacts). A sentinel put after the run marks where the history ends.
+std::vector<chaos::KvChange> read_history(const std::string& endpoint) {
+  auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+  // Covers "chaos/..." and "chaos-counter"; the sentinel sorts between them and the end.
+  const std::string from = election_name, to = range_end_of(election_name);
+  const std::string sentinel = election_name + ".end";
+  std::int64_t last = 0;
+  {
+    auto kv = etcdserverpb::KV::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 5s);
+    etcdserverpb::PutRequest put;
+    put.set_key(sentinel);
+    put.set_value("end");
+    etcdserverpb::PutResponse reply;
+    const auto status = kv->Put(&context, put, &reply);
+    if (!status.ok()) throw std::runtime_error("sentinel put: " + status.error_message());
+    last = reply.header().revision();
+  }
+  auto watch = etcdserverpb::Watch::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 60s);
+  auto stream = watch->Watch(&context);
+  etcdserverpb::WatchRequest request;
+  auto* create = request.mutable_create_request();
+  create->set_key(from);
+  create->set_range_end(to);
+  create->set_start_revision(1);
+  if (!stream->Write(request)) throw std::runtime_error("watch: cannot send the request");
+  std::vector<chaos::KvChange> history;
+  etcdserverpb::WatchResponse response;
+  bool done = false;
+  while (!done && stream->Read(&response)) {
+    if (response.canceled())
+      throw std::runtime_error("watch canceled: " + response.cancel_reason() + " (compacted at " +
+                               std::to_string(response.compact_revision()) + ")");
+    for (const auto& e : response.events()) {
+      if (e.kv().mod_revision() >= last) done = true;
+      if (e.kv().key() == sentinel) continue;
+      chaos::KvChange change;
+      change.revision = e.kv().mod_revision();
+      change.put = e.type() == mvccpb::Event::PUT;
+      change.key = e.kv().key();
+      change.create_revision = e.kv().create_revision();
+      change.value = e.kv().value();
+      history.push_back(std::move(change));
+    }
+  }
+  context.TryCancel();
+  stream->WritesDone();
+  (void)stream->Finish();
+  if (!done) throw std::runtime_error("watch ended before the history was complete");
+  return history;
+}
+
+// --- the run ------------------------------------------------------------------------------------
+
+struct WorkerRun {
+  int slot = 0;
+  std::string node;
+  pid_t pid = -1;
+  fs::path out;
+  std::int64_t started_us = 0;
+  std::optional<std::int64_t> ended_us;
+  std::optional<int> exit_code;
+  bool exited() const { return ended_us.has_value(); }
+};
+
+class Runner {
+ public:
+  Runner(asio::io_context& io, Options options) : io_(io), options_(std::move(options)) {
+    rng_.seed(options_.seed);
+    etcd_dir_ = options_.out / "etcd";
+    fs::create_directories(options_.out / "workers");
+    fs::create_directories(options_.out / "logs");
+    bash_ = find_program("bash");
+    etcdctl_ = find_program("etcdctl");
+  }
+
+  ~Runner() { clean_up(); }
+
+  /// Stops every process this run started, by pid; safe to call more than once.
+  void clean_up() {
+    for (auto& proxy : proxies_) proxy->close();
+    children_.reap();
+    children_.kill_all();
+    if (etcd_started_) {
+      run_blocking({bash_, options_.fixture, "stop", etcd_dir_.string()});
+      etcd_started_ = false;
+    }
+  }
+
+  asio::awaitable<void> run() {
+    asio::co_spawn(io_, reaper(), asio::detached);
+    start_us_ = now_us();
+    log("starting a " + std::to_string(members) + "-member etcd cluster in " + etcd_dir_.string());
+    etcd_started_ = true;
+    auto start = fixture("start", std::to_string(members));
+    co_await command(std::move(start), "fixture-start", 90s);
+    for (int m = 1; m <= members; ++m) {
+      const auto endpoint = trim(read_text(etcd_dir_ / ("m" + std::to_string(m) + ".endpoint")));
+      member_endpoints_.push_back(endpoint);
+      const auto colon = endpoint.rfind(':');
+      member_ports_.push_back(static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+    }
+    for (int slot = 1; slot <= options_.workers; ++slot) {
+      std::vector<std::uint16_t> ports;
+      for (int m = 0; m < members; ++m) {
+        proxies_.push_back(std::make_unique<chaos::Proxy>(
+            io_.get_executor(),
+            chaos::tcp::endpoint(asio::ip::address_v4::loopback(), member_ports_[m])));
+        ports.push_back(proxies_.back()->port());
+      }
+      slot_ports_.push_back(ports);
+      generation_.push_back(0);
+      current_.push_back(0);
+      start_worker(slot);
+    }
+    window_from_us_ = now_us();
+    if (!co_await wait_for_leader(15s)) log("no leader within 15 s of the start");
+
+    const auto faults_end = Clock::now() + std::chrono::seconds(options_.duration_s);
+    std::vector<std::string> deck = fault_kinds();
+    std::size_t next = deck.size();
+    while (Clock::now() < faults_end) {
+      if (next == deck.size()) {
+        std::shuffle(deck.begin(), deck.end(), rng_);
+        next = 0;
+      }
+      co_await inject(deck[next++]);
+      co_await sleep(uniform_ms(1500, 3000));
+    }
+
+    log("faults done; letting the election settle");
+    co_await wait_for_leader(std::chrono::seconds(options_.ttl_s + 5));
+    co_await sleep(2s);
+    window_to_us_ = now_us();
+    co_await stop_workers();
+    end_us_ = now_us();
+  }
+
+  chaos::CheckInput collect() {
+    chaos::CheckInput input;
+    input.election = election_name;
+    input.counter_key = counter_key;
+    input.ttl_us = std::int64_t{options_.ttl_s} * 1'000'000;
+    input.window = {window_from_us_, window_to_us_};
+    input.origin_us = start_us_;
+    input.quorum_down = quorum_down_;
+    for (const auto& w : runs_) {
+      chaos::WorkerRun run;
+      run.node = w.node;
+      run.slot = w.slot;
+      run.started_us = w.started_us;
+      run.ended_us = w.ended_us;
+      run.events = events_of(w);
+      input.workers.push_back(std::move(run));
+    }
+    // Workers that were SIGKILLed leave keys until their lease expires: give that time.
+    const auto until = Clock::now() + std::chrono::seconds(options_.ttl_s + 3);
+    for (;;) {
+      input.keys_left = with_any_member(
+          [&](const std::string& endpoint) { return keys_under(endpoint, election_name + "/"); });
+      if (input.keys_left.empty() || Clock::now() >= until) break;
+      std::this_thread::sleep_for(200ms);
+    }
+    input.history =
+        with_any_member([&](const std::string& endpoint) { return read_history(endpoint); });
+    return input;
+  }
+
+  chaos::RunInfo info(const std::string& command) const {
+    chaos::RunInfo run;
+    run.seed = options_.seed;
+    run.duration_s = options_.duration_s;
+    run.workers = options_.workers;
+    run.members = members;
+    run.ttl_s = options_.ttl_s;
+    run.start_us = start_us_;
+    run.end_us = end_us_ ? end_us_ : now_us();
+    run.command = command;
+    return run;
+  }
+
+  const std::vector<chaos::Fault>& faults() const { return faults_; }
+
+ private:
+  template <class F>
+  auto with_any_member(F f) -> decltype(f(std::string())) {
+    std::string failures;
+    for (const auto& endpoint : member_endpoints_) {
+      try {
+        return f(endpoint);
+      } catch (const std::exception& e) {
+        failures += std::string(" ") + endpoint + ": " + e.what() + ";";
+      }
+    }
+    throw std::runtime_error("no etcd member answered:" + failures);
+  }
+
+  static std::vector<std::string> fault_kinds() {
+    return {"kill-leader",   "pause-leader", "cut-worker",
+            "freeze-member", "kill-member",  "restart-cluster"};
+  }
+
+  // `bash etcd-fixture.sh WHAT DIR [ARG]`
+  std::vector<std::string> fixture(const std::string& what, const std::string& arg = {}) const {
+    std::vector<std::string> argv{bash_, options_.fixture, what, etcd_dir_.string()};
+    if (!arg.empty()) argv.push_back(arg);
+    return argv;
+  }
+
+  void log(const std::string& text) {
+    const auto t = static_cast<double>(now_us() - start_us_) / 1e6;
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[%7.2f s] ", t);
+    std::cout << stamp << text << std::endl;
+  }
+
+  std::chrono::milliseconds uniform_ms(int from, int to) {
+    return std::chrono::milliseconds(std::uniform_int_distribution<int>(from, to)(rng_));
+  }
+  bool coin() { return std::uniform_int_distribution<int>(0, 1)(rng_) == 1; }
+
+  asio::awaitable<void> sleep(Clock::duration d) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, d);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+
+  asio::awaitable<void> reaper() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      children_.reap();
+      for (auto& w : runs_) {
+        if (w.exited()) continue;
+        if (const auto exit = children_.exit_of(w.pid)) {
+          w.ended_us = exit->at_us;
+          w.exit_code = exit->code;
+        }
+      }
+      timer.expires_after(10ms);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+
+  /// Runs a command to its end within `limit`; throws if it fails or takes longer.
+  asio::awaitable<void> command(std::vector<std::string> argv, const std::string& name,
+                                Clock::duration limit) {
+    const auto log_file =
+        options_.out / "logs" / (name + "-" + std::to_string(++commands_) + ".log");
+    const pid_t pid = children_.spawn(std::move(argv), log_file, true);
+    const auto end = Clock::now() + limit;
+    for (;;) {
+      if (const auto exit = children_.exit_of(pid)) {
+        if (exit->code != 0)
+          throw std::runtime_error(name + " failed (" + std::to_string(exit->code) + "): " +
+                                   read_text(log_file.string() + ".err") + read_text(log_file));
+        co_return;
+      }
+      if (Clock::now() >= end) {
+        ::kill(pid, SIGKILL);
+        throw std::runtime_error(name + " did not finish in time");
+      }
+      co_await sleep(20ms);
+    }
+  }
+
+  void start_worker(int slot) {
+    WorkerRun w;
+    w.slot = slot;
+    w.node = "w" + std::to_string(slot) + "." + std::to_string(generation_[slot - 1]++);
+    w.out = options_.out / "workers" / (w.node + ".jsonl");
+    std::string endpoints;
+    for (const auto port : slot_ports_[slot - 1])
+      endpoints +=
+          (endpoints.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(port);
+    w.pid =
+        children_.spawn({options_.worker, "--node", w.node, "--election", election_name, "--ttl",
+                         std::to_string(options_.ttl_s), "--json", "--endpoints", endpoints},
+                        w.out, true);
+    w.started_us = now_us();
+    write_text(options_.out / "workers" / (w.node + ".pid"), std::to_string(w.pid) + "\n");
+    current_[slot - 1] = runs_.size();
+    runs_.push_back(std::move(w));
+    log("started " + runs_.back().node + " (pid " + std::to_string(runs_.back().pid) + ")");
+  }
+
+  std::vector<chaos::WorkerEvent> events_of(const WorkerRun& w) const {
+    return election::test::parse_worker_events(read_text(w.out));
+  }
+
+  // The running worker whose own events say it leads now (the latest elected, if several).
+  std::optional<std::size_t> leader() const {
+    std::optional<std::size_t> best;
+    std::int64_t best_at = 0;
+    for (int slot = 1; slot <= options_.workers; ++slot) {
+      const auto index = current_[slot - 1];
+      const auto& w = runs_[index];
+      if (w.exited()) continue;
+      std::optional<std::int64_t> elected_at;
+      for (const auto& e : events_of(w)) {
+        if (e.event() == "elected") elected_at = e.mono_us();
+        if (e.event() == "lost" || e.event() == "resigned") elected_at.reset();
+      }
+      if (elected_at && (!best || *elected_at > best_at)) {
+        best = index;
+        best_at = *elected_at;
+      }
+    }
+    return best;
+  }
+
+  asio::awaitable<bool> wait_for_leader(Clock::duration limit) {
+    const auto end = Clock::now() + limit;
+    while (Clock::now() < end) {
+      if (leader()) co_return true;
+      co_await sleep(100ms);
+    }
+    co_return false;
+  }
+
+  // The leader if there is one within a TTL and a bit, else any running worker.
+  asio::awaitable<std::size_t> leader_or_any() {
+    co_await wait_for_leader(std::chrono::seconds(options_.ttl_s + 3));
+    if (const auto l = leader()) co_return *l;
+    co_return current_[std::uniform_int_distribution<int>(0, options_.workers - 1)(rng_)];
+  }
+
+  // The member etcdctl reports as raft leader (0-based), if one answers.
+  asio::awaitable<std::optional<int>> raft_leader() {
+    std::string list;
+    for (const auto& e : member_endpoints_) list += (list.empty() ? "" : ",") + e;
+    const auto log_file =
+        options_.out / "logs" / ("status-" + std::to_string(++commands_) + ".log");
+    std::vector<std::string> argv{etcdctl_,
+                                  "--endpoints=" + list,
+                                  "--dial-timeout=1s",
+                                  "--command-timeout=2s",
+                                  "endpoint",
+                                  "status",
+                                  "-w",
+                                  "simple"};
+    try {
+      co_await command_to(log_file, std::move(argv));
+    } catch (const std::exception&) {
+      // Some member may not answer; the others' lines are still there.
+    }
+    std::istringstream lines(read_text(log_file));
+    // Columns: endpoint, id, version, db size, is leader, is learner, ...
+    for (std::string line; std::getline(lines, line);) {
+      std::vector<std::string> columns;
+      std::istringstream fields(line);
+      for (std::string c; std::getline(fields, c, ',');) columns.push_back(trim(c));
+      if (columns.size() < 5 || columns[4] != "true") continue;
+      for (int m = 0; m < members; ++m)
+        if (member_endpoints_[m] == columns[0]) co_return m;
+    }
+    co_return std::nullopt;
+  }
+
+  asio::awaitable<void> command_to(const fs::path& out, std::vector<std::string> argv) {
+    const pid_t pid = children_.spawn(std::move(argv), out, true);
+    const auto end = Clock::now() + 10s;
+    while (!children_.exit_of(pid)) {
+      if (Clock::now() >= end) {
+        ::kill(pid, SIGKILL);
+        throw std::runtime_error("etcdctl did not finish in time");
+      }
+      co_await sleep(20ms);
+    }
+    if (children_.exit_of(pid)->code != 0) throw std::runtime_error("etcdctl failed");
+  }
+
+  asio::awaitable<int> member_target(std::string& label) {
+    std::optional<int> target;
+    if (coin()) target = co_await raft_leader();
+    const bool is_raft_leader = target.has_value();
+    if (!target) target = std::uniform_int_distribution<int>(0, members - 1)(rng_);
+    label = "m" + std::to_string(*target + 1) + (is_raft_leader ? " (raft leader)" : "");
+    co_return *target;
+  }
+
+  pid_t member_pid(int m) const {
+    return static_cast<pid_t>(
+        std::stol(trim(read_text(etcd_dir_ / ("m" + std::to_string(m + 1) + ".pid")))));
+  }
+
+  void record(const std::string& kind, const std::string& target, const std::string& row,
+              std::int64_t from_us) {
+    faults_.push_back({kind, target, row, from_us, now_us()});
+    log(kind + " " + target + ": done after " +
+        std::to_string((faults_.back().to_us - from_us) / 1000) + " ms");
+  }
+
+  asio::awaitable<void> inject(const std::string& kind) {
+    const auto ttl = std::chrono::seconds(options_.ttl_s);
+    if (kind == "kill-leader") {
+      const auto index = co_await leader_or_any();
+      const auto node = runs_[index].node;
+      const auto slot = runs_[index].slot;
+      const auto from = now_us();
+      log("kill-leader: SIGKILL " + node);
+      ::kill(runs_[index].pid, SIGKILL);
+      while (!runs_[index].exited()) co_await sleep(10ms);
+      record(kind, node, "w" + std::to_string(slot), from);
+      start_worker(slot);
+    } else if (kind == "pause-leader") {
+      const auto index = co_await leader_or_any();
+      const auto node = runs_[index].node;
+      const auto from = now_us();
+      log("pause-leader: SIGSTOP " + node + " for longer than its TTL");
+      ::kill(runs_[index].pid, SIGSTOP);
+      co_await sleep(ttl + uniform_ms(500, 2500));
+      ::kill(runs_[index].pid, SIGCONT);
+      record(kind, node, "w" + std::to_string(runs_[index].slot), from);
+    } else if (kind == "cut-worker") {
+      // Half the time the leader (a leader cut off must step down), else any worker.
+      std::size_t index =
+          current_[std::uniform_int_distribution<int>(0, options_.workers - 1)(rng_)];
+      if (coin()) {
+        const auto chosen = co_await leader_or_any();
+        index = chosen;
+      }
+      const auto node = runs_[index].node;
+      const auto slot = runs_[index].slot;
+      const auto from = now_us();
+      const auto length = uniform_ms(1000, 1000 * (options_.ttl_s + 3));
+      log("cut-worker: " + node + " cut off from etcd for " + std::to_string(length.count()) +
+          " ms");
+      for (int m = 0; m < members; ++m) proxies_[(slot - 1) * members + m]->cut();
+      co_await sleep(length);
+      for (int m = 0; m < members; ++m) proxies_[(slot - 1) * members + m]->heal();
+      record(kind, node, "w" + std::to_string(slot), from);
+    } else if (kind == "freeze-member") {
+      std::string label;
+      const int m = co_await member_target(label);
+      const auto pid = member_pid(m);
+      const auto from = now_us();
+      log("freeze-member: SIGSTOP " + label);
+      ::kill(pid, SIGSTOP);
+      co_await sleep(uniform_ms(2000, 6000));
+      ::kill(pid, SIGCONT);
+      record(kind, label, "m" + std::to_string(m + 1), from);
+    } else if (kind == "kill-member") {
+      std::string label;
+      const int m = co_await member_target(label);
+      const auto from = now_us();
+      log("kill-member: SIGKILL " + label);
+      auto kill = fixture("kill-member", std::to_string(m + 1));
+      co_await command(std::move(kill), "kill-member", 30s);
+      co_await sleep(uniform_ms(1000, 4000));
+      auto start = fixture("start-member", std::to_string(m + 1));
+      co_await command(std::move(start), "start-member", 60s);
+      record(kind, label, "m" + std::to_string(m + 1), from);
+    } else if (kind == "restart-cluster") {
+      const auto from = now_us();
+      log("restart-cluster: stopping every member");
+      auto stop = fixture("stop");
+      co_await command(std::move(stop), "stop-cluster", 60s);
+      co_await sleep(uniform_ms(500, 2000));
+      // Each start-member waits for its member to be healthy, which needs a quorum: all at once.
+      std::vector<pid_t> starts;
+      for (int m = 1; m <= members; ++m) {
+        const auto log_file =
+            options_.out / "logs" / ("start-member-" + std::to_string(++commands_) + ".log");
+        starts.push_back(
+            children_.spawn(fixture("start-member", std::to_string(m)), log_file, true));
+      }
+      const auto end = Clock::now() + 60s;
+      for (const auto pid : starts) {
+        while (!children_.exit_of(pid)) {
+          if (Clock::now() >= end) throw std::runtime_error("the cluster did not come back");
+          co_await sleep(20ms);
+        }
+        if (children_.exit_of(pid)->code != 0)
+          throw std::runtime_error("a member did not start again after the cluster restart");
+      }
+      quorum_down_.push_back({from, now_us()});
+      record(kind, "all members", "etcd", from);
+    }
+  }
+
+  asio::awaitable<void> stop_workers() {
+    log("stopping every worker with SIGTERM");
+    std::vector<std::size_t> stopping;
+    for (std::size_t i = 0; i < runs_.size(); ++i) {
+      auto& w = runs_[i];
+      if (w.exited()) continue;
+      stopping.push_back(i);
+      ::kill(w.pid, SIGCONT);
+      ::kill(w.pid, SIGTERM);
+    }
+    const auto end = Clock::now() + 10s;
+    for (const auto i : stopping) {
+      auto& w = runs_[i];
+      while (!w.exited() && Clock::now() < end) co_await sleep(10ms);
+      if (!w.exited()) {
+        log(w.node + " did not exit within 10 s of SIGTERM: SIGKILL");
+        ::kill(w.pid, SIGKILL);
+        while (!w.exited()) co_await sleep(10ms);
+      } else if (w.exit_code != 0) {
+        log(w.node + " exited with " + std::to_string(*w.exit_code) + " after SIGTERM");
+      }
+    }
+  }
+
+  asio::io_context& io_;
+  Options options_;
+  std::mt19937_64 rng_;
+  fs::path etcd_dir_;
+  std::string bash_, etcdctl_;
+  Children children_;
+  bool etcd_started_ = false;
+  int commands_ = 0;
+  std::vector<std::string> member_endpoints_;
+  std::vector<std::uint16_t> member_ports_;
+  std::vector<std::unique_ptr<chaos::Proxy>> proxies_;  // slot-major: slot s, member m
+  std::vector<std::vector<std::uint16_t>> slot_ports_;
+  std::vector<int> generation_;
+  std::vector<std::size_t> current_;  // per slot: its running worker in runs_
+  std::vector<WorkerRun> runs_;
+  std::vector<chaos::Fault> faults_;
+  std::vector<chaos::Interval> quorum_down_;
+  std::int64_t start_us_ = 0, end_us_ = 0, window_from_us_ = 0, window_to_us_ = 0;
+};
+
+std::optional<Options> parse(int argc, char** argv) {
+  Options o;
+  o.seed =
+      static_cast<std::uint64_t>(std::random_device{}()) ^ static_cast<std::uint64_t>(now_us());
+  o.seed %= 1'000'000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--duration")
+      o.duration_s = std::stoi(value());
+    else if (arg == "--seed")
+      o.seed = std::stoull(value());
+    else if (arg == "--workers")
+      o.workers = std::stoi(value());
+    else if (arg == "--ttl")
+      o.ttl_s = std::stoi(value());
+    else if (arg == "--out")
+      o.out = value();
+    else if (arg == "--worker")
+      o.worker = value();
+    else if (arg == "--fixture")
+      o.fixture = value();
+    else
+      throw std::invalid_argument("unknown argument " + arg);
+  }
+  if (o.worker.empty() || o.fixture.empty() || o.out.empty())
+    throw std::invalid_argument("--worker, --fixture and --out are required");
+  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2)
+    throw std::invalid_argument("need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2");
+  o.out = fs::absolute(o.out);
+  o.worker = fs::absolute(o.worker).string();
+  o.fixture = fs::absolute(o.fixture).string();
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = *parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "chaos-runner: " << e.what() << "\n";
+    return 2;
+  }
+  std::string command;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    command += (i ? " " : "") + arg;
+    if (arg == "--seed") ++i, command += std::string(" ") + argv[i];
+  }
+  if (command.find("--seed") == std::string::npos)
+    command += " --seed " + std::to_string(options.seed);
+  std::cout << "chaos-runner: seed " << options.seed << ", " << options.duration_s
+            << " s of faults, output in " << options.out.string() << std::endl;
+  fs::remove_all(options.out / "workers");
+  fs::remove_all(options.out / "logs");
+
+  asio::io_context io(1);
+  std::optional<Runner> runner;
+  try {
+    runner.emplace(io, options);
+  } catch (const std::exception& e) {
+    std::cerr << "chaos-runner: " << e.what() << "\n";
+    return 2;
+  }
+  bool interrupted = false;
+  std::string failure;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    interrupted = true;
+    io.stop();
+  });
+  bool finished = false;
+  asio::co_spawn(io, runner->run(), [&](std::exception_ptr e) {
+    finished = true;
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& error) {
+        failure = error.what();
+      }
+    }
+    signals.cancel();
+    io.stop();
+  });
+  io.run();
+  if (interrupted || !failure.empty() || !finished) {
+    std::cerr << "chaos-runner: " << (interrupted ? "interrupted" : "the run broke: " + failure)
+              << "; stopping everything it started\n";
+    runner->clean_up();
+    return 2;
+  }
+
+  int code = 2;
+  try {
+    const auto input = runner->collect();
+    runner->clean_up();
+    const auto result = chaos::check(input);
+    const auto info = runner->info(command);
+    const auto text = chaos::summary(info, runner->faults(), input, result);
+    write_text(options.out / "summary.txt", text);
+    write_text(options.out / "timeline.svg",
+               chaos::timeline_svg(info, runner->faults(), input, result));
+    std::string all;
+    for (const auto& v : result.violations) all += v + "\n";
+    write_text(options.out / "check.txt", all);
+    std::ostringstream faults;
+    for (const auto& f : runner->faults())
+      faults << f.kind << "\t" << f.target << "\t" << (f.from_us - info.start_us) << "\t"
+             << (f.to_us - info.start_us) << "\n";
+    write_text(options.out / "faults.tsv", faults.str());
+    std::cout << "\n" << text << "timeline: " << (options.out / "timeline.svg").string() << "\n";
+    code = result.ok() ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "chaos-runner: checking failed: " << e.what() << "\n";
+  }
+  runner->clean_up();
+  return code;
+}

@@ -248,7 +248,7 @@ class Worker {
   asio::awaitable<void> elect_loop() {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer pause(executor);
-    election::detail::Backoff backoff(500ms, 5s);
+    election::detail::Backoff backoff(100ms, 1s);  // back in line soon after an outage
     for (;;) {
       campaigned_ = true;
       std::optional<election::LeaderKey> won;

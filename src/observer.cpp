@@ -90,8 +90,9 @@ class ElectionFeed : public std::enable_shared_from_this<ElectionFeed> {
     running_ = true;
     // A signal per run: the one a finished run was bound to stays alive with its handler.
     stop_ = std::make_shared<asio::cancellation_signal>();
-    asio::co_spawn(core_->executor(), pump(shared_from_this()),
-                   asio::bind_cancellation_slot(stop_->slot(), [stop = stop_](std::exception_ptr) {}));
+    asio::co_spawn(
+        core_->executor(), pump(shared_from_this()),
+        asio::bind_cancellation_slot(stop_->slot(), [stop = stop_](std::exception_ptr) {}));
   }
 
   void publish(const LeaderEvent& event) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/detail/backoff.hpp"
 #include "election/detail/grpc_bridge.hpp"
 #include "election/error.hpp"
 
@@ -10,11 +11,14 @@
 #include "etcd/v3election.grpc.pb.h"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <grpcpp/channel.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -123,6 +127,48 @@ class ClientCore {
     auto& [status, response] = result;
     if (!status.ok()) throw_status(status, what);
     co_return std::move(response);
+  }
+
+  /// call() for requests that may safely be sent again: reads, guarded writes, lease revokes,
+  /// and lease grants (a duplicate grant only expires unused). Attempts last a third of the
+  /// request timeout (0.5 to 2 s) and are repeated within the request timeout when a retry may
+  /// cure the failure: a member that hangs (deadline exceeded), or etcd's "no leader", "leader
+  /// changed" and "request timed out" (UNAVAILABLE), which is how a write proposed while the
+  /// raft leader changed is lost. Without this one lost proposal costs the whole timeout.
+  template <class AsyncStub, class Request, class Response>
+  boost::asio::awaitable<Response> call_retrying(std::string what, AsyncStub* stub,
+                                                 UnaryMethod<AsyncStub, Request, Response> method,
+                                                 Request request) {
+    using namespace std::chrono;
+    if (tracker_->closed()) throw_error(errc::client_closed, what);
+    if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
+    const auto end = steady_clock::now() + options_.request_timeout;
+    const auto attempt =
+        std::clamp<milliseconds>(options_.request_timeout / 3, milliseconds(500), seconds(2));
+    Backoff backoff(milliseconds(50), milliseconds(500));
+    boost::asio::steady_timer pause(executor_);
+    bool token_renewed = false;
+    for (;;) {
+      const auto seen = token_generation_;
+      const auto left = duration_cast<milliseconds>(end - steady_clock::now());
+      auto context = unary_context();
+      context->set_deadline(system_clock::now() + std::clamp(left, milliseconds(1), attempt));
+      auto [status, response] = co_await call_status(std::move(context), stub, method, request);
+      if (status.ok()) co_return std::move(response);
+      if (has_credentials() && !token_renewed && token_rejected(status)) {
+        token_renewed = true;
+        co_await refresh_token(seen);
+        continue;
+      }
+      const auto code = status.error_code();
+      const bool again =
+          code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::UNAVAILABLE;
+      if (!again || steady_clock::now() + milliseconds(50) >= end) throw_status(status, what);
+      if (code == grpc::StatusCode::UNAVAILABLE) {
+        pause.expires_after(backoff.next());
+        co_await pause.async_wait(boost::asio::use_awaitable);
+      }
+    }
   }
 
   etcdserverpb::KV::Stub& kv() { return *kv_; }

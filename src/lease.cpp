@@ -22,9 +22,9 @@ asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl.count());
   const auto sent = clock::now();
-  auto reply =
-      co_await core->call("lease grant", core->lease().async(),
-                          &etcdserverpb::Lease::Stub::async::LeaseGrant, std::move(request));
+  auto reply = co_await core->call_retrying("lease grant", core->lease().async(),
+                                            &etcdserverpb::Lease::Stub::async::LeaseGrant,
+                                            std::move(request));
   if (!reply.error().empty() || reply.ttl() <= 0)
     throw_error(errc::ttl_refused, "lease grant: " + reply.error());
 

@@ -68,13 +68,6 @@ asio::awaitable<void> key_deleted(std::shared_ptr<ClientCore> core, std::string 
   }
 }
 
-void to_proto(const LeaderKey& key, v3electionpb::LeaderKey& out) {
-  out.set_name(key.name);
-  out.set_key(key.key);
-  out.set_rev(key.revision);
-  out.set_lease(key.lease);
-}
-
 }  // namespace
 
 /// One leadership: from a won campaign until the first thing that ends it.
@@ -373,37 +366,61 @@ std::chrono::seconds Participant::granted_ttl() const {
   return state_->lease ? state_->lease->ttl() : std::chrono::seconds(0);
 }
 
+// resign() and proclaim() are the transactions etcd's Resign and Proclaim run, sent as KV Txns.
+// etcd's election service first opens a session on the lease, which renews it through the raft
+// leader: with that leader frozen or gone, a follower holds the call for up to its request
+// timeout, and the handover waits for it. A Txn is one proposal, which any member commits as
+// soon as the cluster has a leader again, and being guarded it can be sent again.
+namespace {
+
+etcdserverpb::TxnRequest guarded_by(const LeaderKey& key) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_key(key.key);
+  compare->set_create_revision(key.revision);
+  return request;
+}
+
+}  // namespace
+
 asio::awaitable<void> Participant::resign() {
-  using detail::to_proto;
   auto s = state_;
   std::exception_ptr failure;
   if (auto term = s->term; term && !term->ended.is_set()) {
     term->end(errc::resigned);  // the leader stops believing it leads before anything is sent
     term->stop_monitor.emit(asio::cancellation_type::terminal);
-    v3electionpb::ResignRequest request;
-    to_proto(term->key, *request.mutable_leader());
+    // A key that is already gone, or belongs to a later campaign, is left alone.
+    auto request = guarded_by(term->key);
+    request.add_success()->mutable_request_delete_range()->set_key(term->key.key);
     try {
-      co_await s->core->call("resign", s->core->election().async(),
-                             &v3electionpb::Election::Stub::async::Resign, std::move(request));
+      co_await s->core->call_retrying("resign", s->core->kv().async(),
+                                      &etcdserverpb::KV::Stub::async::Txn, std::move(request));
     } catch (const system_error&) {
       failure = std::current_exception();
     }
   }
+  // Revoking the lease also deletes the key, should the delete have failed.
   co_await s->withdraw();
   if (failure) std::rethrow_exception(failure);
 }
 
 asio::awaitable<void> Participant::proclaim(std::string value) {
-  using detail::to_proto;
   auto s = state_;
   detail::check_value_size(value, "proclaim");
   auto term = s->term;
   if (!term) throw_error(errc::not_leader, "proclaim: this participant has not won");
-  v3electionpb::ProclaimRequest request;
-  to_proto(term->key, *request.mutable_leader());
-  request.set_value(value);
-  co_await s->core->call("proclaim", s->core->election().async(),
-                         &v3electionpb::Election::Stub::async::Proclaim, std::move(request));
+  auto request = guarded_by(term->key);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(term->key.key);
+  put->set_value(value);
+  put->set_lease(term->key.lease);
+  auto reply = co_await s->core->call_retrying(
+      "proclaim", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+  if (!reply.succeeded())
+    throw_error(errc::not_leader, "proclaim: leader key " + term->key.key + " at revision " +
+                                      std::to_string(term->key.revision) + " no longer exists");
   s->value = std::move(value);
 }
 
@@ -436,9 +453,9 @@ asio::awaitable<std::optional<LeaderInfo>> Participant::leader() {
   request.set_name(s->election);
   v3electionpb::LeaderResponse reply;
   try {
-    reply =
-        co_await s->core->call("leader", s->core->election().async(),
-                               &v3electionpb::Election::Stub::async::Leader, std::move(request));
+    reply = co_await s->core->call_retrying("leader", s->core->election().async(),
+                                            &v3electionpb::Election::Stub::async::Leader,
+                                            std::move(request));
   } catch (const system_error& e) {
     if (e.code() != errc::no_leader) throw;
     reply.Clear();

@@ -10,6 +10,9 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <vector>
+
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
@@ -84,11 +87,21 @@ TEST_CASE("an observer cut off during a compaction reports the current leader on
         etcd.kill_member(cut);
         etcd.start_member(cut);
 
-        // v1 and v2 are gone with the history; what the observer reports is the leader now.
-        auto after = co_await observer.next();
-        REQUIRE(after.has_leader());
-        CHECK(after.leader->value == "v3");
-        CHECK(after.leader->create_revision == current.leader->create_revision);
+        // If the restarted member has applied the compaction when the observer's watch resumes,
+        // v1 and v2 are gone with the history and the observer reports the leader now (v3)
+        // once; if the watch resumes while that member is still replaying its log, the history
+        // is still there and it reports v1, v2, v3. Either way: in order, no value twice,
+        // ending at v3.
+        std::vector<std::string> seen;
+        while (seen.empty() || seen.back() != "v3") {
+          auto after = co_await observer.next();
+          REQUIRE(after.has_leader());
+          CHECK(after.leader->create_revision == current.leader->create_revision);
+          seen.push_back(after.leader->value);
+          REQUIRE(seen.size() <= 3);
+        }
+        INFO("seen after the compaction: " << seen.size() << " event(s)");
+        for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i - 1] < seen[i]);
         asio::steady_timer timer(executor, 500ms);
         auto quiet = co_await (observer.next() || timer.async_wait(asio::use_awaitable));
         CHECK(quiet.index() == 1);

@@ -105,7 +105,8 @@ KeepAliveHub::clock::time_point KeepAliveHub::step(ClientCore& core,
       continue;
     }
     if (!send(core, owner, id)) {
-      // The stream ended under us: its reader schedules the retry.
+      // The stream ended under us: drop it (its reader sees the new generation and stops)
+      // and open another after a backoff.
       drop_stream();
       retry_at_ = now + backoff_.next();
       return std::min(next, retry_at_);

@@ -72,8 +72,6 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
   /// Stops keeping lease `id` alive. A reply still on its way is ignored.
   void remove(std::int64_t id);
 
-  std::size_t size() const { return entries_.size(); }
-
  private:
   struct Entry {
     std::weak_ptr<LeaseState> lease;

@@ -336,7 +336,13 @@ class Worker {
       if (!participant_->is_leader() || !deadline) continue;
 
       const auto seq = ++seq_;
-      const auto value = JsonLine().string("node", config_.node).number("seq", seq).str();
+      // The value names its writer and the fence it is written under, so etcd's history alone
+      // says who wrote what under which leadership.
+      const auto value = JsonLine()
+                             .string("node", config_.node)
+                             .number("seq", seq)
+                             .number("fence", key.revision)
+                             .str();
       std::int64_t revision = 0;
       std::string failure;
       // An answer after the deadline would come from a node that no longer counts as leader:

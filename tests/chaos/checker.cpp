@@ -86,25 +86,33 @@ std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, Che
     }
     ++result.writes_accepted;
     AcceptedWrite write;
+    std::int64_t guard = 0;  // the create revision the write was fenced on, as it says itself
     try {
       const auto value = election::test::parse_json_object(change.value);
       write.node = std::get<std::string>(value.at("node"));
       write.seq = std::get<std::int64_t>(value.at("seq"));
+      guard = std::get<std::int64_t>(value.at("fence"));
     } catch (const std::exception&) {
       result.violations.push_back(where + ": unreadable value " + change.value);
       continue;
     }
+    // The write names the key it was fenced on; a node can have two keys at once (one of a
+    // lease given up at its deadline, still in etcd), so it is judged by that key, not by node.
     const Candidate* first = nullptr;
     const Candidate* own = nullptr;
     for (const auto& [key, candidate] : candidates) {
       if (!first || candidate.create_revision < first->create_revision) first = &candidate;
-      if (candidate.value == write.node &&
-          (!own || candidate.create_revision > own->create_revision))
-        own = &candidate;
+      if (candidate.create_revision == guard) own = &candidate;
     }
     if (!own) {
       result.violations.push_back(where + " from " + write.node +
-                                  ": accepted while that node had no candidate key");
+                                  ": accepted while no candidate key had its fence " +
+                                  std::to_string(guard));
+      continue;
+    }
+    if (own->value != write.node) {
+      result.violations.push_back(where + " from " + write.node + ": fenced on " + own->value +
+                                  "'s key (fence " + std::to_string(guard) + ")");
       continue;
     }
     if (own != first) {

@@ -11,9 +11,11 @@
 //    next `lost` or `resigned`; the `deadline_us` that `lost` reports; or, when the process
 //    left no such event (SIGKILL, crash), the instant it was reaped: the last instant a dead
 //    process could have believed anything. Terms of different nodes must not overlap.
-//  - Every write etcd accepted on the counter key must come from the node whose candidate key
-//    was first in line (lowest create revision under `election/`) at that revision, and its
-//    fencing token (that key's create revision) must be no older than any accepted before it.
+//  - Every write etcd accepted on the counter key names its node and the fence it was written
+//    under (the create revision of the writer's candidate key). That key must be the writer's
+//    and first in line (lowest create revision under `election/`) at the write's revision, and
+//    the fence must be no older than any accepted before it. (A node can hold two keys for a
+//    moment, one of a lease it gave up at its deadline: the write is judged by its own fence.)
 //    Every `work` event a worker reports as written must be such a write, with its fence.
 //  - Inside the check window, time without any term, counted only while etcd had a quorum,
 //    must never exceed TTL + slack (2 s).

@@ -54,9 +54,11 @@ KvChange candidate(std::int64_t rev, const std::string& lease, const std::string
 KvChange gone(std::int64_t rev, const std::string& lease) {
   return {rev, false, "e/" + lease, 0, {}};
 }
-KvChange counter(std::int64_t rev, const std::string& node, std::int64_t seq) {
+KvChange counter(std::int64_t rev, const std::string& node, std::int64_t seq,
+                 std::int64_t fence) {
   return {rev, true, "e-counter", 0,
-          R"({"node":")" + node + R"(","seq":)" + std::to_string(seq) + "}"};
+          R"({"node":")" + node + R"(","seq":)" + std::to_string(seq) + R"(,"fence":)" +
+              std::to_string(fence) + "}"};
 }
 
 // a leads from 1 s to 5 s and resigns; b, in line since 2 s, leads from 5.1 s to 20 s.
@@ -69,8 +71,8 @@ CheckInput clean_handover() {
   input.workers.push_back(
       worker("a", {elected(1 * s, 2), work(1 * s + 10, 4, 1, 2), resigned(5 * s)}));
   input.workers.push_back(worker("b", {elected(5 * s + 100'000, 3), work(6 * s, 6, 1, 3)}));
-  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1),
-                   gone(5, "a1"), counter(6, "b", 1)};
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2),
+                   gone(5, "a1"), counter(6, "b", 1, 3)};
   return input;
 }
 
@@ -137,11 +139,38 @@ TEST_CASE("a fenced write from a node that was not first in line fails", "[chaos
   auto input = clean_handover();
   // a campaigns again behind b, and a write of a's is accepted anyway.
   input.history.push_back(candidate(7, "a2", "a"));
-  input.history.push_back(counter(8, "a", 2));
+  input.history.push_back(counter(8, "a", 2, 7));
   auto result = chaos::check(input);
   INFO(all(result));
   CHECK_FALSE(result.ok());
   CHECK(all(result).find("from a: accepted while b was the leader (fence 3)") != std::string::npos);
+}
+
+TEST_CASE("a write is judged by the key it was fenced on, not by its node", "[chaos][checker]") {
+  // b gives its lease up at its deadline (its key a phantom still first in line), campaigns
+  // with a new lease, and a late write fenced on the old key lands: etcd was right to take it.
+  auto input = clean_handover();
+  input.workers[1] = worker("b", {elected(5 * s + 100'000, 3), lost(8 * s, "deadline-passed", 8 * s),
+                                  elected(9 * s, 7)});
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2),
+                   gone(5, "a1"),           counter(6, "b", 1, 3),    candidate(7, "b2", "b"),
+                   counter(8, "b", 2, 3),   gone(9, "b1")};
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+
+  // A write fenced on the new key while the old one is still first must not have been taken.
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2),
+                   gone(5, "a1"),           counter(6, "b", 1, 3),    candidate(7, "b2", "b"),
+                   counter(8, "b", 2, 7),   gone(9, "b1")};
+  result = chaos::check(input);
+  CHECK(all(result).find("from b: accepted while b was the leader (fence 3)") !=
+        std::string::npos);
+
+  input = clean_handover();
+  input.history.push_back(counter(7, "a", 2, 3));  // a's write under b's key
+  result = chaos::check(input);
+  CHECK(all(result).find("from a: fenced on b's key (fence 3)") != std::string::npos);
 }
 
 TEST_CASE("a fenced write with an older token than one accepted fails", "[chaos][checker]") {
@@ -150,7 +179,7 @@ TEST_CASE("a fenced write with an older token than one accepted fails", "[chaos]
   input.history.push_back(candidate(7, "a2", "a"));
   input.history.back().create_revision = 2;
   input.history.push_back(gone(8, "b1"));
-  input.history.push_back(counter(9, "a", 2));
+  input.history.push_back(counter(9, "a", 2, 2));
   const auto result = chaos::check(input);
   INFO(all(result));
   CHECK(all(result).find("fence 2 is older than fence 3") != std::string::npos);
@@ -158,9 +187,9 @@ TEST_CASE("a fenced write with an older token than one accepted fails", "[chaos]
 
 TEST_CASE("a write with no candidate key, or not in etcd, fails", "[chaos][checker]") {
   auto input = clean_handover();
-  input.history.push_back(counter(7, "c", 1));
+  input.history.push_back(counter(7, "c", 1, 99));
   auto result = chaos::check(input);
-  CHECK(all(result).find("from c: accepted while that node had no candidate key") !=
+  CHECK(all(result).find("from c: accepted while no candidate key had its fence 99") !=
         std::string::npos);
 
   input = clean_handover();

@@ -59,6 +59,7 @@ struct Config {
   std::vector<std::string> endpoints;  // filled from --endpoints, or from --host and --port
   std::string election = "leader-worker";
   std::int64_t ttl = 10;
+  std::int64_t takeover_delay_ms = 0;
   bool json = false;
   election::TlsOptions tls;  // --cacert, --cert, --key
   std::string user;          // --user name[:password]
@@ -188,6 +189,7 @@ class Worker {
     options.password = config_.password;
     election::ParticipantOptions participant_options;
     participant_options.ttl = std::chrono::seconds(config_.ttl);
+    participant_options.takeover_delay = std::chrono::milliseconds(config_.takeover_delay_ms);
     // Bad endpoints and election names are refused here, before anything is sent.
     std::optional<election::Client> client;
     std::optional<election::Participant> participant;
@@ -490,6 +492,11 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   app.add_option("--ttl", config.ttl,
                  "Lease TTL in s: how soon another node takes over if this one dies")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
+      ->capture_default_str();
+  app.add_option("--takeover-delay", config.takeover_delay_ms,
+                 "ms to wait after winning before working, so a leader whose key was removed "
+                 "early (etcd before the fix for stale-leader lease revocation) has stopped")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}))
       ->capture_default_str();
   app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
   // As etcdctl names them. Values are not echoed in errors: --user may hold a password.

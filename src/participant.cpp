@@ -262,6 +262,10 @@ Participant::Participant(Client& client, std::string election, std::string value
   detail::check_value_size(value, "participant value");
   if (options.ttl.count() <= 0)
     throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
+  if (options.takeover_delay.count() < 0)
+    throw_error(errc::invalid_argument, "participant takeover delay " +
+                                            std::to_string(options.takeover_delay.count()) +
+                                            " ms is negative");
   state_ = std::make_shared<detail::ParticipantState>(client, std::move(election), std::move(value),
                                                       options);
 }
@@ -311,6 +315,16 @@ asio::awaitable<LeaderKey> Participant::campaign() {
     auto result = co_await detail::first_of(s->run_campaign(), s->closing.wait());
     if (result.index() == 1)
       throw system_error(asio::error::operation_aborted, "campaign: the participant was destroyed");
+    if (s->options.takeover_delay.count() > 0) {
+      // Won, but not acting yet: a predecessor whose key was removed early is given the time
+      // to see it. The term's monitor starts after, from the win's revision: a deletion or a
+      // lost lease meanwhile still ends the term at once.
+      asio::steady_timer settle(s->core->executor(), s->options.takeover_delay);
+      auto waited =
+          co_await detail::first_of(settle.async_wait(asio::use_awaitable), s->closing.wait());
+      if (waited.index() == 1)
+        throw system_error(asio::error::operation_aborted, "campaign: the participant was destroyed");
+    }
     // A win that lands together with a cancellation must not stand: the caller has moved on.
     auto cancellation = co_await asio::this_coro::cancellation_state;
     if (cancellation.cancelled() != asio::cancellation_type::none)

@@ -30,6 +30,17 @@ struct ParticipantOptions {
   /// take over. etcd raises a TTL under its minimum (2 s by default); granted_ttl() tells.
   std::chrono::seconds ttl{10};
   LeaseOptions lease{};
+  /// How long campaign() waits after winning before it returns (is_leader() stays false until
+  /// then). A lease cannot cover one case: the previous leader's key removed before its lease
+  /// ran out, by an operator (`etcdctl del`, `etcdctl lease revoke`) or by etcd itself. An
+  /// etcd raft leader that was paused (SIGSTOP, a VM or GC freeze) still believes it leads for
+  /// a moment after it resumes, and revokes every lease that expired in its stale view, even
+  /// though the new raft leader has been renewing them (etcd issues #12528 and #15247; fixed
+  /// by etcd pull request #16822 in later 3.4 and 3.5 releases, not in Debian 12's 3.4.23).
+  /// The old leader learns of the removal from its key's watch about when this candidate
+  /// wins; waiting a few watch round trips keeps the two from acting at once. 0 (the default)
+  /// returns at once, as etcd's own Campaign does.
+  std::chrono::milliseconds takeover_delay{0};
 };
 
 namespace detail {

@@ -26,6 +26,7 @@ struct RunInfo {
   int workers = 0;
   int members = 0;
   std::int64_t ttl_s = 0;
+  std::int64_t takeover_delay_ms = 0;
   std::int64_t start_us = 0;  ///< time zero of the timeline
   std::int64_t end_us = 0;
   std::string command;

@@ -3,7 +3,7 @@
 // seconds; then every worker is stopped, etcd's history is read, and the checker decides.
 //
 //   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
-//                [--seed N] [--workers N] [--ttl S] [--gaps-advisory]
+//                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
 //
 // Exit 0 when the checker passes, 1 when it fails, 2 on bad usage or a broken set-up.
 // Everything it starts is stopped by pid (pid files in DIR), also when it fails or is
@@ -86,6 +86,10 @@ struct Options {
   std::uint64_t seed = 0;
   int workers = 5;
   int ttl_s = 3;
+  // Passed to every worker: what a deployment on an etcd without the fix for stale-leader
+  // lease revocation (etcd-io/etcd#16822; Debian 12 ships 3.4.23) should run with. See
+  // ParticipantOptions::takeover_delay. 0 runs without it, to show the hazard.
+  int takeover_delay_ms = 200;
   fs::path out;
   std::string worker;
   std::string fixture;
@@ -402,6 +406,7 @@ class Runner {
     run.workers = options_.workers;
     run.members = members;
     run.ttl_s = options_.ttl_s;
+    run.takeover_delay_ms = options_.takeover_delay_ms;
     run.start_us = start_us_;
     run.end_us = end_us_ ? end_us_ : now_us();
     run.command = command;
@@ -502,7 +507,9 @@ class Runner {
           (endpoints.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(port);
     w.pid =
         children_.spawn({options_.worker, "--node", w.node, "--election", election_name, "--ttl",
-                         std::to_string(options_.ttl_s), "--json", "--endpoints", endpoints},
+                         std::to_string(options_.ttl_s), "--takeover-delay",
+                         std::to_string(options_.takeover_delay_ms), "--json", "--endpoints",
+                         endpoints},
                         w.out, true);
     w.started_us = now_us();
     write_text(options_.out / "workers" / (w.node + ".pid"), std::to_string(w.pid) + "\n");
@@ -769,6 +776,8 @@ std::optional<Options> parse(int argc, char** argv) {
       o.workers = std::stoi(value());
     else if (arg == "--ttl")
       o.ttl_s = std::stoi(value());
+    else if (arg == "--takeover-delay")
+      o.takeover_delay_ms = std::stoi(value());
     else if (arg == "--out")
       o.out = value();
     else if (arg == "--worker")
@@ -782,8 +791,10 @@ std::optional<Options> parse(int argc, char** argv) {
   }
   if (o.worker.empty() || o.fixture.empty() || o.out.empty())
     throw std::invalid_argument("--worker, --fixture and --out are required");
-  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2)
-    throw std::invalid_argument("need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2");
+  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 ||
+      o.takeover_delay_ms < 0)
+    throw std::invalid_argument(
+        "need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2, --takeover-delay >= 0");
   o.out = fs::absolute(o.out);
   o.worker = fs::absolute(o.worker).string();
   o.fixture = fs::absolute(o.fixture).string();

@@ -114,6 +114,15 @@ TEST_CASE("bad participant input is refused with a clear error", "[participant]"
   CHECK(code_of("jobs", "v", 0s) == errc::invalid_ttl);
   CHECK(code_of("jobs", "v", -1s) == errc::invalid_ttl);
   CHECK(code_of("jobs/a", "v", 5s) == boost::system::error_code{});
+  auto negative_delay = ttl(5s);
+  negative_delay.takeover_delay = -1ms;
+  try {
+    Participant p(client, "jobs", "v", negative_delay);
+    FAIL("a negative takeover delay was accepted");
+  } catch (const boost::system::system_error& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK(std::string(e.what()).find("takeover delay") != std::string::npos);
+  }
 }
 
 TEST_CASE("a TTL under etcd's minimum works with the granted TTL", "[participant]") {
@@ -489,6 +498,50 @@ TEST_CASE("observe carries on across an etcd restart without duplicates or gaps"
         co_await a.resign();
       },
       40s);
+}
+
+TEST_CASE("with a takeover delay, a leader whose key is removed early stops before its successor "
+          "starts",
+          "[participant]") {
+  // An early removal (an operator's `etcdctl del`, or a lease revoked by an etcd raft leader
+  // that resumed from a pause) ends the old leader's term only when its watch says so. Without
+  // a delay its successor can start first; with one, the successor waits until after.
+  run([]() -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    election::Client client_a(executor, fixture_options());  // two processes, in effect
+    election::Client client_b(executor, fixture_options());
+    const auto name = election::test::unique_name("takeover");
+    auto options = ttl(10s);
+    options.takeover_delay = 300ms;
+    Participant a(client_a, name, "a", ttl(10s));
+    Participant b(client_b, name, "b", options);
+    auto key = co_await a.campaign();
+    Clock::time_point a_lost{}, b_won{};
+    asio::co_spawn(
+        executor,
+        [&]() -> asio::awaitable<void> {
+          co_await a.keep_alive();
+          a_lost = Clock::now();
+        },
+        asio::detached);
+    asio::co_spawn(
+        executor,
+        [&]() -> asio::awaitable<void> {
+          co_await b.campaign();
+          b_won = Clock::now();
+        },
+        asio::detached);
+    co_await sleep_for(300ms);  // b is in line
+    const auto deleted = Clock::now();
+    etcdctl(client_a.options().endpoints, "del " + key.key);
+    co_await require_within([&] { return a_lost != Clock::time_point{}; }, 2s, "a lost");
+    CHECK_FALSE(b.is_leader());  // won in etcd, but still waiting out the delay
+    co_await require_within([&] { return b_won != Clock::time_point{}; }, 3s, "b won");
+    CHECK(a_lost < b_won);
+    CHECK(b_won - deleted >= 300ms);
+    CHECK(b.is_leader());
+    co_await b.resign();
+  });
 }
 
 TEST_CASE("graceful resign hands over to the next candidate in milliseconds", "[participant]") {

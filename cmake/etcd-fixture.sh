@@ -107,11 +107,15 @@ used_ports() {
   ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }' | sort -u
 }
 
+# Below the kernel's ephemeral range: a port from inside it can be taken, while a killed member
+# is down, as the source port of any outgoing connection, and the member cannot restart.
 pick_ports() { # COUNT -> prints COUNT distinct free ports
-  local used picked=" " p
+  local used picked=" " p low=10000 high=32767 ephemeral
+  read -r ephemeral _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || ephemeral=32768
+  ((ephemeral - 1 - low >= 5000)) && high=$((ephemeral - 1))
   used=" $(used_ports | tr '\n' ' ') "
   while (($(wc -w <<<"$picked") < $1)); do
-    p=$((20000 + RANDOM % 25001))
+    p=$((low + RANDOM % (high - low + 1)))
     [[ $used == *" $p "* || $picked == *" $p "* ]] && continue
     picked+="$p "
   done

@@ -45,9 +45,11 @@ struct ClientOptions {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
 
   /// HTTP/2 keep-alive pings on an idle connection with open streams, so a member that hangs
-  /// is noticed. etcd refuses pings more often than every 5 s by default.
-  std::chrono::milliseconds keepalive_time{std::chrono::seconds(10)};
-  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(5)};
+  /// (SIGSTOP, a VM freeze, a dead network path) is noticed and what waits on it (a campaign
+  /// in line, an observer's watch) moves to another member: at most time + timeout after the
+  /// hang. etcd refuses pings more often than every 5 s by default (--grpc-keepalive-min-time).
+  std::chrono::milliseconds keepalive_time{std::chrono::seconds(6)};
+  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(2)};
 
   TlsOptions tls;
 

@@ -80,12 +80,13 @@ KeepAliveHub::clock::time_point KeepAliveHub::step(ClientCore& core,
       it = entries_.erase(it);
       continue;
     }
-    if (lease->clock.expired(now)) {
+    if (!lease->clock.expired(now)) {
+      next = std::min(next, lease->clock.deadline());
+    } else if (!lease->hold_past_deadline) {
       lease->lose(errc::lease_deadline_passed);
       it = entries_.erase(it);
       continue;
     }
-    next = std::min(next, lease->clock.deadline());
     if (it->second.sent) {
       const auto give_up = *it->second.sent + patience(lease->clock);
       if (now >= give_up) stuck = true;

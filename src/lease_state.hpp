@@ -41,6 +41,12 @@ class LeaseState {
   LeaseClock clock;
   AsyncEvent lost_event;
   boost::system::error_code lost_reason;
+  /// Set while its participant waits in line: the local deadline passing does not give the
+  /// lease up, because nothing is done on its strength until the win. Renewals go on, and only
+  /// etcd's word (TTL 0) or the client closing ends it: after an etcd outage longer than the
+  /// deadline allows, etcd still has the lease (a new raft leader extends every lease), and the
+  /// candidate keeps its key and its place in line.
+  bool hold_past_deadline = false;
 };
 
 /// Renews every live lease of one Client on a single LeaseKeepAlive stream, as etcd's own Go
@@ -50,10 +56,11 @@ class LeaseState {
 /// Each lease is renewed every third of its TTL. Renewals due within a short window of each
 /// other are sent in one batch (early, which is always safe), so leases granted at different
 /// moments fall into step. A lease counts as lost the moment its local deadline passes, whatever
-/// the stream is doing. A renewal unanswered for half a period (at least 500 ms) means the stream
-/// is stuck (a frozen member, or a follower still forwarding to a frozen raft leader): the stream
-/// is dropped and the due renewals go out on a new one, which round-robin places on another
-/// member; replies still on their way on the old stream are not counted.
+/// the stream is doing, unless it is held past it (LeaseState::hold_past_deadline). A renewal
+/// unanswered for half a period (at least 500 ms) means the stream is stuck (a frozen member, or a
+/// follower still forwarding to a frozen raft leader): the stream is dropped and the due renewals
+/// go out on a new one, which round-robin places on another member; replies still on their way on
+/// the old stream are not counted.
 ///
 /// Runs on the Client's executor; not thread-safe. The hub's loop runs while it has leases and
 /// holds the ClientCore while it does.

@@ -4,6 +4,7 @@
 #include "election/detail/backoff.hpp"
 #include "election/detail/race.hpp"
 #include "kv.hpp"
+#include "lease_state.hpp"
 #include "watch.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -135,6 +136,15 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   asio::awaitable<std::pair<LeaderKey, std::int64_t>> run_campaign() {
     co_await ensure_lease();
     const auto id = lease->id();
+    // In line, the lease is held past its local deadline (see LeaseState::hold_past_deadline);
+    // from the win on, or when the campaign ends otherwise, the deadline rules again.
+    struct Hold {
+      explicit Hold(std::shared_ptr<LeaseState> state) : state(std::move(state)) {
+        this->state->hold_past_deadline = true;
+      }
+      ~Hold() { state->hold_past_deadline = false; }
+      std::shared_ptr<LeaseState> state;
+    } hold(lease->state());
     Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
     asio::steady_timer timer(core->executor());
     v3electionpb::CampaignResponse won;
@@ -176,6 +186,23 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       throw_error(errc::key_deleted, "campaign: won, but the candidate key " + key.key +
                                          " is gone (its lease expired while waiting)");
     if (lease->lost()) throw system_error(lease->lost_reason(), "campaign");
+    // Won while no renewal has been answered within the deadline (etcd was away for a while):
+    // lead only once one is, so the deadline again bounds how long etcd can keep the key.
+    if (std::chrono::steady_clock::now() >= lease->deadline()) {
+      asio::steady_timer poll(core->executor());
+      const auto give_up = std::chrono::steady_clock::now() + core->options().request_timeout;
+      while (std::chrono::steady_clock::now() >= lease->deadline() && !lease->lost() &&
+             std::chrono::steady_clock::now() < give_up) {
+        poll.expires_after(std::chrono::milliseconds(20));
+        co_await poll.async_wait(asio::use_awaitable);
+      }
+      if (lease->lost()) throw system_error(lease->lost_reason(), "campaign");
+      if (std::chrono::steady_clock::now() >= lease->deadline()) {
+        lease->state()->lose(errc::lease_deadline_passed);
+        throw_error(errc::lease_deadline_passed,
+                    "campaign: won, but no renewal of the lease was answered in time");
+      }
+    }
     co_return std::pair{std::move(key), check.header().revision()};
   }
 
@@ -323,7 +350,8 @@ asio::awaitable<LeaderKey> Participant::campaign() {
       auto waited =
           co_await detail::first_of(settle.async_wait(asio::use_awaitable), s->closing.wait());
       if (waited.index() == 1)
-        throw system_error(asio::error::operation_aborted, "campaign: the participant was destroyed");
+        throw system_error(asio::error::operation_aborted,
+                           "campaign: the participant was destroyed");
     }
     // A win that lands together with a cancellation must not stand: the caller has moved on.
     auto cancellation = co_await asio::this_coro::cancellation_state;

@@ -84,21 +84,27 @@ class Participant {
   /// Grants a lease (unless a live one is kept from an earlier campaign), keeps it alive, and
   /// waits in line until this participant leads. After winning, checks that its key still
   /// exists with the revision etcd returned. Re-campaigns with the same lease after a dropped
-  /// connection, so a candidate keeps its place in line when etcd kept its key.
+  /// connection, so a candidate keeps its place in line when etcd kept its key. While in line
+  /// the lease is not given up when its local deadline passes (etcd away longer than the TTL
+  /// allows): renewals go on, and etcd's answer decides. etcd keeps leases across a restart or
+  /// a change of its raft leader, so the candidate keeps its place; a win then waits for a
+  /// renewal answered within the deadline rule before it counts.
   ///
   /// Cancellable: a cancelled campaign (a timer with `||`, a cancellation signal) withdraws the
   /// candidate (revokes its lease, deleting its key even when the win raced the cancel) and
-  /// throws operation_aborted. Throws errc::lease_expired / errc::lease_deadline_passed when the
-  /// lease dies while waiting, errc::key_deleted when the key was gone at the win (the lease is
-  /// dropped; campaigning again starts afresh), errc::unreachable, errc::client_closed, and
-  /// errc::invalid_argument when already leading or when another campaign() is in progress.
+  /// throws operation_aborted. Throws errc::lease_expired when etcd says the lease is gone
+  /// while waiting, errc::lease_deadline_passed when no renewal is answered in time at the win,
+  /// errc::key_deleted when the key was gone at the win (the lease is dropped; campaigning again
+  /// starts afresh), errc::unreachable, errc::client_closed, and errc::invalid_argument when
+  /// already leading or when another campaign() is in progress.
   boost::asio::awaitable<LeaderKey> campaign();
 
   /// While leading: waits until leadership ends and returns why: errc::resigned,
   /// errc::lease_expired, errc::key_deleted, errc::lease_deadline_passed (also what a lost
-  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed. Throws errc::not_leader when called without leadership. Cancellable
-  /// (throws operation_aborted; leadership is unaffected). The lease is renewed in the
-  /// background whether or not this is awaited.
+  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed.
+  /// Throws errc::not_leader when called without leadership. Cancellable (throws operation_aborted;
+  /// leadership is unaffected). The lease is renewed in the background whether or not this is
+  /// awaited.
   boost::asio::awaitable<boost::system::error_code> keep_alive();
 
   /// True while this participant leads: it won, nothing ended its leadership, and the lease's

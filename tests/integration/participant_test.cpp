@@ -399,6 +399,50 @@ TEST_CASE("after an etcd crash a waiting candidate campaigns again and keeps its
       40s);
 }
 
+TEST_CASE("a waiting candidate keeps its key and place through an outage past its deadline",
+          "[participant][restart]") {
+  // etcd down for longer than the lease's local deadline allows. The leader must step down at
+  // its deadline; the candidate in line must not give its lease up, because etcd, restarted,
+  // still has it (a new raft leader extends every lease): it leads next, with its first key.
+  auto etcd = election::test::EtcdCluster::start(work_path("participant-outage"), 1);
+  run(
+      [&]() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, options_for(etcd.endpoints()));
+        const auto name = election::test::unique_name("outage");
+        Participant a(client, name, "a", ttl(2s));
+        Participant b(client, name, "b", ttl(2s));
+        co_await a.campaign();
+        std::optional<election::LeaderKey> b_key;
+        boost::system::error_code b_error;
+        asio::co_spawn(
+            client.get_executor(),
+            [&]() -> asio::awaitable<void> {
+              try {
+                b_key = co_await b.campaign();
+              } catch (const boost::system::system_error& e) {
+                b_error = e.code();
+              }
+            },
+            asio::detached);
+        co_await sleep_for(500ms);
+        auto before = co_await candidates(client, name);
+        REQUIRE(before.size() == 2);
+        etcd.kill_member(0);
+        co_await sleep_for(3500ms);  // the deadline is 1.8 s after the last answered renewal
+        CHECK_FALSE(a.is_leader());
+        CHECK(b.lease_id().has_value());
+        etcd.start_member(0);
+        co_await require_within([&] { return b_key.has_value() || b_error; }, 10s,
+                                "b won or failed");
+        INFO("b's campaign: " << b_error.message());
+        REQUIRE(b_key.has_value());
+        CHECK(b_key->revision == before[1].create_revision());
+        CHECK(b.is_leader());
+        co_await b.resign();
+      },
+      40s);
+}
+
 TEST_CASE("a fenced write succeeds while leading and is refused by etcd after leadership is lost",
           "[participant]") {
   run([]() -> asio::awaitable<void> {
@@ -500,9 +544,10 @@ TEST_CASE("observe carries on across an etcd restart without duplicates or gaps"
       40s);
 }
 
-TEST_CASE("with a takeover delay, a leader whose key is removed early stops before its successor "
-          "starts",
-          "[participant]") {
+TEST_CASE(
+    "with a takeover delay, a leader whose key is removed early stops before its successor "
+    "starts",
+    "[participant]") {
   // An early removal (an operator's `etcdctl del`, or a lease revoked by an etcd raft leader
   // that resumed from a pause) ends the old leader's term only when its watch says so. Without
   // a delay its successor can start first; with one, the successor waits until after.

@@ -18,7 +18,10 @@
 //    moment, one of a lease it gave up at its deadline: the write is judged by its own fence.)
 //    Every `work` event a worker reports as written must be such a write, with its fence.
 //  - Inside the check window, time without any term, counted only while etcd had a quorum,
-//    must never exceed TTL + slack (2 s).
+//    must never exceed TTL + slack (2 s). etcd restarts its lease clocks when its raft leader
+//    changes (every lease is extended to then + election timeout + its TTL), so a dead
+//    leader's key may live that long past each change: a gap is counted from the later of
+//    its start and the last raft leader change before its end + the election timeout.
 //  - No key may be left under the election prefix after every worker has exited.
 #pragma once
 
@@ -82,6 +85,9 @@ struct CheckInput {
   std::vector<WorkerRun> workers;
   std::vector<KvChange> history;  ///< in revision order
   std::vector<Interval> quorum_down;
+  /// When a member became raft leader (from the members' logs), in any order.
+  std::vector<std::int64_t> raft_leader_changes_us;
+  std::int64_t election_timeout_us = 1'000'000;  ///< etcd's default
   std::vector<std::string> keys_left;
 };
 
@@ -95,6 +101,8 @@ struct CheckResult {
   int writes_unanswered = 0;  ///< given up at the deadline, or failed otherwise
   /// The longest time without a leader while etcd had a quorum, and where it was.
   Interval longest_gap;
+  /// The longest such time counted as the rule counts it (from etcd's last lease-clock restart).
+  Interval longest_counted_gap;
   bool ok() const { return violations.empty(); }
 };
 

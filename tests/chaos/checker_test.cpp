@@ -54,8 +54,7 @@ KvChange candidate(std::int64_t rev, const std::string& lease, const std::string
 KvChange gone(std::int64_t rev, const std::string& lease) {
   return {rev, false, "e/" + lease, 0, {}};
 }
-KvChange counter(std::int64_t rev, const std::string& node, std::int64_t seq,
-                 std::int64_t fence) {
+KvChange counter(std::int64_t rev, const std::string& node, std::int64_t seq, std::int64_t fence) {
   return {rev, true, "e-counter", 0,
           R"({"node":")" + node + R"(","seq":)" + std::to_string(seq) + R"(,"fence":)" +
               std::to_string(fence) + "}"};
@@ -150,22 +149,21 @@ TEST_CASE("a write is judged by the key it was fenced on, not by its node", "[ch
   // b gives its lease up at its deadline (its key a phantom still first in line), campaigns
   // with a new lease, and a late write fenced on the old key lands: etcd was right to take it.
   auto input = clean_handover();
-  input.workers[1] = worker("b", {elected(5 * s + 100'000, 3), lost(8 * s, "deadline-passed", 8 * s),
-                                  elected(9 * s, 7)});
-  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2),
-                   gone(5, "a1"),           counter(6, "b", 1, 3),    candidate(7, "b2", "b"),
-                   counter(8, "b", 2, 3),   gone(9, "b1")};
+  input.workers[1] = worker(
+      "b", {elected(5 * s + 100'000, 3), lost(8 * s, "deadline-passed", 8 * s), elected(9 * s, 7)});
+  input.history = {
+      candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2), gone(5, "a1"),
+      counter(6, "b", 1, 3),   candidate(7, "b2", "b"), counter(8, "b", 2, 3), gone(9, "b1")};
   auto result = chaos::check(input);
   INFO(all(result));
   CHECK(result.ok());
 
   // A write fenced on the new key while the old one is still first must not have been taken.
-  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2),
-                   gone(5, "a1"),           counter(6, "b", 1, 3),    candidate(7, "b2", "b"),
-                   counter(8, "b", 2, 7),   gone(9, "b1")};
+  input.history = {
+      candidate(2, "a1", "a"), candidate(3, "b1", "b"), counter(4, "a", 1, 2), gone(5, "a1"),
+      counter(6, "b", 1, 3),   candidate(7, "b2", "b"), counter(8, "b", 2, 7), gone(9, "b1")};
   result = chaos::check(input);
-  CHECK(all(result).find("from b: accepted while b was the leader (fence 3)") !=
-        std::string::npos);
+  CHECK(all(result).find("from b: accepted while b was the leader (fence 3)") != std::string::npos);
 
   input = clean_handover();
   input.history.push_back(counter(7, "a", 2, 3));  // a's write under b's key
@@ -230,6 +228,34 @@ TEST_CASE("no leader for longer than TTL + 2 s fails unless etcd had no quorum",
   input.quorum_down.clear();
   result = chaos::check(input);
   CHECK(all(result).find("no leader for 20.000 s (from 0.000 s)") != std::string::npos);
+}
+
+TEST_CASE("a gap is counted from etcd's last raft leader change + election timeout",
+          "[chaos][checker]") {
+  // a dies at 2 s; etcd's raft leader changes at 3 s, which gives a's lease its full TTL again.
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2)}, 2 * s);
+  input.workers[1] = worker("b", {elected(8 * s + 500'000, 3)});  // 6.5 s without a leader
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), gone(5, "a1")};
+  input.raft_leader_changes_us = {3 * s};
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());  // counted from 4 s: 4.5 s
+  CHECK(result.longest_gap.length() == 6500'000);
+  CHECK(result.longest_counted_gap.length() == 4500'000);
+
+  // Changes after the gap's end, or long before its start, change nothing.
+  input.raft_leader_changes_us = {500'000, 9 * s};
+  result = chaos::check(input);
+  CHECK(all(result).find("no leader for 6.500 s (from 2.000 s) while etcd had a quorum;") !=
+        std::string::npos);
+
+  // Counted from the change, it is still too long.
+  input.workers[1] = worker("b", {elected(10 * s, 3)});
+  input.raft_leader_changes_us = {3 * s};
+  result = chaos::check(input);
+  CHECK(all(result).find("no leader for 8.000 s (from 2.000 s) while etcd had a quorum, 6.000 s "
+                         "of it after etcd's last raft leader change") != std::string::npos);
 }
 
 TEST_CASE("keys left under the election fail", "[chaos][checker]") {

@@ -66,7 +66,8 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   std::ostringstream out;
   out << "chaos run: seed " << run.seed << ", " << run.duration_s << " s of faults ("
       << secs(run.end_us - run.start_us) << " in all), " << run.workers << " workers (TTL "
-      << run.ttl_s << " s, takeover delay " << run.takeover_delay_ms << " ms), " << run.members << " etcd members\n";
+      << run.ttl_s << " s, takeover delay " << run.takeover_delay_ms << " ms), " << run.members
+      << " etcd members\n";
   out << "faults injected: " << faults.size();
   std::string sep = " (";
   for (const auto& [kind, count] : by_kind) {
@@ -86,7 +87,12 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   out << "longest leaderless gap while etcd had a quorum: " << secs(result.longest_gap.length());
   if (result.longest_gap.length() > 0)
     out << " (at " << secs(result.longest_gap.from_us - run.start_us) << ")";
-  out << "; limit TTL + 2 s = " << secs(input.ttl_us + input.gap_slack_us) << "\n";
+  out << "\n  counted from etcd's last raft leader change + election timeout: "
+      << secs(result.longest_counted_gap.length());
+  if (result.longest_counted_gap.length() > 0)
+    out << " (at " << secs(result.longest_counted_gap.from_us - run.start_us) << ")";
+  out << "; limit TTL + 2 s = " << secs(input.ttl_us + input.gap_slack_us) << " ("
+      << input.raft_leader_changes_us.size() << " raft leader changes)\n";
   std::int64_t outage = 0;
   for (const auto& d : input.quorum_down) outage += d.length();
   out << "etcd without quorum: " << input.quorum_down.size() << " times, " << secs(outage)

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -323,6 +324,10 @@ class Runner {
   asio::awaitable<void> run() {
     asio::co_spawn(io_, reaper(), asio::detached);
     start_us_ = now_us();
+    wall_minus_mono_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() -
+                          now_us();
     log("starting a " + std::to_string(members) + "-member etcd cluster in " + etcd_dir_.string());
     etcd_started_ = true;
     auto start = fixture("start", std::to_string(members));
@@ -377,6 +382,7 @@ class Runner {
     input.window = {window_from_us_, window_to_us_};
     input.origin_us = start_us_;
     input.quorum_down = quorum_down_;
+    input.raft_leader_changes_us = raft_leader_changes();
     for (const auto& w : runs_) {
       chaos::WorkerRun run;
       run.node = w.node;
@@ -397,6 +403,32 @@ class Runner {
     input.history =
         with_any_member([&](const std::string& endpoint) { return read_history(endpoint); });
     return input;
+  }
+
+  // When each member became raft leader, from its log (etcd's JSON lines, "ts" in UTC with
+  // milliseconds), on the clock of the workers' events.
+  std::vector<std::int64_t> raft_leader_changes() const {
+    std::vector<std::int64_t> changes;
+    for (int i = 1; i <= members; ++i) {
+      std::ifstream in(options_.out / "etcd" / ("m" + std::to_string(i) + ".log"));
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.find("became leader at term") == std::string::npos) continue;
+        const auto at = line.find("\"ts\":\"");
+        if (at == std::string::npos) continue;
+        std::tm tm{};
+        int millis = 0;
+        if (std::sscanf(line.c_str() + at + 6, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+                        &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis) != 7)
+          continue;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        const std::int64_t wall_us = std::int64_t{timegm(&tm)} * 1'000'000 + millis * 1000;
+        changes.push_back(wall_us - wall_minus_mono_us_);
+      }
+    }
+    std::sort(changes.begin(), changes.end());
+    return changes;
   }
 
   chaos::RunInfo info(const std::string& command) const {
@@ -505,12 +537,11 @@ class Runner {
     for (const auto port : slot_ports_[slot - 1])
       endpoints +=
           (endpoints.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(port);
-    w.pid =
-        children_.spawn({options_.worker, "--node", w.node, "--election", election_name, "--ttl",
-                         std::to_string(options_.ttl_s), "--takeover-delay",
-                         std::to_string(options_.takeover_delay_ms), "--json", "--endpoints",
-                         endpoints},
-                        w.out, true);
+    w.pid = children_.spawn(
+        {options_.worker, "--node", w.node, "--election", election_name, "--ttl",
+         std::to_string(options_.ttl_s), "--takeover-delay",
+         std::to_string(options_.takeover_delay_ms), "--json", "--endpoints", endpoints},
+        w.out, true);
     w.started_us = now_us();
     write_text(options_.out / "workers" / (w.node + ".pid"), std::to_string(w.pid) + "\n");
     current_[slot - 1] = runs_.size();
@@ -755,6 +786,7 @@ class Runner {
   std::vector<chaos::Fault> faults_;
   std::vector<chaos::Interval> quorum_down_;
   std::int64_t start_us_ = 0, end_us_ = 0, window_from_us_ = 0, window_to_us_ = 0;
+  std::int64_t wall_minus_mono_us_ = 0;  // to put the members' log times on our clock
 };
 
 std::optional<Options> parse(int argc, char** argv) {
@@ -791,8 +823,7 @@ std::optional<Options> parse(int argc, char** argv) {
   }
   if (o.worker.empty() || o.fixture.empty() || o.out.empty())
     throw std::invalid_argument("--worker, --fixture and --out are required");
-  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 ||
-      o.takeover_delay_ms < 0)
+  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 || o.takeover_delay_ms < 0)
     throw std::invalid_argument(
         "need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2, --takeover-delay >= 0");
   o.out = fs::absolute(o.out);

@@ -188,20 +188,28 @@ void check_gaps(const CheckInput& input, CheckResult& result) {
   for (const auto& gap : gaps) {
     for (const auto& part : subtract(gap, input.quorum_down)) {
       if (part.length() > result.longest_gap.length()) result.longest_gap = part;
-      // A raft leader change before the gap's end restarted every lease's clock.
-      Interval counted = part;
+      // A raft leader change restarts every lease's clock: from it on (+ the election
+      // timeout), the gap is counted afresh. Up to each change, and up to the gap's end, the
+      // count runs from the later of the gap's start and the last change before.
+      std::vector<std::int64_t> changes;
       for (const auto change : input.raft_leader_changes_us)
-        if (change < part.to_us)
-          counted.from_us =
-              std::min(part.to_us, std::max(counted.from_us, change + input.election_timeout_us));
+        if (change < part.to_us) changes.push_back(change);
+      std::sort(changes.begin(), changes.end());
+      changes.push_back(part.to_us);  // the gap's end is the last point to look at
+      Interval counted{part.from_us, part.from_us};
+      auto from = part.from_us;
+      for (const auto point : changes) {
+        if (point > from && point - from > counted.length()) counted = {from, point};
+        from = std::max(from, point + input.election_timeout_us);
+      }
       if (counted.length() > result.longest_counted_gap.length())
         result.longest_counted_gap = counted;
       if (counted.length() > limit) {
         std::string text = "no leader for " + seconds(part.length()) + " (from " +
                            seconds(part.from_us - input.origin_us) + ") while etcd had a quorum";
-        if (counted.from_us != part.from_us)
-          text += ", " + seconds(counted.length()) + " of it after etcd's last raft leader " +
-                  "change + election timeout";
+        if (counted.length() != part.length())
+          text += ", " + seconds(counted.length()) + " of it counted (a raft leader change " +
+                  "restarts etcd's lease clocks)";
         result.violations.push_back(text + "; the limit is TTL + slack = " + seconds(limit));
       }
     }

@@ -381,7 +381,13 @@ class BidiReactor final : public grpc::ClientBidiReactor<Request, Response> {
       writes_.clear();  // the stream is broken; OnReadDone(false) and OnDone follow
       return;
     }
-    if (!writes_.empty() && !read_done_) this->StartWrite(&writes_.front());
+    if (writes_.empty() || read_done_) return;
+    // More queued behind this one (a batch of renewals): let gRPC hold it back, so the batch
+    // leaves in one flush; the last of the queue goes without the hint and flushes them all.
+    if (writes_.size() > 1)
+      this->StartWrite(&writes_.front(), grpc::WriteOptions().set_buffer_hint());
+    else
+      this->StartWrite(&writes_.front());
   }
 
   void OnReadDone(bool ok) override {

@@ -4,11 +4,16 @@
 //
 //   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
 //                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
+//                [--faults KIND,KIND...]
+//
+// --faults narrows the deck to some kinds (to chase one failure); by default it holds all six:
+// kill-leader, pause-leader, cut-worker, freeze-member, kill-member, restart-cluster.
 //
 // Exit 0 when the checker passes, 1 when it fails, 2 on bad usage or a broken set-up.
 // Everything it starts is stopped by pid (pid files in DIR), also when it fails or is
 // interrupted; workers also die with it (PR_SET_PDEATHSIG).
 #include "checker.hpp"
+#include "children.hpp"
 #include "proxy.hpp"
 #include "report.hpp"
 
@@ -54,6 +59,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
+using chaos::Children;
+using chaos::close_inherited_descriptors;
+
 constexpr int members = 3;
 const std::string election_name = "chaos";
 // leader-worker writes its counter through the fenced write at `<election>-counter`.
@@ -96,83 +104,15 @@ struct Options {
   std::string fixture;
   // Gaps over TTL + 2 s are reported but do not fail the run (the safety rules always do).
   bool gaps_advisory = false;
+  std::vector<std::string> faults;  // the deck's kinds; empty: every kind
 };
 
-// --- child processes -------------------------------------------------------------------------
+std::vector<std::string> all_fault_kinds() {
+  return {"kill-leader",   "pause-leader", "cut-worker",
+          "freeze-member", "kill-member",  "restart-cluster"};
+}
 
-/// Children started by fork/exec and reaped by one poller, so the event loop never blocks.
-class Children {
- public:
-  /// `out`: stdout and (with ".err" appended) stderr; empty: both to /dev/null.
-  pid_t spawn(std::vector<std::string> argv, const fs::path& out, bool die_with_us) {
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    const std::string out_name = out.empty() ? "/dev/null" : out.string();
-    const std::string err_name = out.empty() ? "/dev/null" : out.string() + ".err";
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    if (pid == 0) {
-      if (die_with_us) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(127);
-      }
-      const int in = ::open("/dev/null", O_RDONLY);
-      const int fd = ::open(out_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int efd = ::open(err_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(in, 0);
-      ::dup2(fd, 1);
-      ::dup2(efd, 2);
-      // The runner blocks nothing, but be explicit: a child starts with default signals.
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    running_.push_back(pid);
-    return pid;
-  }
-
-  void reap() {
-    for (;;) {
-      int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) return;
-      running_.erase(std::remove(running_.begin(), running_.end(), pid), running_.end());
-      exits_[pid] = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), now_us()};
-    }
-  }
-
-  struct Exit {
-    int code;
-    std::int64_t at_us;
-  };
-  std::optional<Exit> exit_of(pid_t pid) const {
-    const auto it = exits_.find(pid);
-    if (it == exits_.end()) return std::nullopt;
-    return it->second;
-  }
-
-  /// SIGKILLs and reaps whatever still runs (the fixture script's etcd is stopped separately).
-  void kill_all() {
-    for (const pid_t pid : running_) {
-      ::kill(pid, SIGCONT);
-      ::kill(pid, SIGKILL);
-    }
-    for (const pid_t pid : std::vector<pid_t>(running_)) {
-      int status = 0;
-      if (::waitpid(pid, &status, 0) == pid)
-        exits_[pid] = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), now_us()};
-    }
-    running_.clear();
-  }
-
- private:
-  std::vector<pid_t> running_;
-  std::map<pid_t, Exit> exits_;
-};
+// --- child processes: see children.hpp ----------------------------------------------------
 
 // Runs a command to its end; blocking, for the clean-up when the event loop is gone.
 int run_blocking(std::vector<std::string> argv) {
@@ -186,6 +126,7 @@ int run_blocking(std::vector<std::string> argv) {
     ::dup2(null, 0);
     ::dup2(null, 1);
     ::dup2(null, 2);
+    close_inherited_descriptors();
     ::execv(args[0], args.data());
     ::_exit(127);
   }
@@ -355,7 +296,7 @@ class Runner {
     if (!co_await wait_for_leader(15s)) log("no leader within 15 s of the start");
 
     const auto faults_end = Clock::now() + std::chrono::seconds(options_.duration_s);
-    std::vector<std::string> deck = fault_kinds();
+    std::vector<std::string> deck = options_.faults.empty() ? fault_kinds() : options_.faults;
     std::size_t next = deck.size();
     while (Clock::now() < faults_end) {
       if (next == deck.size()) {
@@ -461,10 +402,7 @@ class Runner {
     throw std::runtime_error("no etcd member answered:" + failures);
   }
 
-  static std::vector<std::string> fault_kinds() {
-    return {"kill-leader",   "pause-leader", "cut-worker",
-            "freeze-member", "kill-member",  "restart-cluster"};
-  }
+  static std::vector<std::string> fault_kinds() { return all_fault_kinds(); }
 
   // `bash etcd-fixture.sh WHAT DIR [ARG]`
   std::vector<std::string> fixture(const std::string& what, const std::string& arg = {}) const {
@@ -818,6 +756,16 @@ std::optional<Options> parse(int argc, char** argv) {
       o.fixture = value();
     else if (arg == "--gaps-advisory")
       o.gaps_advisory = true;
+    else if (arg == "--faults") {
+      std::istringstream list(value());
+      const auto known = all_fault_kinds();
+      for (std::string kind; std::getline(list, kind, ',');) {
+        if (std::find(known.begin(), known.end(), kind) == known.end())
+          throw std::invalid_argument("unknown fault kind '" + kind + "' in --faults");
+        o.faults.push_back(kind);
+      }
+      if (o.faults.empty()) throw std::invalid_argument("--faults needs at least one kind");
+    }
     else
       throw std::invalid_argument("unknown argument " + arg);
   }
@@ -910,6 +858,9 @@ int main(int argc, char** argv) {
       faults << f.kind << "\t" << f.target << "\t" << (f.from_us - info.start_us) << "\t"
              << (f.to_us - info.start_us) << "\n";
     write_text(options.out / "faults.tsv", faults.str());
+    // The run's zero on the workers' clock (CLOCK_MONOTONIC, the events' mono_us): the times in
+    // faults.tsv and the summary are counted from it.
+    write_text(options.out / "start_us", std::to_string(info.start_us) + "\n");
     std::cout << "\n" << text << "timeline: " << (options.out / "timeline.svg").string() << "\n";
     int binding = 0, advisory = 0;
     for (const auto& v : result.violations)

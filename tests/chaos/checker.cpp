@@ -185,8 +185,12 @@ void check_gaps(const CheckInput& input, CheckResult& result) {
   if (cursor < window.to_us) gaps.push_back({cursor, window.to_us});
 
   const auto limit = input.ttl_us + input.gap_slack_us;
+  // "While a quorum is up": not during a cluster restart, nor while the members elect a new
+  // raft leader after the runner killed or froze the old one.
+  auto unavailable = input.quorum_down;
+  for (const auto& window : raft_leaderless(input)) unavailable.push_back(window);
   for (const auto& gap : gaps) {
-    for (const auto& part : subtract(gap, input.quorum_down)) {
+    for (const auto& part : subtract(gap, unavailable)) {
       if (part.length() > result.longest_gap.length()) result.longest_gap = part;
       // A raft leader change restarts every lease's clock: from it on (+ the election
       // timeout), the gap is counted afresh. Up to each change, and up to the gap's end, the
@@ -247,6 +251,17 @@ std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until
     terms.push_back(*open);
   }
   return terms;
+}
+
+std::vector<Interval> raft_leaderless(const CheckInput& input) {
+  std::vector<Interval> windows;
+  for (const auto lost : input.raft_leader_lost_us) {
+    auto until = lost + 60'000'000;
+    for (const auto change : input.raft_leader_changes_us)
+      if (change > lost) until = std::min(until, change);
+    windows.push_back({lost, until});
+  }
+  return windows;
 }
 
 std::vector<Interval> subtract(Interval gap, const std::vector<Interval>& down) {

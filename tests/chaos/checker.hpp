@@ -87,6 +87,9 @@ struct CheckInput {
   std::vector<Interval> quorum_down;
   /// When a member became raft leader (from the members' logs), in any order.
   std::vector<std::int64_t> raft_leader_changes_us;
+  /// When the runner killed or froze the member that was raft leader then: etcd serves no
+  /// write, and expires no lease, until another member becomes raft leader.
+  std::vector<std::int64_t> raft_leader_lost_us;
   std::int64_t election_timeout_us = 1'000'000;  ///< etcd's default
   std::vector<std::string> keys_left;
 };
@@ -113,6 +116,10 @@ std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until
 /// Parts of `gap` during which no interval of `down` holds, i.e. etcd had a quorum. The result's
 /// longest part is what the leaderless rule measures.
 std::vector<Interval> subtract(Interval gap, const std::vector<Interval>& down);
+
+/// From each raft_leader_lost_us to the next raft leader change (at most 60 s): the times etcd
+/// had no raft leader because the runner took it away.
+std::vector<Interval> raft_leaderless(const CheckInput& input);
 
 CheckResult check(const CheckInput& input);
 

@@ -265,6 +265,30 @@ TEST_CASE("a gap is counted from etcd's last raft leader change + election timeo
                          "of it counted") != std::string::npos);
 }
 
+TEST_CASE("while etcd elects a raft leader after the runner took its leader, the gap stops",
+          "[chaos][checker]") {
+  // a dies at 1 s; at 4 s the runner kills the raft leader, and the others take until 6.5 s to
+  // elect one (a split vote). etcd then gives a's lease its TTL again: b leads at 10.7 s.
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(500'000, 2)}, 1 * s);
+  input.workers[1] = worker("b", {elected(10 * s + 700'000, 3)});  // 9.7 s without a leader
+  input.history = {candidate(2, "a1", "a"), candidate(3, "b1", "b"), gone(5, "a1")};
+  input.raft_leader_changes_us = {6 * s + 500'000};
+  // Counted up to the change, 1 s to 6.5 s is too long.
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(all(result).find("5.500 s of it counted") != std::string::npos);
+
+  input.raft_leader_lost_us = {4 * s};  // 4 s to 6.5 s: etcd had no raft leader
+  result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  const auto windows = chaos::raft_leaderless(input);
+  REQUIRE(windows.size() == 1);
+  CHECK(windows[0].from_us == 4 * s);
+  CHECK(windows[0].to_us == 6 * s + 500'000);
+}
+
 TEST_CASE("keys left under the election fail", "[chaos][checker]") {
   auto input = clean_handover();
   input.keys_left = {"e/b1"};

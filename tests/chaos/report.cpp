@@ -97,6 +97,11 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   for (const auto& d : input.quorum_down) outage += d.length();
   out << "etcd without quorum: " << input.quorum_down.size() << " times, " << secs(outage)
       << " in all\n";
+  const auto leaderless = raft_leaderless(input);
+  std::int64_t electing = 0;
+  for (const auto& w : leaderless) electing += w.length();
+  out << "etcd electing a raft leader after the runner took its leader away: " << leaderless.size()
+      << " times, " << secs(electing) << " in all\n";
   out << "keys left under the election: " << input.keys_left.size() << "\n";
   if (result.ok()) {
     out << "verdict: PASS\n";

@@ -323,6 +323,7 @@ class Runner {
     input.window = {window_from_us_, window_to_us_};
     input.origin_us = start_us_;
     input.quorum_down = quorum_down_;
+    input.raft_leader_lost_us = raft_leader_lost_;
     input.raft_leader_changes_us = raft_leader_changes();
     for (const auto& w : runs_) {
       chaos::WorkerRun run;
@@ -573,11 +574,14 @@ class Runner {
     if (children_.exit_of(pid)->code != 0) throw std::runtime_error("etcdctl failed");
   }
 
-  asio::awaitable<int> member_target(std::string& label) {
+  // Half the time the raft leader, else any member (which may be the raft leader too: the
+  // label and `is_raft_leader` say what it was).
+  asio::awaitable<int> member_target(std::string& label, bool& is_raft_leader) {
+    const auto leader = co_await raft_leader();
     std::optional<int> target;
-    if (coin()) target = co_await raft_leader();
-    const bool is_raft_leader = target.has_value();
+    if (coin()) target = leader;
     if (!target) target = std::uniform_int_distribution<int>(0, members - 1)(rng_);
+    is_raft_leader = leader && *leader == *target;
     label = "m" + std::to_string(*target + 1) + (is_raft_leader ? " (raft leader)" : "");
     co_return *target;
   }
@@ -635,9 +639,11 @@ class Runner {
       record(kind, node, "w" + std::to_string(slot), from);
     } else if (kind == "freeze-member") {
       std::string label;
-      const int m = co_await member_target(label);
+      bool was_raft_leader = false;
+      const int m = co_await member_target(label, was_raft_leader);
       const auto pid = member_pid(m);
       const auto from = now_us();
+      if (was_raft_leader) raft_leader_lost_.push_back(from);
       log("freeze-member: SIGSTOP " + label);
       ::kill(pid, SIGSTOP);
       co_await sleep(uniform_ms(2000, 6000));
@@ -645,8 +651,10 @@ class Runner {
       record(kind, label, "m" + std::to_string(m + 1), from);
     } else if (kind == "kill-member") {
       std::string label;
-      const int m = co_await member_target(label);
+      bool was_raft_leader = false;
+      const int m = co_await member_target(label, was_raft_leader);
       const auto from = now_us();
+      if (was_raft_leader) raft_leader_lost_.push_back(from);
       log("kill-member: SIGKILL " + label);
       auto kill = fixture("kill-member", std::to_string(m + 1));
       co_await command(std::move(kill), "kill-member", 30s);
@@ -723,6 +731,7 @@ class Runner {
   std::vector<WorkerRun> runs_;
   std::vector<chaos::Fault> faults_;
   std::vector<chaos::Interval> quorum_down_;
+  std::vector<std::int64_t> raft_leader_lost_;  // a raft leader killed or frozen, then
   std::int64_t start_us_ = 0, end_us_ = 0, window_from_us_ = 0, window_to_us_ = 0;
   std::int64_t wall_minus_mono_us_ = 0;  // to put the members' log times on our clock
 };

@@ -60,6 +60,10 @@ TEST_CASE("a leader keeps leading while each member in turn is frozen", "[failov
         election::Participant p(client, election::test::unique_name("freeze"), "a", ttl(5s));
         co_await p.campaign();
         for (int member = 0; member < 3; ++member) {
+          // Not the raft leader: etcd 3.4.23, thawed after longer than a lease's TTL, may still
+          // believe it leads and revoke leases the new raft leader renewed (etcd issues #12528
+          // and #15247), which deletes the key. The chaos suite freezes raft leaders too.
+          etcd.move_leader_away_from(member);
           {
             election::test::Frozen frozen(etcd.pid(member));
             co_await sleep_for(6s);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -243,6 +245,30 @@ class EtcdCluster {
       if (got && std::string(line).find(", true, false,") != std::string::npos) return i;
     }
     return -1;
+  }
+
+  /// If member i is raft leader, hands raft leadership to another member (etcdctl
+  /// move-leader) and waits until it has. Throws if that fails.
+  void move_leader_away_from(int i) const {
+    if (raft_leader() != i) return;
+    const std::string etcdctl = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" + endpoint(i);
+    std::FILE* out = ::popen((etcdctl + " member list -w simple 2>/dev/null").c_str(), "r");
+    if (!out) throw std::runtime_error("etcd fixture: member list failed");
+    // Lines: id, started, name, peer URL, client URL, is learner
+    std::string target;
+    char line[512];
+    while (std::fgets(line, sizeof line, out)) {
+      const std::string text(line);
+      if (target.empty() && text.find("http://" + endpoint(i) + ",") == std::string::npos)
+        target = text.substr(0, text.find(','));
+    }
+    ::pclose(out);
+    if (target.empty()) throw std::runtime_error("etcd fixture: no other member to lead");
+    if (std::system((etcdctl + " move-leader " + target + " > /dev/null 2>&1").c_str()) != 0)
+      throw std::runtime_error("etcd fixture: move-leader to " + target + " failed");
+    for (int tries = 0; tries < 50 && raft_leader() == i; ++tries)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (raft_leader() == i) throw std::runtime_error("etcd fixture: member still raft leader");
   }
 
   void stop() {

@@ -41,7 +41,7 @@ inline void check_value_size(const std::string& value, const char* what) {
                                            std::to_string(max_request_bytes) + " bytes");
 }
 
-/// The candidate key etcd's Campaign uses for a lease: name + "/" + lowercase hex of the lease.
+/// The candidate key etcd's election protocol uses for a lease: name + "/" + lowercase hex of the lease.
 std::string candidate_key(const std::string& election, std::int64_t lease);
 
 boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std::string key,

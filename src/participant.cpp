@@ -23,27 +23,6 @@ using boost::system::system_error;
 
 namespace {
 
-// Failures after which campaigning again with the same lease may succeed: the connection or
-// the member went away, or etcd's raft leader changed under the request. The election service
-// reports its own errors as UNKNOWN with etcd's message, so those are told apart by text.
-bool transient(const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::ABORTED:
-      return true;
-    case grpc::StatusCode::UNKNOWN: {
-      const auto& m = status.error_message();
-      for (const char* text : {"request timed out", "leader changed", "no leader", "lost watcher",
-                               "too many requests"})
-        if (m.find(text) != std::string::npos) return true;
-      return false;
-    }
-    default:
-      return false;
-  }
-}
-
 // Completes when `key` (created at `revision`) is deleted, watching from `from`.
 asio::awaitable<void> key_deleted(std::shared_ptr<ClientCore> core, std::string key,
                                   std::int64_t revision, std::int64_t from) {
@@ -133,9 +112,62 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     }
   }
 
+  // Puts the candidate in line: its key (the election name and its lease in hex, as etcd's own
+  // Campaign names it) created with the lease unless it exists, in one guarded transaction that
+  // is safe to send again. Returns the key's create revision, its place in line.
+  asio::awaitable<std::int64_t> enter_line(const std::string& own_key, std::int64_t id) {
+    for (;;) {
+      etcdserverpb::TxnRequest request;
+      auto* absent = request.add_compare();
+      absent->set_result(etcdserverpb::Compare::EQUAL);
+      absent->set_target(etcdserverpb::Compare::CREATE);
+      absent->set_key(own_key);
+      absent->set_create_revision(0);
+      auto* put = request.add_success()->mutable_request_put();
+      put->set_key(own_key);
+      put->set_value(value);
+      put->set_lease(id);
+      request.add_failure()->mutable_request_range()->set_key(own_key);
+      auto reply = co_await core->call_retrying(
+          "campaign", core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+      if (reply.succeeded()) co_return reply.header().revision();
+      const auto& kvs = reply.responses(0).response_range().kvs();
+      if (kvs.empty()) continue;  // deleted in between: create it
+      const auto revision = kvs[0].create_revision();
+      if (kvs[0].value() == value) co_return revision;
+      // Kept from an earlier campaign with another value: proclaim this one, as etcd does.
+      etcdserverpb::TxnRequest update;
+      auto* same = update.add_compare();
+      same->set_result(etcdserverpb::Compare::EQUAL);
+      same->set_target(etcdserverpb::Compare::CREATE);
+      same->set_key(own_key);
+      same->set_create_revision(revision);
+      auto* reput = update.add_success()->mutable_request_put();
+      reput->set_key(own_key);
+      reput->set_value(value);
+      reput->set_lease(id);
+      auto updated = co_await core->call_retrying(
+          "campaign", core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(update));
+      if (updated.succeeded()) co_return revision;
+    }
+  }
+
+  // Waits in line with a live lease; returns the won key and the revision it leads from.
+  //
+  // The candidate's key is put in line with a transaction, and the Client's watch of the
+  // election (the one its Observers share) says when it is first: the lowest create revision
+  // under the prefix leads, as in etcd's own Campaign. The win is then confirmed by a read of
+  // the key (the watch may lag behind etcd: still there with the same create revision means
+  // still first, since nothing can be created ahead of it). This is the protocol etcd's Go
+  // client runs (etcdctl elect), rather than etcd's Campaign RPC, for three reasons: the watch
+  // event is the predecessor's deletion itself, while the Campaign RPC reads the election again
+  // after it; the RPC waits on the one member it went to, which a frozen member holds for as
+  // long as it is frozen and a deposed raft leader for etcd's request timeout after; and etcd
+  // resigns a Campaign whose call is cancelled, a connection dropped in line included.
   asio::awaitable<std::pair<LeaderKey, std::int64_t>> run_campaign() {
     co_await ensure_lease();
     const auto id = lease->id();
+    const auto own_key = candidate_key(election, id);
     // In line, the lease is held past its local deadline (see LeaseState::hold_past_deadline);
     // from the win on, or when the campaign ends otherwise, the deadline rules again.
     struct Hold {
@@ -145,46 +177,65 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       ~Hold() { state->hold_past_deadline = false; }
       std::shared_ptr<LeaseState> state;
     } hold(lease->state());
-    Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
-    asio::steady_timer timer(core->executor());
-    v3electionpb::CampaignResponse won;
-    int refused_tokens = 0;  // in a row, each refused at once
-    for (;;) {
-      const auto token = core->token_generation();
-      const auto sent = std::chrono::steady_clock::now();
-      auto result = co_await first_of(campaign_rpc(id), lease->wait_lost());
-      if (result.index() == 1)
-        throw system_error(std::get<1>(result),
-                           "campaign: the lease was lost while waiting in line");
-      auto& [status, response] = std::get<0>(result);
-      if (status.ok()) {
-        won = std::move(response);
-        break;
-      }
-      // A long wait in line outlives etcd's token TTL: etcd then refuses the campaign's next
-      // step. Campaigning again with a new token and the same lease keeps the place in line.
-      if (core->has_credentials() && ClientCore::token_rejected(status)) {
-        if (std::chrono::steady_clock::now() - sent > std::chrono::seconds(1)) refused_tokens = 0;
-        if (++refused_tokens <= 3) {
-          co_await core->refresh_token(token);
+    Observer line(*client, election);
+    asio::steady_timer pause(core->executor());
+    std::optional<std::pair<LeaderKey, std::int64_t>> won;
+    auto place = co_await first_of(enter_line(own_key, id), lease->wait_lost());
+    if (place.index() == 1)
+      throw system_error(std::get<1>(place), "campaign: the lease was lost before entering line");
+    auto revision = std::get<0>(place);
+    bool first = false;  // the watch's last word: this key leads
+    while (!won) {
+      if (!first) {
+        auto result = co_await first_of(line.next(), lease->wait_lost());
+        if (result.index() == 1)
+          throw system_error(std::get<1>(result),
+                             "campaign: the lease was lost while waiting in line");
+        const auto& event = std::get<0>(result);
+        if (event.leader && event.leader->create_revision < revision) continue;  // in line
+        first = event.leader && event.leader->create_revision == revision &&
+                event.leader->key == own_key;
+        if (!first) {
+          // No leader, or a later key: this one went (an operator's delete, say), unless the
+          // watch is behind etcd. The transaction tells, and puts the key in line again.
+          auto again = co_await first_of(enter_line(own_key, id), lease->wait_lost());
+          if (again.index() == 1)
+            throw system_error(std::get<1>(again),
+                               "campaign: the lease was lost while waiting in line");
+          revision = std::get<0>(again);
           continue;
         }
       }
-      if (!transient(status)) core->throw_status(status, "campaign");
-      // Same lease again: etcd reuses the key, and its place in line, if it still has it.
-      timer.expires_after(backoff.next());
-      auto waited = co_await first_of(timer.async_wait(asio::use_awaitable), lease->wait_lost());
-      if (waited.index() == 1)
-        throw system_error(std::get<1>(waited), "campaign: the lease was lost while retrying");
+      std::optional<etcdserverpb::RangeResponse> check;
+      try {
+        check = co_await range(*core, own_key);
+      } catch (const system_error& e) {
+        if (e.code() == errc::client_closed || e.code() == errc::auth_failed ||
+            e.code() == errc::permission_denied)
+          throw;
+      }
+      if (!check) {
+        // etcd out of reach for now: look again shortly, for as long as the lease lives.
+        pause.expires_after(std::chrono::milliseconds(500));
+        auto waited = co_await first_of(pause.async_wait(asio::use_awaitable), lease->wait_lost());
+        if (waited.index() == 1)
+          throw system_error(std::get<1>(waited),
+                             "campaign: the lease was lost while waiting in line");
+        continue;
+      }
+      if (check->kvs_size() == 1 && check->kvs(0).create_revision() == revision &&
+          check->kvs(0).lease() == id) {
+        won.emplace(LeaderKey{election, own_key, revision, id}, check->header().revision());
+        break;
+      }
+      // The watch was behind: the key went since. In line again, at the back.
+      first = false;
+      auto again = co_await first_of(enter_line(own_key, id), lease->wait_lost());
+      if (again.index() == 1)
+        throw system_error(std::get<1>(again), "campaign: the lease was lost while waiting in line");
+      revision = std::get<0>(again);
     }
 
-    LeaderKey key{election, won.leader().key(), won.leader().rev(), won.leader().lease()};
-    // etcd's Campaign never checks that the candidate's own key survived the wait.
-    auto check = co_await range(*core, key.key);
-    if (check.kvs_size() != 1 || check.kvs(0).create_revision() != key.revision ||
-        check.kvs(0).lease() != id)
-      throw_error(errc::key_deleted, "campaign: won, but the candidate key " + key.key +
-                                         " is gone (its lease expired while waiting)");
     if (lease->lost()) throw system_error(lease->lost_reason(), "campaign");
     // Won while no renewal has been answered within the deadline (etcd was away for a while):
     // lead only once one is, so the deadline again bounds how long etcd can keep the key.
@@ -203,24 +254,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
                     "campaign: won, but no renewal of the lease was answered in time");
       }
     }
-    co_return std::pair{std::move(key), check.header().revision()};
-  }
-
-  asio::awaitable<std::tuple<grpc::Status, v3electionpb::CampaignResponse>> campaign_rpc(
-      std::int64_t id) {
-    v3electionpb::CampaignRequest request;
-    request.set_name(election);
-    request.set_lease(id);
-    request.set_value(value);
-    auto ctx = core->unary_context();
-    // Waiting in line has no deadline; the lease's loss or the caller's cancellation ends it.
-    ctx->set_deadline(std::chrono::system_clock::time_point::max());
-    auto [status, response] = co_await core->call_status(
-        std::move(ctx), core->election().async(), &v3electionpb::Election::Stub::async::Campaign,
-        std::move(request));
-    if (status.error_code() == grpc::StatusCode::CANCELLED)
-      throw system_error(asio::error::operation_aborted, "campaign");
-    co_return std::tuple{std::move(status), std::move(response)};
+    co_return std::move(*won);
   }
 
   void start_term(LeaderKey key, std::int64_t read_revision) {

@@ -82,9 +82,13 @@ class Participant {
   std::optional<std::int64_t> lease_id() const;
 
   /// Grants a lease (unless a live one is kept from an earlier campaign), keeps it alive, and
-  /// waits in line until this participant leads. After winning, checks that its key still
-  /// exists with the revision etcd returned. Re-campaigns with the same lease after a dropped
-  /// connection, so a candidate keeps its place in line when etcd kept its key. While in line
+  /// waits in line until this participant leads. The protocol is etcd's (and etcdctl elect's):
+  /// the candidate's key, the election name and the lease in hex, is created with the lease
+  /// unless it exists, and the one with the lowest create revision leads. The Client's watch of
+  /// the election (shared with its Observers) says when that is this key, and a read of the key
+  /// confirms it. A dropped connection or a restarted etcd does not cost the place in line: the
+  /// key stays, and the watch resumes. A key deleted while in line (an operator's `etcdctl del`)
+  /// is created again, at the back of the line. While in line
   /// the lease is not given up when its local deadline passes (etcd away longer than the TTL
   /// allows): renewals go on, and etcd's answer decides. etcd keeps leases across a restart or
   /// a change of its raft leader, so the candidate keeps its place; a win then waits for a

@@ -9,8 +9,7 @@
 // Rounds of the three alternate, so they see the same etcd, disk and load.
 //
 // The successor has waited in line for `settle` (200 ms) when the leader steps down: etcd
-// delivers events to a watch that started at a past revision (as a waiting Campaign's does,
-// on etcd's side for ours, in the Go client for etcdctl) only from its sync loop, every
+// delivers events to a watch that started at a past revision only from its sync loop, every
 // 100 ms, until the watch has caught up. A handover right after queueing would measure that
 // loop; the steady state, which every later handover sees, is what is measured here.
 #include "common.hpp"

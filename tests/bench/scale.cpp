@@ -176,7 +176,7 @@ int run_scale(const Config& config) {
                   static_cast<std::size_t>(n), note});
   results.add(Row{"time until " + ns + " are queued", "ms", queued_ms, "", nan, "", -1,
                   static_cast<std::size_t>(n),
-                  "lease grant + keep-alive stream + Campaign each, all started at once"});
+                  "lease grant + keep-alive stream + the key's Txn each, all started at once"});
   results.print();
   results.write(config.out);
   return 0;

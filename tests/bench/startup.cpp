@@ -1,9 +1,9 @@
 // Start-up: process start -> first leadership, in an election nobody else is in.
 //
-//   ours:    bench-candidate (dynamic loading, Client, connect, lease grant, Campaign, the
-//            post-win check); the clock starts just before fork() here and stops at the time
+//   ours:    bench-candidate (dynamic loading, Client, connect, lease grant, the key's Txn,
+//            the election's watch, the post-win check); the clock starts just before fork() here and stops at the time
 //            the candidate prints when campaign() returns.
-//   etcdctl: `etcdctl elect NAME V` (dial, session, Campaign, Get); the clock stops when its key
+//   etcdctl: `etcdctl elect NAME V` (dial, session, the key's Txn, a watch, Get); the clock stops when its key
 //            line arrives on the pipe.
 #include "common.hpp"
 

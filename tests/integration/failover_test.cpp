@@ -6,8 +6,15 @@
 #include "support/options.hpp"
 #include "support/run.hpp"
 
+#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <sstream>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -28,6 +35,45 @@ election::ClientOptions options_for(const election::test::EtcdCluster& etcd) {
   return election::test::options_for(etcd.endpoints());
 }
 
+// GET http://ENDPOINT/metrics (etcd serves it on the client port), blocking; loopback only.
+std::string metrics_of(const std::string& endpoint) {
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  const auto colon = endpoint.rfind(':');
+  socket.connect({asio::ip::make_address(endpoint.substr(0, colon)),
+                  static_cast<unsigned short>(std::stoi(endpoint.substr(colon + 1)))});
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: " + endpoint + "\r\n\r\n";
+  asio::write(socket, asio::buffer(request));
+  std::string reply;
+  boost::system::error_code ec;  // eof: the whole reply is in
+  asio::read(socket, asio::dynamic_buffer(reply), ec);
+  return reply;
+}
+
+// How many calls of gRPC method `method` a member is serving now: started minus handled, from
+// its Prometheus counters.
+long in_flight(const std::string& metrics, const std::string& method) {
+  long count = 0;
+  std::istringstream lines(metrics);
+  const std::string label = "grpc_method=\"" + method + "\"";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(label) == std::string::npos) continue;
+    const auto value = std::atol(line.substr(line.rfind(' ') + 1).c_str());
+    if (line.rfind("grpc_server_started_total{", 0) == 0) count += value;
+    if (line.rfind("grpc_server_handled_total{", 0) == 0) count -= value;
+  }
+  return count;
+}
+
+std::vector<long> in_flight_on_each(const std::vector<std::string>& endpoints,
+                                    const std::string& method) {
+  std::vector<long> counts;
+  for (const auto& endpoint : endpoints) counts.push_back(in_flight(metrics_of(endpoint), method));
+  return counts;
+}
+
+
+// etcd's Campaign call waits on the one member it went to; while that member hangs, the
 }  // namespace
 
 TEST_CASE("a leader keeps leading while each member in turn crashes and comes back",
@@ -136,4 +182,84 @@ TEST_CASE("a waiting candidate and an observer carry on when a member crashes",
         co_await b.resign();
       },
       60s);
+}
+
+// The watch a Client's Observers share can lag behind etcd (its member frozen). A candidate that
+// campaigns again with its lease must not take that watch's old view of its own key, deleted
+// since, for a win.
+TEST_CASE("a candidate does not win on a lagging watch's view of its own deleted key",
+          "[failover][cluster]") {
+  auto etcd = start_cluster("failover-stale-watch");
+  const auto endpoints = etcd.endpoints();
+  run(
+      [&]() -> asio::awaitable<void> {
+        const auto executor = co_await asio::this_coro::executor;
+        election::Client client(executor, options_for(etcd));
+        const auto name = election::test::unique_name("stale-watch");
+        // An Observer keeps the Client's watch of the election running, as a worker's does.
+        // Its member must not be the raft leader: freezing that would stall every write until
+        // another is elected. Round robin places the watch: start it again until it is elsewhere.
+        std::optional<election::Observer> observer;
+        int feed = -1;
+        for (int tries = 0; tries < 12 && feed < 0; ++tries) {
+          observer.reset();  // the last Observer leaving stops the watch
+          co_await sleep_for(200ms);
+          observer.emplace(client, name);
+          co_await observer->next();
+          co_await sleep_for(200ms);
+          const auto before = in_flight_on_each(endpoints, "Watch");
+          const int raft_leader = etcd.raft_leader();
+          for (int m = 0; m < 3; ++m)
+            if (before[m] == 1 && m != raft_leader) feed = m;
+        }
+        REQUIRE(feed >= 0);
+
+        // The leader's own watch of its key must be on another member than the shared one.
+        election::Participant p(client, name, "p", ttl(5s));
+        std::optional<election::LeaderKey> old;
+        for (int tries = 0; tries < 12 && !old; ++tries) {
+          auto key = co_await p.campaign();
+          co_await sleep_for(200ms);
+          const auto now = in_flight_on_each(endpoints, "Watch");
+          if (now[feed] == 1 && now[0] + now[1] + now[2] == 2)
+            old = key;
+          else
+            co_await p.resign();
+        }
+        REQUIRE(old);
+
+        std::optional<election::LeaderKey> again;
+        std::string failure;
+        bool done = false;
+        {
+          election::test::Frozen hang(etcd.pid(feed));
+          const auto other = endpoints[(feed + 1) % 3];
+          const auto command =
+              "ETCDCTL_API=3 etcdctl --endpoints=" + other + " del " + old->key + " > /dev/null";
+          REQUIRE(std::system(command.c_str()) == 0);
+          const auto ended = co_await p.keep_alive();  // the leader's watch saw the deletion
+          CHECK(ended == election::errc::key_deleted);
+          // Same lease, same key name; the shared watch still shows the old key first.
+          asio::co_spawn(
+              executor, [&]() -> asio::awaitable<void> { again = co_await p.campaign(); },
+              [&](std::exception_ptr e) {
+                done = true;
+                try {
+                  if (e) std::rethrow_exception(e);
+                } catch (const std::exception& error) {
+                  failure = error.what();
+                }
+              });
+          co_await sleep_for(3s);
+        }
+        const auto finished = [&] { return done; };
+        co_await require_within(finished, 15s, "the second campaign to end");
+        INFO("the second campaign failed: " << failure);
+        REQUIRE(again);
+        CHECK(again->key == old->key);
+        CHECK(again->revision > old->revision);
+        CHECK(p.is_leader());
+        co_await p.resign();
+      },
+      90s);
 }

@@ -303,6 +303,10 @@ class Runner {
         std::shuffle(deck.begin(), deck.end(), rng_);
         next = 0;
       }
+      // One recovery at a time: a fault lands once the election has a leader again (or after
+      // TTL + 5 s without one), so a leaderless gap is the recovery from the faults before it,
+      // not also from one that struck the next candidate in line halfway through.
+      co_await wait_for_leader(std::chrono::seconds(options_.ttl_s + 5));
       co_await inject(deck[next++]);
       co_await sleep(uniform_ms(1500, 3000));
     }

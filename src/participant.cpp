@@ -23,6 +23,29 @@ using boost::system::system_error;
 
 namespace {
 
+// A transaction that applies while `key` exists with create revision `revision`, or, with 0,
+// while it does not exist. resign(), proclaim(), put_if_leader() and entering the line are all
+// such guarded Txns: one proposal each, which any member commits as soon as the cluster has a
+// raft leader, and safe to send again.
+etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revision) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_key(key);
+  compare->set_create_revision(revision);
+  return request;
+}
+
+// A candidate key's put: its value, attached to its lease.
+void put_candidate(etcdserverpb::TxnRequest& request, const std::string& key,
+                   const std::string& value, std::int64_t lease) {
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+}
+
 // Completes when `key` (created at `revision`) is deleted, watching from `from`.
 asio::awaitable<void> key_deleted(std::shared_ptr<ClientCore> core, std::string key,
                                   std::int64_t revision, std::int64_t from) {
@@ -117,16 +140,8 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   // is safe to send again. Returns the key's create revision, its place in line.
   asio::awaitable<std::int64_t> enter_line(const std::string& own_key, std::int64_t id) {
     for (;;) {
-      etcdserverpb::TxnRequest request;
-      auto* absent = request.add_compare();
-      absent->set_result(etcdserverpb::Compare::EQUAL);
-      absent->set_target(etcdserverpb::Compare::CREATE);
-      absent->set_key(own_key);
-      absent->set_create_revision(0);
-      auto* put = request.add_success()->mutable_request_put();
-      put->set_key(own_key);
-      put->set_value(value);
-      put->set_lease(id);
+      auto request = guarded_by(own_key, 0);
+      put_candidate(request, own_key, value, id);
       request.add_failure()->mutable_request_range()->set_key(own_key);
       auto reply = co_await core->call_retrying(
           "campaign", core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
@@ -136,20 +151,21 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       const auto revision = kvs[0].create_revision();
       if (kvs[0].value() == value) co_return revision;
       // Kept from an earlier campaign with another value: proclaim this one, as etcd does.
-      etcdserverpb::TxnRequest update;
-      auto* same = update.add_compare();
-      same->set_result(etcdserverpb::Compare::EQUAL);
-      same->set_target(etcdserverpb::Compare::CREATE);
-      same->set_key(own_key);
-      same->set_create_revision(revision);
-      auto* reput = update.add_success()->mutable_request_put();
-      reput->set_key(own_key);
-      reput->set_value(value);
-      reput->set_lease(id);
+      auto update = guarded_by(own_key, revision);
+      put_candidate(update, own_key, value, id);
       auto updated = co_await core->call_retrying(
           "campaign", core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(update));
       if (updated.succeeded()) co_return revision;
     }
+  }
+
+  // enter_line(), ended by the lease's loss.
+  asio::awaitable<std::int64_t> enter_line_while_leased(const std::string& own_key,
+                                                        std::int64_t id) {
+    auto place = co_await first_of(enter_line(own_key, id), lease->wait_lost());
+    if (place.index() == 1)
+      throw system_error(std::get<1>(place), "campaign: the lease was lost while waiting in line");
+    co_return std::get<0>(place);
   }
 
   // Waits in line with a live lease; returns the won key and the revision it leads from.
@@ -179,13 +195,10 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     } hold(lease->state());
     Observer line(*client, election);
     asio::steady_timer pause(core->executor());
-    std::optional<std::pair<LeaderKey, std::int64_t>> won;
-    auto place = co_await first_of(enter_line(own_key, id), lease->wait_lost());
-    if (place.index() == 1)
-      throw system_error(std::get<1>(place), "campaign: the lease was lost before entering line");
-    auto revision = std::get<0>(place);
+    auto revision = co_await enter_line_while_leased(own_key, id);
     bool first = false;  // the watch's last word: this key leads
-    while (!won) {
+    std::int64_t read_revision = 0;
+    for (;;) {
       if (!first) {
         auto result = co_await first_of(line.next(), lease->wait_lost());
         if (result.index() == 1)
@@ -198,11 +211,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
         if (!first) {
           // No leader, or a later key: this one went (an operator's delete, say), unless the
           // watch is behind etcd. The transaction tells, and puts the key in line again.
-          auto again = co_await first_of(enter_line(own_key, id), lease->wait_lost());
-          if (again.index() == 1)
-            throw system_error(std::get<1>(again),
-                               "campaign: the lease was lost while waiting in line");
-          revision = std::get<0>(again);
+          revision = co_await enter_line_while_leased(own_key, id);
           continue;
         }
       }
@@ -225,15 +234,12 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       }
       if (check->kvs_size() == 1 && check->kvs(0).create_revision() == revision &&
           check->kvs(0).lease() == id) {
-        won.emplace(LeaderKey{election, own_key, revision, id}, check->header().revision());
+        read_revision = check->header().revision();
         break;
       }
       // The watch was behind: the key went since. In line again, at the back.
       first = false;
-      auto again = co_await first_of(enter_line(own_key, id), lease->wait_lost());
-      if (again.index() == 1)
-        throw system_error(std::get<1>(again), "campaign: the lease was lost while waiting in line");
-      revision = std::get<0>(again);
+      revision = co_await enter_line_while_leased(own_key, id);
     }
 
     if (lease->lost()) throw system_error(lease->lost_reason(), "campaign");
@@ -254,7 +260,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
                     "campaign: won, but no renewal of the lease was answered in time");
       }
     }
-    co_return std::move(*won);
+    co_return std::pair{LeaderKey{election, own_key, revision, id}, read_revision};
   }
 
   void start_term(LeaderKey key, std::int64_t read_revision) {
@@ -442,25 +448,10 @@ std::chrono::seconds Participant::granted_ttl() const {
   return state_->lease ? state_->lease->ttl() : std::chrono::seconds(0);
 }
 
-// resign() and proclaim() are the transactions etcd's Resign and Proclaim run, sent as KV Txns.
-// etcd's election service first opens a session on the lease, which renews it through the raft
-// leader: with that leader frozen or gone, a follower holds the call for up to its request
-// timeout, and the handover waits for it. A Txn is one proposal, which any member commits as
-// soon as the cluster has a leader again, and being guarded it can be sent again.
-namespace {
-
-etcdserverpb::TxnRequest guarded_by(const LeaderKey& key) {
-  etcdserverpb::TxnRequest request;
-  auto* compare = request.add_compare();
-  compare->set_result(etcdserverpb::Compare::EQUAL);
-  compare->set_target(etcdserverpb::Compare::CREATE);
-  compare->set_key(key.key);
-  compare->set_create_revision(key.revision);
-  return request;
-}
-
-}  // namespace
-
+// resign() and proclaim() are the transactions etcd's Resign and Proclaim run, sent as KV Txns
+// (detail::guarded_by). etcd's election service first opens a session on the lease, which
+// renews it through the raft leader: with that leader frozen or gone, a follower holds the call
+// for up to its request timeout, and the handover waits for it.
 asio::awaitable<void> Participant::resign() {
   auto s = state_;
   std::exception_ptr failure;
@@ -468,7 +459,7 @@ asio::awaitable<void> Participant::resign() {
     term->end(errc::resigned);  // the leader stops believing it leads before anything is sent
     term->stop_monitor.emit(asio::cancellation_type::terminal);
     // A key that is already gone, or belongs to a later campaign, is left alone.
-    auto request = guarded_by(term->key);
+    auto request = detail::guarded_by(term->key.key, term->key.revision);
     request.add_success()->mutable_request_delete_range()->set_key(term->key.key);
     try {
       co_await s->core->call_retrying("resign", s->core->kv().async(),
@@ -487,11 +478,8 @@ asio::awaitable<void> Participant::proclaim(std::string value) {
   detail::check_value_size(value, "proclaim");
   auto term = s->term;
   if (!term) throw_error(errc::not_leader, "proclaim: this participant has not won");
-  auto request = guarded_by(term->key);
-  auto* put = request.add_success()->mutable_request_put();
-  put->set_key(term->key.key);
-  put->set_value(value);
-  put->set_lease(term->key.lease);
+  auto request = detail::guarded_by(term->key.key, term->key.revision);
+  detail::put_candidate(request, term->key.key, value, term->key.lease);
   auto reply = co_await s->core->call_retrying(
       "proclaim", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
   if (!reply.succeeded())
@@ -505,12 +493,7 @@ asio::awaitable<std::int64_t> Participant::put_if_leader(std::string key, std::s
   detail::check_value_size(value, "put_if_leader");
   auto term = s->term;
   if (!term) throw_error(errc::not_leader, "put_if_leader: this participant has not won");
-  etcdserverpb::TxnRequest request;
-  auto* compare = request.add_compare();
-  compare->set_result(etcdserverpb::Compare::EQUAL);
-  compare->set_target(etcdserverpb::Compare::CREATE);
-  compare->set_key(term->key.key);
-  compare->set_create_revision(term->key.revision);
+  auto request = detail::guarded_by(term->key.key, term->key.revision);
   auto* put = request.add_success()->mutable_request_put();
   put->set_key(key);
   put->set_value(std::move(value));

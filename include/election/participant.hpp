@@ -98,9 +98,9 @@ class Participant {
   /// candidate (revokes its lease, deleting its key even when the win raced the cancel) and
   /// throws operation_aborted. Throws errc::lease_expired when etcd says the lease is gone
   /// while waiting, errc::lease_deadline_passed when no renewal is answered in time at the win,
-  /// errc::key_deleted when the key was gone at the win (the lease is dropped; campaigning again
-  /// starts afresh), errc::unreachable, errc::client_closed, and errc::invalid_argument when
-  /// already leading or when another campaign() is in progress.
+  /// errc::unreachable when etcd cannot be reached to enter the line, errc::client_closed,
+  /// errc::auth_failed, errc::permission_denied, and errc::invalid_argument when already
+  /// leading or when another campaign() is in progress.
   boost::asio::awaitable<LeaderKey> campaign();
 
   /// While leading: waits until leadership ends and returns why: errc::resigned,

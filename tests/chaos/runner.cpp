@@ -48,7 +48,6 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,7 +295,7 @@ class Runner {
     if (!co_await wait_for_leader(15s)) log("no leader within 15 s of the start");
 
     const auto faults_end = Clock::now() + std::chrono::seconds(options_.duration_s);
-    std::vector<std::string> deck = options_.faults.empty() ? fault_kinds() : options_.faults;
+    std::vector<std::string> deck = options_.faults.empty() ? all_fault_kinds() : options_.faults;
     std::size_t next = deck.size();
     while (Clock::now() < faults_end) {
       if (next == deck.size()) {
@@ -406,8 +405,6 @@ class Runner {
     }
     throw std::runtime_error("no etcd member answered:" + failures);
   }
-
-  static std::vector<std::string> fault_kinds() { return all_fault_kinds(); }
 
   // `bash etcd-fixture.sh WHAT DIR [ARG]`
   std::vector<std::string> fixture(const std::string& what, const std::string& arg = {}) const {

@@ -70,6 +70,13 @@ std::int64_t micros(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
+// A lease deadline (lease_clock: boot time, which counts suspended time) on CLOCK_MONOTONIC,
+// the clock of every other time this program prints. The two differ by the time suspended.
+Clock::time_point on_monotonic(election::lease_clock::time_point t) {
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(t - election::lease_clock::now());
+}
+
 void set_stop_signals_blocked(bool blocked) {
   sigset_t set;
   sigemptyset(&set);
@@ -311,11 +318,11 @@ class Worker {
     std::string text = "lost the leadership: " + reason.message();
     if (reason == errc::lease_deadline_passed) {
       if (const auto deadline = participant_->deadline()) {
-        fields.number("deadline_us", micros(*deadline));
+        fields.number("deadline_us", micros(on_monotonic(*deadline)));
         text += " (the local deadline passed " +
-                std::to_string(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *deadline)
-                        .count()) +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   election::lease_clock::now() - *deadline)
+                                   .count()) +
                 " ms ago)";
       }
     }
@@ -349,7 +356,7 @@ class Worker {
       std::string failure;
       // An answer after the deadline would come from a node that no longer counts as leader:
       // such a write is given up on (etcd may still have applied it, fenced: before the end).
-      limit.expires_at(*deadline);
+      limit.expires_at(on_monotonic(*deadline));
       try {
         auto written = co_await election::first_of(participant_->put_if_leader(counter_key_, value),
                                                    limit.async_wait(asio::use_awaitable));

@@ -241,6 +241,9 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, target.authority);
+  // etcd sends responses of any size (a range or a watch catch-up over many large values); as
+  // etcd's Go client does, take them. gRPC's default would refuse anything over 4 MiB.
+  args.SetMaxReceiveMessageSize(-1);
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (use_tls_) {
     grpc::SslCredentialsOptions ssl;
@@ -260,11 +263,116 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   watch_ = etcdserverpb::Watch::NewStub(channel_);
   election_ = v3electionpb::Election::NewStub(channel_);
   auth_ = etcdserverpb::Auth::NewStub(channel_);
+  maintenance_ = etcdserverpb::Maintenance::NewStub(channel_);
 }
 
 ClientCore::~ClientCore() { close(); }
 
-void ClientCore::close() { tracker_->close(); }
+void ClientCore::close() {
+  // A revocation already sent gets up to a second to land: the candidate's key then goes at
+  // once instead of a TTL later. gRPC completes it without this thread.
+  tracker_->close(
+      std::min<std::chrono::milliseconds>(options_.request_timeout, std::chrono::seconds(1)));
+}
+
+std::chrono::milliseconds ClientCore::attempt_timeout() const {
+  using namespace std::chrono;
+  if (!rtt_.known())
+    return std::clamp<milliseconds>(options_.request_timeout / 3, milliseconds(500), seconds(2));
+  const auto wanted = duration_cast<milliseconds>(2 * rtt_.timeout(milliseconds(250)));
+  return std::clamp<milliseconds>(wanted, milliseconds(500), options_.request_timeout);
+}
+
+namespace {
+
+// Whether `inner` lies inside election `outer`'s prefix: "a/b" inside "a".
+bool nests_in(const std::string& inner, const std::string& outer) {
+  return inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+         inner[outer.size()] == '/';
+}
+
+}  // namespace
+
+void ClientCore::claim_election(const std::string& name) {
+  if (auto it = elections_.find(name); it != elections_.end()) {
+    ++it->second;
+    return;
+  }
+  // Any election in use whose name is a path prefix of this one: cut `name` at each '/'.
+  for (auto at = name.find('/'); at != std::string::npos; at = name.find('/', at + 1)) {
+    const auto outer = name.substr(0, at);
+    if (elections_.count(outer))
+      throw_error(errc::invalid_argument, "election '" + name + "' nests inside election '" +
+                                              outer + "' used on this client: '" + outer +
+                                              "' would count the candidates of '" + name +
+                                              "' (under '" + outer + "/') as its own");
+  }
+  // Any election in use inside this one: names that start with name + "/".
+  const auto prefix = name + "/";
+  if (auto it = elections_.lower_bound(prefix);
+      it != elections_.end() && it->first.compare(0, prefix.size(), prefix) == 0)
+    throw_error(errc::invalid_argument, "election '" + name + "' would hold election '" +
+                                            it->first + "' used on this client: '" + name +
+                                            "' would count the candidates of '" + it->first +
+                                            "' (under '" + prefix + "') as its own");
+  elections_[name] = 1;
+}
+
+void ClientCore::release_election(const std::string& name) {
+  auto it = elections_.find(name);
+  if (it != elections_.end() && --it->second == 0) elections_.erase(it);
+}
+
+void ClientCore::check_outside_elections(const std::string& key, const std::string& what) const {
+  for (auto at = key.find('/'); at != std::string::npos; at = key.find('/', at + 1)) {
+    const auto election = key.substr(0, at);
+    if (elections_.count(election))
+      throw_error(errc::invalid_argument,
+                  what + ": key '" + key + "' is under the prefix '" + election +
+                      "/' of election '" + election +
+                      "': a key there is a candidate, and one without a lease would lead that "
+                      "election for ever");
+  }
+}
+
+/// One Maintenance Status call, waited for by every caller that asks meanwhile.
+struct VersionQuery {
+  explicit VersionQuery(asio::any_io_executor executor) : done(std::move(executor)) {}
+  AsyncEvent done;
+};
+
+asio::awaitable<std::string> ClientCore::server_version() {
+  while (!server_version_) {
+    if (auto pending = version_query_) {
+      co_await pending->done.wait();
+      continue;
+    }
+    auto query = std::make_shared<VersionQuery>(executor_);
+    version_query_ = query;
+    std::string version;
+    try {
+      auto reply = co_await call_retrying("status", maintenance_->async(),
+                                          &etcdserverpb::Maintenance::Stub::async::Status,
+                                          etcdserverpb::StatusRequest{});
+      version = reply.version();
+    } catch (const boost::system::system_error& e) {
+      // A cancelled caller, or etcd away for now: the next caller asks again (this one learns
+      // nothing). Any other failure means etcd will not say: remembered as unknown.
+      const bool again = e.code() == asio::error::operation_aborted ||
+                         e.code() == errc::client_closed || is_transient(e.code());
+      if (again) {
+        version_query_.reset();
+        query->done.set();
+        if (is_transient(e.code())) co_return std::string();
+        throw;
+      }
+    }
+    server_version_ = version;
+    version_query_.reset();
+    query->done.set();
+  }
+  co_return *server_version_;
+}
 
 std::string ClientCore::endpoint_list() const {
   std::string list;

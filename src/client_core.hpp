@@ -6,6 +6,8 @@
 #include "election/detail/backoff.hpp"
 #include "election/detail/grpc_bridge.hpp"
 #include "election/error.hpp"
+#include "rtt.hpp"
+#include "time_source.hpp"
 
 #include "etcd/rpc.grpc.pb.h"
 #include "etcd/v3election.grpc.pb.h"
@@ -23,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -42,8 +45,17 @@ Target make_target(const std::vector<std::string>& endpoints);
 boost::system::error_code to_error_code(const grpc::Status& status, bool channel_ready);
 
 class KeepAliveHub;
+class WatchHub;
 class ElectionFeed;
 struct AuthAttempt;
+struct VersionQuery;
+
+/// What a Client's streams have done, for metrics and tests.
+struct ClientStats {
+  std::uint64_t keep_alive_streams = 0;  // LeaseKeepAlive streams opened
+  std::uint64_t watch_streams = 0;       // Watch streams opened
+  std::uint64_t watch_stalls = 0;        // Watch streams given up on for silence
+};
 
 class ClientCore {
  public:
@@ -57,8 +69,36 @@ class ClientCore {
   std::string endpoint_list() const;  // as given, comma-separated, for messages
 
   /// Cancels all calls in flight and waits for gRPC to release them; later calls fail with
-  /// errc::client_closed.
+  /// errc::client_closed. Lease revocations already sent (a participant withdrawing) are first
+  /// given a moment to land, so `{ Client c; Participant p(c, ...); }` still hands over at once.
   void close();
+
+  /// The time lease deadlines are judged by (counts suspended time), and the round trip to etcd
+  /// as the streams measure it.
+  TimeSource& time() { return time_; }
+  const TimeSource& time() const { return time_; }
+  RttEstimator& rtt() { return rtt_; }
+  const RttEstimator& rtt() const { return rtt_; }
+  ClientStats& stats() { return stats_; }
+
+  /// How long one attempt of a retried request may take: a third of the request timeout until
+  /// the round trip is known, then twice the round-trip timeout (at least 500 ms), so a frozen
+  /// member costs half a second, not seconds, and a slow link still gets its answers.
+  std::chrono::milliseconds attempt_timeout() const;
+
+  /// Election names in use on this Client (Participants and Observers), counted. Throws
+  /// errc::invalid_argument when `name` nests with another one in use ("a" and "a/b"): the
+  /// election "a" would count the candidates of "a/b" as its own.
+  void claim_election(const std::string& name);
+  void release_election(const std::string& name);
+
+  /// Throws errc::invalid_argument when `key` lies under the prefix of an election in use on
+  /// this Client: a key there without a lease would stand in its line for ever.
+  void check_outside_elections(const std::string& key, const std::string& what) const;
+
+  /// The etcd version of the member asked (Maintenance Status), asked once per Client; empty
+  /// when etcd could not say. Callers that find a query in flight wait for it.
+  boost::asio::awaitable<std::string> server_version();
 
   boost::asio::awaitable<void> connect();
 
@@ -97,7 +137,7 @@ class ClientCore {
   template <class AsyncStub, class Request, class Response>
   boost::asio::awaitable<std::tuple<grpc::Status, Response>> call_status(
       std::unique_ptr<grpc::ClientContext> context, AsyncStub* stub,
-      UnaryMethod<AsyncStub, Request, Response> method, Request request) {
+      UnaryMethod<AsyncStub, Request, Response> method, Request request, bool linger = false) {
     if (tracker_->closed())
       co_return std::tuple{grpc::Status(grpc::StatusCode::CANCELLED, "client closed"), Response{}};
     auto start = [stub, method](grpc::ClientContext* ctx, const Request* req, Response* resp,
@@ -105,7 +145,8 @@ class ClientCore {
       (stub->*method)(ctx, req, resp, std::move(done));
     };
     co_return co_await async_unary<Response>(tracker_, executor_, std::move(context),
-                                             std::move(request), start, boost::asio::use_awaitable);
+                                             std::move(request), start, boost::asio::use_awaitable,
+                                             linger);
   }
 
   /// One unary call with the request deadline. Returns the response or throws system_error
@@ -135,16 +176,17 @@ class ClientCore {
   /// cure the failure: a member that hangs (deadline exceeded), or etcd's "no leader", "leader
   /// changed" and "request timed out" (UNAVAILABLE), which is how a write proposed while the
   /// raft leader changed is lost. Without this one lost proposal costs the whole timeout.
+  ///
+  /// `linger`: the Client's close gives this request a moment to land (lease revocations).
   template <class AsyncStub, class Request, class Response>
   boost::asio::awaitable<Response> call_retrying(std::string what, AsyncStub* stub,
                                                  UnaryMethod<AsyncStub, Request, Response> method,
-                                                 Request request) {
+                                                 Request request, bool linger = false) {
     using namespace std::chrono;
     if (tracker_->closed()) throw_error(errc::client_closed, what);
     if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
     const auto end = steady_clock::now() + options_.request_timeout;
-    const auto attempt =
-        std::clamp<milliseconds>(options_.request_timeout / 3, milliseconds(500), seconds(2));
+    const auto attempt = attempt_timeout();
     Backoff backoff(milliseconds(50), milliseconds(500));
     boost::asio::steady_timer pause(executor_);
     bool token_renewed = false;
@@ -153,7 +195,8 @@ class ClientCore {
       const auto left = duration_cast<milliseconds>(end - steady_clock::now());
       auto context = unary_context();
       context->set_deadline(system_clock::now() + std::clamp(left, milliseconds(1), attempt));
-      auto [status, response] = co_await call_status(std::move(context), stub, method, request);
+      auto [status, response] =
+          co_await call_status(std::move(context), stub, method, request, linger);
       if (status.ok()) co_return std::move(response);
       if (has_credentials() && !token_renewed && token_rejected(status)) {
         token_renewed = true;
@@ -176,10 +219,14 @@ class ClientCore {
   etcdserverpb::Watch::Stub& watch() { return *watch_; }
   v3electionpb::Election::Stub& election() { return *election_; }
 
-  /// The one keep-alive stream for all leases of this Client (see lease_state.hpp).
+  /// The keep-alive for all leases of this Client (see lease_state.hpp).
   std::shared_ptr<KeepAliveHub> keep_alive_hub;
 
-  /// One watch per election for all Observers of this Client (see observer.cpp), by name.
+  /// The one Watch stream for every watch of this Client (see watch_hub.hpp).
+  std::shared_ptr<WatchHub> watch_hub;
+
+  /// One feed per election for every Observer, campaign and term of this Client, by name
+  /// (see election_feed.hpp).
   std::map<std::string, std::weak_ptr<ElectionFeed>> election_feeds;
 
  private:
@@ -191,6 +238,13 @@ class ClientCore {
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::unique_ptr<v3electionpb::Election::Stub> election_;
+  std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance_;
+  TimeSource time_;
+  RttEstimator rtt_;
+  ClientStats stats_;
+  std::map<std::string, int> elections_;  // claimed names, counted
+  std::optional<std::string> server_version_;
+  std::shared_ptr<VersionQuery> version_query_;
   boost::asio::awaitable<void> wait_connected();
   boost::asio::awaitable<void> authenticate();
 

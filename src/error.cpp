@@ -103,4 +103,19 @@ void throw_error(errc e, const std::string& detail) {
   throw boost::system::system_error(make_error_code(e), detail);
 }
 
+bool is_transient(const boost::system::error_code& ec) noexcept {
+  if (ec == errc::unreachable || ec == errc::timeout) return true;
+  if (ec.category() != grpc_category()) return false;
+  switch (ec.value()) {
+    case 4:   // DEADLINE_EXCEEDED
+    case 8:   // RESOURCE_EXHAUSTED (sizes map to errc::value_too_large, not here)
+    case 10:  // ABORTED
+    case 13:  // INTERNAL
+    case 14:  // UNAVAILABLE
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace election

@@ -10,6 +10,24 @@ std::string candidate_key(const std::string& election, std::int64_t lease) {
   return election + "/" + hex;
 }
 
+etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revision) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_key(key);
+  compare->set_create_revision(revision);
+  return request;
+}
+
+void put_candidate(etcdserverpb::TxnRequest& request, const std::string& key,
+                   const std::string& value, std::int64_t lease) {
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+}
+
 boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std::string key,
                                                           std::string range_end) {
   etcdserverpb::RangeRequest request;
@@ -19,12 +37,13 @@ boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std:
                             std::move(request));
 }
 
-boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease) {
+boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease, bool linger) {
   etcdserverpb::LeaseRevokeRequest request;
   request.set_id(lease);
   try {
     co_await core.call_retrying("lease revoke", core.lease().async(),
-                                &etcdserverpb::Lease::Stub::async::LeaseRevoke, std::move(request));
+                                &etcdserverpb::Lease::Stub::async::LeaseRevoke, std::move(request),
+                                linger);
   } catch (const boost::system::system_error& e) {
     if (e.code() != errc::lease_expired) throw;  // already gone: that is what we wanted
   }

@@ -41,12 +41,26 @@ inline void check_value_size(const std::string& value, const char* what) {
                                            std::to_string(max_request_bytes) + " bytes");
 }
 
-/// The candidate key etcd's election protocol uses for a lease: name + "/" + lowercase hex of the lease.
+/// A transaction that applies while `key` exists with create revision `revision`, or, with 0,
+/// while it does not exist. Entering the line, resign, proclaim and put_if_leader are all such
+/// guarded Txns: one proposal each, which any member commits as soon as the cluster has a raft
+/// leader, and safe to send again.
+etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revision);
+
+/// A candidate key's put, on success: its value, attached to its lease.
+void put_candidate(etcdserverpb::TxnRequest& request, const std::string& key,
+                   const std::string& value, std::int64_t lease);
+
+/// The candidate key etcd's election protocol uses for a lease: name + "/" + lowercase hex of the
+/// lease.
 std::string candidate_key(const std::string& election, std::int64_t lease);
 
 boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std::string key,
                                                           std::string range_end = {});
 
-boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease);
+/// Revokes `lease`; one that etcd no longer has is not an error. `linger`: the Client's close
+/// lets the request land first (a candidate withdrawing).
+boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease,
+                                          bool linger = false);
 
 }  // namespace election::detail

@@ -3,12 +3,19 @@
 #include "kv.hpp"
 #include "lease_state.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 namespace election {
 
 namespace asio = boost::asio;
 
-asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
-                                    LeaseOptions options) {
+namespace detail {
+
+asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<ClientCore> core,
+                                                         std::chrono::seconds ttl,
+                                                         std::chrono::milliseconds margin) {
   // etcd's upper bound (MaxLeaseTTL); larger values are refused by the server anyway.
   constexpr std::int64_t max_ttl = 9'000'000'000;
   if (ttl.count() <= 0)
@@ -16,27 +23,88 @@ asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
   if (ttl.count() > max_ttl)
     throw_error(errc::ttl_refused, "lease grant: TTL " + std::to_string(ttl.count()) +
                                        " s is over etcd's maximum of 9000000000 s");
-  auto core = client.core();
+  // A margin is checked against the TTL asked for before anything is sent; etcd may raise a
+  // TTL (never lower it), so the granted one is at least as long.
+  if (margin.count() >= 0 && margin >= ttl)
+    throw_error(errc::invalid_argument, "lease grant: margin of " + std::to_string(margin.count()) +
+                                            " ms must be shorter than the TTL");
   co_await core->connect();
 
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl.count());
-  const auto sent = clock::now();
+  const auto sent = core->time().now();
   auto reply = co_await core->call_retrying("lease grant", core->lease().async(),
                                             &etcdserverpb::Lease::Stub::async::LeaseGrant,
                                             std::move(request));
+  const auto rtt = core->time().now() - sent;
   if (!reply.error().empty() || reply.ttl() <= 0)
     throw_error(errc::ttl_refused, "lease grant: " + reply.error());
+  core->rtt().sample(rtt);
 
   const std::chrono::seconds granted(reply.ttl());
-  const auto margin =
-      options.margin.count() >= 0 ? options.margin : detail::LeaseClock::default_margin(granted);
-  if (margin >= granted)
-    throw_error(errc::invalid_argument, "lease grant: margin must be shorter than the TTL");
-  auto state = std::make_shared<detail::LeaseState>(core, reply.id(), ttl,
-                                                    detail::LeaseClock(sent, granted, margin));
-  detail::KeepAliveHub::of(core)->add(state);
-  co_return Lease(std::move(state));
+  const auto chosen = margin.count() >= 0 ? margin : LeaseClock::default_margin(granted);
+  auto state =
+      std::make_shared<LeaseState>(core, reply.id(), ttl, LeaseClock(sent, granted, chosen));
+  KeepAliveHub::of(core)->add(state, rtt);
+  co_return state;
+}
+
+std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease) {
+  auto& core = lease->core;
+  auto self = std::make_shared<Withdrawal>(core->executor());
+  // Renewals stop now, whatever happens to the revocation.
+  if (core->keep_alive_hub) core->keep_alive_hub->remove(lease->id);
+  if (lease->lost() && lease->lost_reason == errc::lease_expired) {
+    self->finish({}, {});  // etcd said it is gone: nothing to revoke
+    return self;
+  }
+  lease->lose(errc::lease_revoked);
+  // Runs inline up to the first request, which is in flight when this returns.
+  asio::co_spawn(core->executor(), revoke(self, std::move(lease)), [](std::exception_ptr) {});
+  return self;
+}
+
+void Withdrawal::finish(boost::system::error_code result, std::string message) {
+  if (done.is_set()) return;
+  result_ = result;
+  message_ = std::move(message);
+  done.set();
+}
+
+asio::awaitable<void> Withdrawal::revoke(std::shared_ptr<Withdrawal> self,
+                                         std::shared_ptr<LeaseState> lease) {
+  auto& core = *lease->core;
+  const auto now = core.time().now();
+  const auto give_up =
+      std::max(lease->clock.deadline(), now) + lease->clock.ttl() + std::chrono::seconds(2);
+  asio::steady_timer pause(core.executor());
+  Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(2));
+  for (;;) {
+    boost::system::error_code failed;
+    std::string message;
+    try {
+      co_await revoke_lease(core, lease->id, true);
+    } catch (const boost::system::system_error& e) {
+      failed = e.code();
+      message = e.what();
+    }
+    if (!failed) break;
+    // Only a passing failure is worth another try, and only while the lease could still live.
+    if (!is_transient(failed) || core.time().now() >= give_up) {
+      self->finish(failed, message);
+      co_return;
+    }
+    pause.expires_after(backoff.next());
+    co_await pause.async_wait(asio::use_awaitable);
+  }
+  self->finish({}, {});
+}
+
+}  // namespace detail
+
+asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
+                                    LeaseOptions options) {
+  co_return Lease(co_await detail::grant_lease(client.core(), ttl, options.margin));
 }
 
 Lease::Lease(std::shared_ptr<detail::LeaseState> state) : state_(std::move(state)) {}

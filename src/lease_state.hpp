@@ -4,21 +4,21 @@
 
 #include "client_core.hpp"
 #include "election/detail/async_event.hpp"
-#include "election/detail/backoff.hpp"
 #include "election/detail/lease_clock.hpp"
+#include "notifier.hpp"
+#include "renewal_plan.hpp"
+#include "time_source.hpp"
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 
 namespace election::detail {
 
-/// What the Lease handle and the Client's keep-alive share about one lease.
+/// What the Lease handle, its owner and the Client's keep-alive share about one lease.
 class LeaseState {
  public:
   LeaseState(std::shared_ptr<ClientCore> core, std::int64_t id, std::chrono::seconds requested,
@@ -27,7 +27,8 @@ class LeaseState {
         id(id),
         requested(requested),
         clock(clock),
-        lost_event(this->core->executor()) {}
+        lost_event(this->core->executor()),
+        renewed(this->core->executor()) {}
 
   void lose(boost::system::error_code reason) {
     if (lost_event.is_set()) return;
@@ -35,12 +36,18 @@ class LeaseState {
     lost_event.set();
   }
 
+  bool lost() const { return lost_event.is_set(); }
+
+  /// Whether the local deadline has passed: the server may expire the lease any moment.
+  bool past_deadline() const { return clock.expired(core->time().now()); }
+
   std::shared_ptr<ClientCore> core;
   const std::int64_t id;
   const std::chrono::seconds requested;
   LeaseClock clock;
   AsyncEvent lost_event;
   boost::system::error_code lost_reason;
+  Notifier renewed;  // notified after every renewal etcd answered
   /// Set while its participant waits in line: the local deadline passing does not give the
   /// lease up, because nothing is done on its strength until the win. Renewals go on, and only
   /// etcd's word (TTL 0) or the client closing ends it: after an etcd outage longer than the
@@ -49,41 +56,67 @@ class LeaseState {
   bool hold_past_deadline = false;
 };
 
-/// Renews every live lease of one Client on a single LeaseKeepAlive stream, as etcd's own Go
-/// client does: a participant then costs no gRPC call of its own while it waits, and the
-/// renewals of many leases go out together instead of each waking the process on its own.
+/// Grants a lease of `ttl` (after Client::connect) and starts keeping it alive. Throws as
+/// Lease::grant: errc::invalid_ttl, errc::ttl_refused, errc::invalid_argument (margin),
+/// errc::unreachable, errc::timeout, errc::client_closed, auth errors.
+boost::asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<ClientCore> core,
+                                                                std::chrono::seconds ttl,
+                                                                std::chrono::milliseconds margin);
+
+/// Takes a lease out of use: its renewals stop at once, and its revocation (which deletes its
+/// keys: the candidate leaves the line at once instead of a TTL later) is sent and retried in
+/// the background, each try with a fresh deadline, until etcd confirms it or the lease must
+/// have expired anyway (its deadline + a TTL + 2 s, as etcd extends every lease by its TTL and
+/// an election timeout when its raft leader changes). The first try starts before start()
+/// returns, so a Client destroyed right after still lets it land (ClientCore::close).
+class Withdrawal {
+ public:
+  static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease);
+
+  explicit Withdrawal(boost::asio::any_io_executor executor) : done(std::move(executor)) {}
+
+  bool finished() const { return done.is_set(); }
+  /// Once finished: empty when etcd confirmed the revocation (or had the lease no more).
+  const boost::system::error_code& result() const { return result_; }
+  const std::string& message() const { return message_; }
+
+  AsyncEvent done;
+
+ private:
+  static boost::asio::awaitable<void> revoke(std::shared_ptr<Withdrawal> self,
+                                             std::shared_ptr<LeaseState> lease);
+  void finish(boost::system::error_code result, std::string message);
+
+  boost::system::error_code result_;
+  std::string message_;
+};
+
+/// Renews every live lease of one Client on a LeaseKeepAlive stream, as etcd's own Go client
+/// does: a participant then costs no gRPC call of its own while it waits, and the renewals of
+/// many leases go out together instead of each waking the process on its own. RenewalPlan
+/// decides what to send where (pipelined renewals, late answers counted from their send time,
+/// a stuck stream hedged by a new one); this class opens, writes, reads and closes the streams,
+/// and wakes at the plan's times on a timer that counts suspended time.
 ///
-/// Each lease is renewed every third of its TTL. Renewals due within a short window of each
-/// other are sent in one batch (early, which is always safe), so leases granted at different
-/// moments fall into step. A lease counts as lost the moment its local deadline passes, whatever
-/// the stream is doing, unless it is held past it (LeaseState::hold_past_deadline). A renewal
-/// unanswered for half a period (at least 500 ms) means the stream is stuck (a frozen member, or a
-/// follower still forwarding to a frozen raft leader): the stream is dropped and the due renewals
-/// go out on a new one, which round-robin places on another member; replies still on their way on
-/// the old stream are not counted.
-///
-/// Runs on the Client's executor; not thread-safe. The hub's loop runs while it has leases and
-/// holds the ClientCore while it does.
+/// Runs on the Client's executor; not thread-safe. Its loop runs while it has leases and holds
+/// the ClientCore while it does.
 class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
  public:
-  using clock = LeaseClock::clock;
-
   explicit KeepAliveHub(const std::shared_ptr<ClientCore>& core);
 
   /// The hub of `core`, made on first use.
   static std::shared_ptr<KeepAliveHub> of(const std::shared_ptr<ClientCore>& core);
 
   /// Starts keeping `lease` alive; its first renewal is due a period after its grant was sent.
-  void add(const std::shared_ptr<LeaseState>& lease);
+  /// `grant_rtt` (the grant's round trip) seeds the patience before the first answer.
+  void add(const std::shared_ptr<LeaseState>& lease, std::chrono::nanoseconds grant_rtt);
 
-  /// Stops keeping lease `id` alive. A reply still on its way is ignored.
+  /// Stops keeping lease `id` alive at once. An answer still on its way is ignored.
   void remove(std::int64_t id);
 
+  const RenewalPlan::Counters& counters() const { return plan_.counters(); }
+
  private:
-  struct Entry {
-    std::weak_ptr<LeaseState> lease;
-    std::optional<clock::time_point> sent;  // a renewal awaiting its reply, sent then
-  };
   using KeepAliveStream =
       BidiStream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>;
 
@@ -91,25 +124,24 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
                                             std::shared_ptr<ClientCore> core);
   static boost::asio::awaitable<void> read(std::shared_ptr<KeepAliveHub> self,
                                            std::shared_ptr<ClientCore> core,
-                                           std::uint64_t generation);
+                                           RenewalPlan::StreamId stream);
+  static boost::asio::awaitable<void> reauthenticate(std::shared_ptr<KeepAliveHub> self,
+                                                     std::shared_ptr<ClientCore> core,
+                                                     std::uint64_t seen);
 
-  /// One pass: expire, detect a stuck stream, send what is due. Returns when to look again.
-  clock::time_point step(ClientCore& core, const std::shared_ptr<ClientCore>& owner);
-  bool send(ClientCore& core, const std::shared_ptr<ClientCore>& owner, std::int64_t id);
-  void drop_stream();
+  void apply(const RenewalPlan::Action& action, const std::shared_ptr<ClientCore>& core);
+  void lose(std::int64_t id, boost::system::error_code reason);
   void lose_all(boost::system::error_code reason);
   void poke() { wake_.cancel(); }
 
-  static std::chrono::milliseconds patience(const LeaseClock& c);
-  static std::chrono::milliseconds batch_window(const LeaseClock& c);
-
-  boost::asio::steady_timer wake_;
-  std::map<std::int64_t, Entry> entries_;
-  KeepAliveStream stream_;
-  std::uint64_t generation_ = 0;  // which stream a reader belongs to
+  BootTimer wake_;
+  RenewalPlan plan_;
+  std::map<std::int64_t, std::shared_ptr<LeaseState>> leases_;
+  std::map<RenewalPlan::StreamId, KeepAliveStream> streams_;
   bool running_ = false;
-  clock::time_point retry_at_{};  // no new stream before this, after one failed
-  Backoff backoff_{std::chrono::milliseconds(50), std::chrono::seconds(1)};
+  bool reauthenticating_ = false;
+  bool reauthenticated_ = false;  // since the last answer: a second refusal is final
+  std::uint64_t opened_with_token_ = 0;
 };
 
 }  // namespace election::detail

@@ -57,6 +57,14 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 /// Throws boost::system::system_error for `e`, with `detail` prepended to the code's message.
 [[noreturn]] void throw_error(errc e, const std::string& detail);
 
+/// Whether a failure may go away by itself, so that retrying (with backoff) is the right answer:
+/// etcd out of reach (errc::unreachable), too slow (errc::timeout), or a gRPC status that etcd
+/// and gRPC use for passing trouble (UNAVAILABLE: no leader, leader changed, a member
+/// restarting; DEADLINE_EXCEEDED; ABORTED; RESOURCE_EXHAUSTED: too many requests; INTERNAL: a
+/// connection reset mid-call). Refused credentials, missing permissions, bad input and a
+/// closed client are not: they need the caller. The library retries exactly these everywhere.
+bool is_transient(const boost::system::error_code& ec) noexcept;
+
 }  // namespace election
 
 namespace boost::system {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/clock.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -45,7 +46,7 @@ struct LeaseTimeToLive {
 /// its TTL. Call revoke() to end it at once.
 class Lease {
  public:
-  using clock = std::chrono::steady_clock;
+  using clock = lease_clock;
 
   /// Waits for a connection (Client::connect), grants a lease with `ttl` and starts keeping it
   /// alive. etcd raises a TTL under its minimum (2 s by default): ttl() is what was granted.
@@ -66,7 +67,8 @@ class Lease {
   bool lost() const;
   boost::system::error_code lost_reason() const;
 
-  /// The instant after which the lease may be gone on the server, on the steady clock.
+  /// The instant after which the lease may be gone on the server, on lease_clock (which counts
+  /// time the host spent suspended, as etcd's clock does).
   clock::time_point deadline() const;
 
   /// Completes when the lease is lost, with the reason. Cancellable (throws operation_aborted).

@@ -35,7 +35,10 @@ struct LeaderEvent {
 
 namespace detail {
 class ObserverState;
-}
+class ClientCore;
+}  // namespace detail
+
+class Participant;
 
 /// An async generator of leadership changes: `for (;;) { auto e = co_await observer.next(); }`.
 ///
@@ -43,17 +46,25 @@ class ObserverState;
 /// leader, or "no leader".
 /// Then one event per change, in etcd's order: a new leader, a proclaim (same leader, new value),
 /// and "no leader" when the leader goes without a successor (etcd's own Observe never says so).
-/// Built on a watch of the election's prefix, one per election per Client however many Observers
-/// follow it: after a broken stream, an etcd restart or a member failover it resumes from the
-/// last revision seen, so no change is missed or repeated; after a compaction it re-reads the
-/// election and reports only a leader that differs from the last one reported.
+/// Built on the Client's feed of the election: one watch per election per Client however many
+/// Observers (and campaigns) follow it, on the Client's one Watch stream. After a broken or
+/// stalled stream, an etcd restart or a member failover it resumes from the last revision seen,
+/// so no change is missed or repeated; after a compaction it re-reads the election and reports
+/// only a leader that differs from the last one reported.
+///
+/// Failures that pass by themselves (etcd out of reach, no raft leader, a token renewed while
+/// etcd is away) are retried inside, for ever, with backoff: next() just waits on. A failure
+/// that needs the user (errc::permission_denied, errc::auth_failed) is thrown by one next();
+/// the next call tries again.
 ///
 /// Destroying an Observer while its next() waits ends that wait with operation_aborted.
 ///
 /// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
 class Observer {
  public:
-  /// Throws errc::invalid_election_name for an empty name or one ending in '/'.
+  /// Throws errc::invalid_election_name for an empty name or one ending in '/', and
+  /// errc::invalid_argument for a name that nests with another one used on the same Client
+  /// ("a" and "a/b").
   Observer(Client& client, std::string election);
   Observer(Observer&&) noexcept;
   Observer& operator=(Observer&&) noexcept;
@@ -62,12 +73,17 @@ class Observer {
   const std::string& election() const;
 
   /// Waits for the next change. While etcd cannot be reached it keeps retrying (with backoff)
-  /// and waits on; race it against a timer to bound the wait. Cancellable: a cancelled wait
-  /// loses nothing, the next call carries on. Throws errc::client_closed, errc::auth_failed,
-  /// errc::permission_denied.
+  /// and waits on; race it against a timer to bound the wait. Cancellable (terminal): a
+  /// cancelled wait loses nothing, also when an event arrives at the moment of the cancel; the
+  /// next call returns it. Throws errc::client_closed, errc::auth_failed and
+  /// errc::permission_denied (once each; the next call tries again), and errc::invalid_argument
+  /// when another next() is already waiting on this Observer.
   boost::asio::awaitable<LeaderEvent> next();
 
  private:
+  friend class Participant;
+  Observer(const std::shared_ptr<detail::ClientCore>& core, std::string election);
+
   std::shared_ptr<detail::ObserverState> state_;
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/clock.hpp"
 #include "election/lease.hpp"
 #include "election/observer.hpp"
 
@@ -13,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace election {
 
@@ -36,12 +38,20 @@ struct ParticipantOptions {
   /// etcd raft leader that was paused (SIGSTOP, a VM or GC freeze) still believes it leads for
   /// a moment after it resumes, and revokes every lease that expired in its stale view, even
   /// though the new raft leader has been renewing them (etcd issues #12528 and #15247; fixed
-  /// by etcd pull request #16822 in later 3.4 and 3.5 releases, not in Debian 12's 3.4.23).
-  /// The old leader learns of the removal from its key's watch about when this candidate
-  /// wins; waiting a few watch round trips keeps the two from acting at once. 0 (the default)
-  /// returns at once, as etcd's own Campaign does.
-  std::chrono::milliseconds takeover_delay{0};
+  /// in etcd 3.4.31 and 3.5.13 by etcd pull requests #17465 and #17425, not in Debian 12's
+  /// 3.4.23). The old leader learns of the removal from its key's watch about when this
+  /// candidate wins; waiting a few watch round trips keeps the two from acting at once.
+  ///
+  /// Unset (the default): chosen from the etcd version the Client finds (asked once, see
+  /// default_takeover_delay): 200 ms on releases without the fix, 0 on releases with it. A
+  /// value set here always wins; 0 returns at once, as etcd's own Campaign does.
+  std::optional<std::chrono::milliseconds> takeover_delay{};
 };
+
+/// The takeover delay used when ParticipantOptions::takeover_delay is unset, for an etcd that
+/// reports `version` (e.g. "3.4.23"): 200 ms before 3.4.31, on 3.5.0 to 3.5.12 and for an
+/// unknown version; 0 on 3.4.31 and later 3.4 releases, 3.5.13 and later, and 3.6 onwards.
+std::chrono::milliseconds default_takeover_delay(std::string_view version);
 
 namespace detail {
 class ParticipantState;
@@ -53,17 +63,33 @@ class ParticipantState;
 /// returns once this participant leads. Leadership then ends at the first of: a keep-alive reply
 /// saying the lease is gone, the leader key deleted, the lease's local deadline passing without
 /// a renewal, or resign(). keep_alive() waits for that end and says why; is_leader() checks it
-/// at any moment against the steady clock, so a process that stalls does not go on believing it
-/// leads after etcd could have let another candidate in.
+/// at any moment against lease_clock (which counts time the host spent suspended), so a process
+/// that stalls or sleeps does not go on believing it leads after etcd could have let another
+/// candidate in.
+///
+/// Whatever ends a campaign or a leadership (a win's term ending, a failed or cancelled
+/// campaign, resign(), the destructor) withdraws the lease at once: its renewals stop, and its
+/// revocation, which deletes the key, goes on in the background with fresh deadlines until etcd
+/// confirms it. No lease is renewed without a campaign or a term that owns it (or
+/// acquire_lease(), for the next campaign).
+///
+/// Overlapping calls on one Participant: a second campaign() while one runs, campaign() while
+/// leading, a second proclaim() while one is in flight, and acquire_lease() while a campaign
+/// runs fail with errc::invalid_argument; proclaim(), put_if_leader() and keep_alive() while
+/// not leading (also while campaigning) fail with errc::not_leader; resign() during a campaign
+/// withdraws it (the campaign throws errc::resigned); any number of put_if_leader(),
+/// keep_alive(), leader() and resign() may run at once.
 ///
 /// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
-/// Lifetime: the Client must outlive the Participant. Destroying a Participant cancels what it
-/// has in flight and revokes its lease in the background (its key goes at once); prefer
-/// `co_await resign()` before, which waits for that.
+/// Lifetime: the Client should outlive the Participant (one that outlives its Client fails with
+/// errc::client_closed). Destroying a Participant ends what it has in flight (a campaign throws
+/// operation_aborted) and withdraws its lease; prefer `co_await resign()` before, which waits
+/// for the revocation.
 class Participant {
  public:
   /// Throws errc::invalid_election_name (empty, or ending in '/'), errc::invalid_ttl,
-  /// errc::value_too_large.
+  /// errc::value_too_large, and errc::invalid_argument for a negative takeover delay or an
+  /// election name that nests with another one used on the same Client ("a" and "a/b").
   Participant(Client& client, std::string election, std::string value,
               ParticipantOptions options = {});
   Participant(Participant&&) noexcept;
@@ -75,69 +101,91 @@ class Participant {
 
   /// Grants the lease campaign() will use (or keeps the live one there is) and starts keeping
   /// it alive, so its id and granted TTL are known before waiting in line. Optional: campaign()
-  /// does it itself. Returns the lease id. Throws as Lease::grant.
+  /// does it itself. Returns the lease id. Throws as Lease::grant, and errc::invalid_argument
+  /// while a campaign or another acquire_lease() is in progress.
   boost::asio::awaitable<std::int64_t> acquire_lease();
 
-  /// The id of the current lease, once granted.
+  /// The id of the lease in use (by a campaign, a leadership, or acquire_lease()), if any.
   std::optional<std::int64_t> lease_id() const;
 
-  /// Grants a lease (unless a live one is kept from an earlier campaign), keeps it alive, and
-  /// waits in line until this participant leads. The protocol is etcd's (and etcdctl elect's):
-  /// the candidate's key, the election name and the lease in hex, is created with the lease
-  /// unless it exists, and the one with the lowest create revision leads. The Client's watch of
-  /// the election (shared with its Observers) says when that is this key, and a read of the key
-  /// confirms it. A dropped connection or a restarted etcd does not cost the place in line: the
-  /// key stays, and the watch resumes. A key deleted while in line (an operator's `etcdctl del`)
-  /// is created again, at the back of the line. While in line
-  /// the lease is not given up when its local deadline passes (etcd away longer than the TTL
-  /// allows): renewals go on, and etcd's answer decides. etcd keeps leases across a restart or
-  /// a change of its raft leader, so the candidate keeps its place; a win then waits for a
-  /// renewal answered within the deadline rule before it counts.
+  /// Grants a lease (unless one from acquire_lease() is live), keeps it alive, and waits in
+  /// line until this participant leads. The protocol is etcd's (and etcdctl elect's): the
+  /// candidate's key, the election name and the lease in hex, is created with the lease unless
+  /// it exists, and the one with the lowest create revision leads. The Client's feed of the
+  /// election (one watch, shared with its Observers) says when that is this key, and a read of
+  /// the key confirms it. A dropped connection, a stalled member or a restarted etcd does not
+  /// cost the place in line: the key stays, the watch resumes, and requests that etcd could not
+  /// answer are tried again. A key deleted while in line (an operator's `etcdctl del`) is
+  /// created again, at the back of the line. While in line the lease is not given up when its
+  /// local deadline passes (etcd away longer than the TTL allows): renewals go on, and etcd's
+  /// answer decides. etcd keeps leases across a restart or a change of its raft leader, so the
+  /// candidate keeps its place; a win then waits for a renewal answered within the deadline
+  /// rule before it counts. A win then waits the takeover delay (ParticipantOptions).
   ///
-  /// Cancellable: a cancelled campaign (a timer with `||`, a cancellation signal) withdraws the
-  /// candidate (revokes its lease, deleting its key even when the win raced the cancel) and
-  /// throws operation_aborted. Throws errc::lease_expired when etcd says the lease is gone
-  /// while waiting, errc::lease_deadline_passed when no renewal is answered in time at the win,
-  /// errc::unreachable when etcd cannot be reached to enter the line, errc::client_closed,
-  /// errc::auth_failed, errc::permission_denied, and errc::invalid_argument when already
-  /// leading or when another campaign() is in progress.
+  /// Cancellable (terminal): a cancelled campaign (a timer with first_of, a cancellation
+  /// signal) withdraws the candidate (revokes its lease, deleting its key even when the win
+  /// raced the cancel) and throws operation_aborted. Throws errc::resigned when resign() is
+  /// called meanwhile, operation_aborted when the participant is destroyed meanwhile,
+  /// errc::lease_expired when etcd says the lease is gone while waiting,
+  /// errc::lease_deadline_passed when no renewal is answered in time at the win,
+  /// errc::unreachable or errc::timeout when etcd cannot be reached to grant the lease,
+  /// errc::client_closed, errc::auth_failed, errc::permission_denied, and
+  /// errc::invalid_argument when already leading or when another campaign() is in progress.
   boost::asio::awaitable<LeaderKey> campaign();
 
   /// While leading: waits until leadership ends and returns why: errc::resigned,
   /// errc::lease_expired, errc::key_deleted, errc::lease_deadline_passed (also what a lost
-  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed.
-  /// Throws errc::not_leader when called without leadership. Cancellable (throws operation_aborted;
-  /// leadership is unaffected). The lease is renewed in the background whether or not this is
-  /// awaited.
+  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed,
+  /// errc::auth_failed or errc::permission_denied (the election's watch refused),
+  /// operation_aborted (the participant destroyed). After a leadership ended (and before the
+  /// next campaign), returns its reason at once. Throws errc::not_leader when this participant
+  /// never won, or campaigns now. Cancellable (throws operation_aborted; leadership is
+  /// unaffected). The lease is renewed in the background whether or not this is awaited.
   boost::asio::awaitable<boost::system::error_code> keep_alive();
 
   /// True while this participant leads: it won, nothing ended its leadership, and the lease's
-  /// local deadline has not passed.
+  /// local deadline has not passed (on lease_clock: time suspended counts).
   bool is_leader() const;
 
   /// The key of the current (or last) leadership, if this participant ever won.
   std::optional<LeaderKey> leader_key() const;
 
-  /// The lease's local deadline while leading (see Lease::deadline).
-  std::optional<std::chrono::steady_clock::time_point> deadline() const;
+  /// The lease's local deadline: of the current (or last) leadership, else of the lease in use
+  /// (see Lease::deadline). A lease_clock time.
+  std::optional<lease_clock::time_point> deadline() const;
 
   /// The TTL etcd granted for the current lease (0 before the first campaign).
   std::chrono::seconds granted_ttl() const;
 
-  /// Gives up leadership: marks it ended at once (so is_leader() is false before any request
-  /// is sent), deletes the leader key guarded by its revision, and revokes the lease, each with
-  /// a fresh request deadline. Not leading: revokes the lease if there is one. Safe to call
-  /// more than once.
+  /// The takeover delay the last campaign used (ParticipantOptions::takeover_delay, or the one
+  /// chosen from etcd's version); unset before the first campaign chose it.
+  std::optional<std::chrono::milliseconds> takeover_delay() const;
+
+  /// Gives up leadership, or the campaign in progress: marks it ended at once (so is_leader()
+  /// is false before any request is sent), stops renewing the lease, and revokes it, which
+  /// deletes the key, with a fresh request deadline; waits for etcd to confirm. Not leading and
+  /// not campaigning: withdraws the lease from acquire_lease() if there is one. Safe to call
+  /// more than once, and at once from several coroutines.
+  ///
+  /// Cancellable (terminal): a cancelled resign has still ended the leadership and stopped the
+  /// renewals; the revocation goes on in the background (retried with fresh deadlines until etcd
+  /// confirms it or the lease must have expired). Throws errc::timeout when etcd does not
+  /// confirm within the request timeout (the revocation goes on), errc::client_closed,
+  /// errc::auth_failed, errc::permission_denied (the lease then expires after its TTL).
   boost::asio::awaitable<void> resign();
 
-  /// Sets the leader's value. Throws errc::not_leader when etcd no longer holds this
-  /// participant's key as leader, errc::value_too_large.
+  /// Sets the leader's value. Throws errc::not_leader when this participant does not lead or
+  /// etcd no longer holds its key as leader, errc::value_too_large, and errc::invalid_argument
+  /// while another proclaim() is in flight.
   boost::asio::awaitable<void> proclaim(std::string value);
 
   /// Writes `key` = `value` only if this participant's leader key still exists with the
   /// revision it won with: the check is done by etcd in the same transaction, so a write from a
   /// deposed leader is refused even when it is late. Returns the write's revision. Throws
-  /// errc::not_leader when refused or when this participant never won.
+  /// errc::not_leader when refused or when this participant does not lead,
+  /// errc::value_too_large, and errc::invalid_argument (before anything is sent) for a key
+  /// under the prefix of an election used on this Client (its own `name/` included): such a
+  /// key would stand in that election's line for ever.
   boost::asio::awaitable<std::int64_t> put_if_leader(std::string key, std::string value);
 
   /// The election's current leader as etcd sees it, or std::nullopt.

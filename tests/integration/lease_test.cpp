@@ -20,7 +20,7 @@ using election::test::options_for;
 using election::test::run;
 using election::test::sleep_for;
 using election::test::ttl;
-using Clock = std::chrono::steady_clock;
+using Clock = election::lease_clock;  // the clock deadlines are on
 
 namespace {
 

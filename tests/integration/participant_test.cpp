@@ -25,7 +25,7 @@ using election::test::run;
 using election::test::sleep_for;
 using election::test::ttl;
 using election::test::wait_until;
-using Clock = std::chrono::steady_clock;
+using Clock = election::lease_clock;  // the clock deadlines are on
 
 namespace {
 

@@ -26,6 +26,7 @@
 #include <grpcpp/support/client_callback.h>
 #include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -48,10 +49,12 @@ namespace asio = boost::asio;
 /// reference to its channel itself, never a gRPC thread after it.
 class CallTracker {
  public:
-  /// Registers a context. Returns false (and cancels it) once close() has begun.
-  bool add(grpc::ClientContext* ctx) {
+  /// Registers a context. Returns false (and cancels it) once close() has begun. A lingering
+  /// call (a lease revocation) is given close()'s grace to finish before it is cancelled.
+  bool add(grpc::ClientContext* ctx, bool linger = false) {
     std::lock_guard lock(mutex_);
     live_.insert(ctx);
+    if (linger) lingering_.insert(ctx);
     ++calls_;
     if (closed_) ctx->TryCancel();
     return !closed_;
@@ -60,6 +63,7 @@ class CallTracker {
   void detach(grpc::ClientContext* ctx) {
     std::lock_guard lock(mutex_);
     live_.erase(ctx);
+    if (lingering_.erase(ctx) && lingering_.empty()) drained_.notify_all();
   }
 
   void release() {
@@ -72,11 +76,13 @@ class CallTracker {
     return closed_;
   }
 
-  /// Cancels every call in flight and blocks until gRPC has completed them all. gRPC never waits
+  /// Refuses new calls, waits up to `grace` for the lingering ones to finish on their own, then
+  /// cancels every call in flight and blocks until gRPC has completed them all. gRPC never waits
   /// for an executor, so this cannot deadlock when called from one.
-  void close() {
+  void close(std::chrono::milliseconds grace = std::chrono::milliseconds(0)) {
     std::unique_lock lock(mutex_);
     closed_ = true;
+    drained_.wait_for(lock, grace, [this] { return lingering_.empty(); });
     for (auto* ctx : live_) ctx->TryCancel();
     drained_.wait(lock, [this] { return calls_ == 0; });
   }
@@ -85,6 +91,7 @@ class CallTracker {
   mutable std::mutex mutex_;
   std::condition_variable drained_;
   std::unordered_set<grpc::ClientContext*> live_;
+  std::unordered_set<grpc::ClientContext*> lingering_;
   std::size_t calls_ = 0;
   bool closed_ = false;
 };
@@ -104,10 +111,10 @@ auto tracked_executor(const Handler& handler, const asio::any_io_executor& fallb
 template <class Response, class Request, class Start, class CompletionToken>
 auto async_unary(std::shared_ptr<CallTracker> tracker, asio::any_io_executor fallback,
                  std::unique_ptr<grpc::ClientContext> context, Request request, Start start,
-                 CompletionToken&& token) {
+                 CompletionToken&& token, bool linger = false) {
   return asio::async_initiate<CompletionToken, void(grpc::Status, Response)>(
       [](auto handler, std::shared_ptr<CallTracker> tracker, asio::any_io_executor fallback,
-         std::unique_ptr<grpc::ClientContext> context, Request request, Start start) {
+         std::unique_ptr<grpc::ClientContext> context, Request request, Start start, bool linger) {
         using Handler = decltype(handler);
         struct Op {
           std::shared_ptr<grpc::ClientContext> context;
@@ -126,7 +133,7 @@ auto async_unary(std::shared_ptr<CallTracker> tracker, asio::any_io_executor fal
           // The slot may outlive the call by a moment; hold the context, not the op.
           op->slot.assign([ctx = op->context](asio::cancellation_type) { ctx->TryCancel(); });
         }
-        tracker->add(op->context.get());
+        tracker->add(op->context.get(), linger);
         auto* ctx = op->context.get();
         start(ctx, &op->request, &op->response,
               [op, tracker = std::move(tracker)](grpc::Status status) mutable {
@@ -144,7 +151,7 @@ auto async_unary(std::shared_ptr<CallTracker> tracker, asio::any_io_executor fal
               });
       },
       token, std::move(tracker), std::move(fallback), std::move(context), std::move(request),
-      std::move(start));
+      std::move(start), linger);
 }
 
 /// Messages received on a stream, waiting to be read on an executor. Pushed from gRPC reactions,
@@ -180,11 +187,6 @@ class ReadQueue : public std::enable_shared_from_this<ReadQueue<Message>> {
       lock.unlock();
       waiter->complete({}, std::nullopt);
     }
-  }
-
-  bool finished() const {
-    std::lock_guard lock(mutex_);
-    return finished_ && messages_.empty();
   }
 
   /// The final status; meaningful once a read has returned std::nullopt.

@@ -49,7 +49,24 @@ class LeaderTracker {
     return by_revision_.begin()->second;
   }
 
-  std::size_t candidates() const { return by_revision_.size(); }
+  /// The candidate that leads, if any (no copy).
+  const LeaderInfo* first() const {
+    return by_revision_.empty() ? nullptr : &by_revision_.begin()->second;
+  }
+
+  /// The candidate whose key is `key`, if it is in line.
+  const LeaderInfo* find(const std::string& key) const {
+    auto it = by_key_.find(key);
+    return it == by_key_.end() ? nullptr : &by_revision_.at(it->second);
+  }
+
+  /// Every candidate, in line order (the first leads).
+  std::vector<LeaderInfo> line() const {
+    std::vector<LeaderInfo> out;
+    out.reserve(by_revision_.size());
+    for (const auto& [revision, candidate] : by_revision_) out.push_back(candidate);
+    return out;
+  }
 
  private:
   void insert(LeaderInfo candidate) {

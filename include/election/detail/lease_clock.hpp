@@ -1,6 +1,8 @@
 // The local view of when a lease could expire on the server.
 #pragma once
 
+#include "election/clock.hpp"
+
 #include <algorithm>
 #include <chrono>
 
@@ -8,11 +10,12 @@ namespace election::detail {
 
 /// Tracks a lease's local deadline. A renewal that etcd acknowledged was applied no earlier than
 /// the moment its request was sent, so the lease lives at least until send time + TTL; the
-/// deadline is that instant minus a safety margin, counted on the steady clock. The deadline
-/// only moves forward: an acknowledgement of an older request never shortens it.
+/// deadline is that instant minus a safety margin, counted on lease_clock (which, unlike the
+/// steady clock, runs on while the host is suspended, as etcd's clock does). The deadline only
+/// moves forward: an acknowledgement of an older request never shortens it.
 class LeaseClock {
  public:
-  using clock = std::chrono::steady_clock;
+  using clock = lease_clock;
 
   /// The margin used when none is given: a tenth of the TTL, at most one second.
   static std::chrono::milliseconds default_margin(std::chrono::seconds ttl) {
@@ -37,6 +40,9 @@ class LeaseClock {
     }
   }
 
+  /// Whether an answer to a renewal sent at `sent` would still move the deadline.
+  bool would_extend(clock::time_point sent) const { return sent + ttl_ - margin_ > deadline_; }
+
   clock::time_point deadline() const { return deadline_; }
   bool expired(clock::time_point now) const { return now >= deadline_; }
 
@@ -48,7 +54,6 @@ class LeaseClock {
   }
 
   std::chrono::seconds ttl() const { return ttl_; }
-  std::chrono::milliseconds margin() const { return margin_; }
   clock::time_point last_acknowledged_send() const { return last_ack_send_; }
 
  private:

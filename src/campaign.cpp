@@ -1,0 +1,230 @@
+#include "campaign.hpp"
+
+#include "campaign_engine.hpp"
+#include "election/detail/race.hpp"
+#include "election_feed.hpp"
+#include "kv.hpp"
+#include "notifier.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using boost::system::system_error;
+using Do = CampaignEngine::Do;
+
+namespace {
+
+// The campaign's place among the election feed's listeners: any change of the view, or the
+// feed's failure, wakes the driver.
+class FeedWatch : public FeedListener {
+ public:
+  FeedWatch(std::shared_ptr<ElectionFeed> feed, asio::any_io_executor executor)
+      : feed(std::move(feed)), changed(std::move(executor)) {
+    this->feed->subscribe(this);
+    this->feed->resume();  // a feed stopped by an earlier failure is tried again
+  }
+  ~FeedWatch() override { feed->unsubscribe(this); }
+  FeedWatch(const FeedWatch&) = delete;
+  FeedWatch& operator=(const FeedWatch&) = delete;
+
+  void on_view() override { changed.notify(); }
+  void on_failed(error_code reason, const std::string& message) override {
+    failure = {reason, message};
+    changed.notify();
+  }
+
+  CampaignEngine::View view(const std::string& own_key) const {
+    CampaignEngine::View v;
+    v.synced = feed->synced();
+    v.revision = feed->revision();
+    if (auto first = feed->view().first()) v.first = first->create_revision;
+    if (const auto* own = feed->view().find(own_key)) v.own = own->create_revision;
+    return v;
+  }
+
+  std::shared_ptr<ElectionFeed> feed;
+  Notifier changed;
+  std::optional<std::pair<error_code, std::string>> failure;
+};
+
+// In line, a lease is held past its local deadline (see LeaseState::hold_past_deadline).
+class HoldPastDeadline {
+ public:
+  ~HoldPastDeadline() { release(); }
+  void hold(const std::shared_ptr<LeaseState>& lease) {
+    release();
+    lease_ = lease;
+    lease_->hold_past_deadline = true;
+  }
+  void release() {
+    if (lease_) lease_->hold_past_deadline = false;
+    lease_.reset();
+  }
+
+ private:
+  std::shared_ptr<LeaseState> lease_;
+};
+
+// Puts the candidate in line: its key created with the lease unless it exists, in one guarded
+// transaction that is safe to send again. Returns the key's create revision and the revision
+// it is in line as of.
+asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(ClientCore& core,
+                                                                  const std::string& own_key,
+                                                                  const std::string& value,
+                                                                  std::int64_t lease) {
+  for (;;) {
+    auto request = guarded_by(own_key, 0);
+    put_candidate(request, own_key, value, lease);
+    request.add_failure()->mutable_request_range()->set_key(own_key);
+    auto reply = co_await core.call_retrying(
+        "campaign", core.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+    const auto revision = reply.header().revision();
+    if (reply.succeeded()) co_return std::pair{revision, revision};
+    const auto& kvs = reply.responses(0).response_range().kvs();
+    if (kvs.empty()) continue;  // deleted in between: create it
+    const auto created = kvs[0].create_revision();
+    if (kvs[0].value() == value && kvs[0].lease() == lease) co_return std::pair{created, revision};
+    // Kept from before with another value, or put again without our lease: ours again, in its
+    // place (guarded by its create revision), as etcd's own Campaign does.
+    auto update = guarded_by(own_key, created);
+    put_candidate(update, own_key, value, lease);
+    auto updated = co_await core.call_retrying(
+        "campaign", core.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(update));
+    if (updated.succeeded()) co_return std::pair{created, updated.header().revision()};
+  }
+}
+
+asio::awaitable<void> sleep(asio::any_io_executor executor, std::chrono::milliseconds d) {
+  asio::steady_timer timer(std::move(executor), d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+}  // namespace
+
+asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<LeaseState>& slot) {
+  auto core = request.core;
+  // The campaign's own hold on its lease: whoever stops it may empty the slot meanwhile.
+  auto lease = slot;
+  const auto executor = core->executor();
+  CampaignEngine engine(
+      {request.takeover_delay, core->options().request_timeout, std::chrono::milliseconds(500)});
+  FeedWatch line(ElectionFeed::of(core, request.election), executor);
+  HoldPastDeadline hold;
+  std::string own_key;
+
+  auto step = engine.start(lease && !lease->lost() ? std::optional(lease->id) : std::nullopt);
+  if (step.what == Do::enter) {
+    hold.hold(lease);
+    own_key = candidate_key(request.election, lease->id);
+  }
+  for (;;) {
+    // Every wait below is raced against the lease's loss: a lost lease ends the campaign.
+    switch (step.what) {
+      case Do::grant: {
+        lease = co_await grant_lease(core, request.ttl, request.margin);
+        slot = lease;
+        hold.hold(lease);
+        own_key = candidate_key(request.election, lease->id);
+        step = engine.granted(lease->id);
+        break;
+      }
+      case Do::enter: {
+        std::optional<CampaignEngine::Step> failed;
+        try {
+          auto entered = co_await first_of(enter_line(*core, own_key, request.value, lease->id),
+                                           lease->lost_event.wait());
+          if (entered.index() == 1) {
+            step = engine.lease_lost(lease->lost_reason);
+            break;
+          }
+          const auto [created, revision] = std::get<0>(entered);
+          step = engine.entered(created, revision);
+        } catch (const system_error& e) {
+          failed = engine.failed(Do::enter, e.code(), e.what());
+        }
+        if (failed) step = *failed;
+        break;
+      }
+      case Do::wait: {
+        step = engine.viewed(line.view(own_key));
+        while (step.what == Do::wait) {
+          if (line.failure) {
+            step = engine.failed(Do::wait, line.failure->first, line.failure->second);
+            break;
+          }
+          auto woke = co_await first_of(line.changed.wait(), lease->lost_event.wait());
+          if (woke.index() == 1) {
+            step = engine.lease_lost(lease->lost_reason);
+            break;
+          }
+          if (!line.failure) step = engine.viewed(line.view(own_key));
+        }
+        break;
+      }
+      case Do::confirm: {
+        std::optional<CampaignEngine::Step> failed;
+        try {
+          // Linearizable: it sees every write etcd had committed when it was asked.
+          etcdserverpb::RangeRequest read;
+          read.set_key(own_key);
+          read.set_keys_only(true);
+          auto reply = co_await first_of(
+              core->call_retrying("campaign", core->kv().async(),
+                                  &etcdserverpb::KV::Stub::async::Range, std::move(read)),
+              lease->lost_event.wait());
+          if (reply.index() == 1) {
+            step = engine.lease_lost(lease->lost_reason);
+            break;
+          }
+          const auto& found = std::get<0>(reply);
+          std::optional<CampaignEngine::Found> key;
+          if (found.kvs_size() == 1)
+            key = CampaignEngine::Found{found.kvs(0).create_revision(), found.kvs(0).lease()};
+          step = engine.confirmed(key, found.header().revision(), !lease->past_deadline());
+        } catch (const system_error& e) {
+          failed = engine.failed(Do::confirm, e.code(), e.what());
+        }
+        if (failed) step = *failed;
+        break;
+      }
+      case Do::pause:
+      case Do::settle: {
+        const auto was = step.what;
+        auto waited = co_await first_of(sleep(executor, step.delay), lease->lost_event.wait());
+        if (waited.index() == 1)
+          step = engine.lease_lost(lease->lost_reason);
+        else
+          step = was == Do::pause ? engine.paused() : engine.settled();
+        break;
+      }
+      case Do::await_renewal: {
+        // Won while no renewal has been answered within the deadline (etcd was away for a
+        // while): lead only once one is, so the deadline again bounds how long etcd can keep
+        // the key.
+        const auto give_up = std::chrono::steady_clock::now() + step.delay;
+        while (lease->past_deadline() && !lease->lost() &&
+               std::chrono::steady_clock::now() < give_up) {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+              give_up - std::chrono::steady_clock::now());
+          co_await first_of(lease->renewed.wait(), sleep(executor, left));
+        }
+        if (lease->lost())
+          step = engine.lease_lost(lease->lost_reason);
+        else
+          step = engine.renewed(!lease->past_deadline());
+        break;
+      }
+      case Do::lead:
+        co_return Won{LeaderKey{request.election, own_key, engine.own_revision(), lease->id},
+                      engine.read_revision()};
+      case Do::fail:
+        throw system_error(step.error, step.message);
+    }
+  }
+}
+
+}  // namespace election::detail

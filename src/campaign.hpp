@@ -1,0 +1,40 @@
+// One campaign's I/O: it carries out CampaignEngine's steps against etcd.
+// Private to the library.
+#pragma once
+
+#include "client_core.hpp"
+#include "election/participant.hpp"
+#include "lease_state.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace election::detail {
+
+struct CampaignRequest {
+  std::shared_ptr<ClientCore> core;
+  std::string election;
+  std::string value;
+  std::chrono::seconds ttl;
+  std::chrono::milliseconds margin;
+  std::chrono::milliseconds takeover_delay;
+};
+
+struct Won {
+  LeaderKey key;
+  std::int64_t read_revision;  ///< the confirming read's revision: the term watches from after it
+};
+
+/// Runs one campaign to its win (see CampaignEngine for the protocol). `lease` is the
+/// participant's lease slot: a live lease there is used, a new one is put there as soon as it
+/// is granted, so that whoever stops the campaign can withdraw it. While the campaign runs the
+/// lease is held past its local deadline (LeaseState::hold_past_deadline). Throws the engine's
+/// failure (a lost lease, refused credentials, no permission, the client closed) or
+/// operation_aborted when cancelled; withdrawing the lease is the caller's.
+boost::asio::awaitable<Won> run_campaign(CampaignRequest request,
+                                         std::shared_ptr<LeaseState>& lease);
+
+}  // namespace election::detail

@@ -1,0 +1,169 @@
+// The decisions of one campaign, without I/O. The driver (campaign.cpp) does what each Step
+// says and reports what came of it; the engine says what to do next.
+#pragma once
+
+#include "election/error.hpp"
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace election::detail {
+
+/// etcd's election protocol, as etcdctl elect runs it, decided step by step:
+///
+///   grant a lease (unless one is live) -> enter the line: a guarded Txn creates the key
+///   `name/hex(lease)` with the lease unless it exists -> wait until the election's view shows
+///   this key first (the lowest create revision) -> confirm by a linearizable read that the key
+///   is still there, with its create revision and lease (a watch may lag behind etcd) -> if no
+///   renewal has been answered within the deadline rule, wait for one -> wait out the takeover
+///   delay -> lead, from the revision of the read.
+///
+/// A view older than the revision the key entered the line at says nothing about the key.
+/// A view as new as that without the key (an operator's delete) puts it in line again, at the
+/// back. So does a read that does not find it. A lost lease ends the campaign with the reason.
+/// Not thread-safe; no I/O.
+class CampaignEngine {
+ public:
+  enum class Do {
+    grant,          ///< grant a lease, then granted()
+    enter,          ///< put the key in line, then entered() (or failed())
+    wait,           ///< look at the view (viewed()), and wait for it to change while it says wait
+    confirm,        ///< read the key, then confirmed() (or failed())
+    pause,          ///< wait `delay`, then paused(): etcd could not be reached for now
+    await_renewal,  ///< wait up to `delay` for a renewal answered in time, then renewed()
+    settle,         ///< wait the takeover delay (`delay`), then settled()
+    lead,           ///< won: lead from read_revision()
+    fail,           ///< the campaign is over: `error`, `message`
+  };
+
+  struct Step {
+    Do what;
+    std::chrono::milliseconds delay{0};
+    boost::system::error_code error{};
+    std::string message{};
+  };
+
+  /// What the election's view says of this campaign's key.
+  struct View {
+    bool synced = false;                ///< false until the feed has read the election
+    std::int64_t revision = 0;          ///< the view holds every change up to this revision
+    std::optional<std::int64_t> first;  ///< the lowest create revision in line (the leader's)
+    std::optional<std::int64_t> own;    ///< this key's create revision, if the view has it
+  };
+
+  /// What the confirming read found of the key.
+  struct Found {
+    std::int64_t create_revision;
+    std::int64_t lease;
+  };
+
+  struct Options {
+    std::chrono::milliseconds takeover_delay{0};
+    /// How long a win waits for a renewal answered within the deadline rule.
+    std::chrono::milliseconds renewal_wait{std::chrono::seconds(5)};
+    /// Between reads that could not reach etcd.
+    std::chrono::milliseconds read_pause{500};
+  };
+
+  explicit CampaignEngine(Options options) : options_(options) {}
+
+  /// The first step: grant, unless a live lease is kept from before.
+  Step start(std::optional<std::int64_t> live_lease) {
+    if (!live_lease) return {Do::grant};
+    lease_ = *live_lease;
+    return {Do::enter};
+  }
+
+  Step granted(std::int64_t lease) {
+    lease_ = lease;
+    return {Do::enter};
+  }
+
+  /// The key is in line with create revision `create_revision`, as of etcd revision `revision`.
+  Step entered(std::int64_t create_revision, std::int64_t revision) {
+    own_revision_ = create_revision;
+    entered_at_ = revision;
+    return {Do::wait};
+  }
+
+  Step viewed(const View& view) {
+    // A view that has not caught up with the key's entry cannot tell anything about it.
+    if (!view.synced || view.revision < entered_at_) return {Do::wait};
+    if (!view.own || *view.own != own_revision_) {
+      // Gone from the line (deleted, or replaced by a key of another create revision): in line
+      // again, at the back. The Txn puts it back, or finds the view was behind after all.
+      ++reentries_;
+      return {Do::enter};
+    }
+    if (view.first && *view.first == own_revision_) return {Do::confirm};
+    return {Do::wait};
+  }
+
+  /// The read found the key as `found` (nothing: std::nullopt) at etcd revision `revision`;
+  /// `in_time`: a renewal has been answered within the deadline rule (the lease's local
+  /// deadline has not passed).
+  Step confirmed(std::optional<Found> found, std::int64_t revision, bool in_time) {
+    if (!found || found->create_revision != own_revision_ || found->lease != lease_) {
+      ++reentries_;
+      return {Do::enter};  // the view was behind: the key went; in line again, at the back
+    }
+    read_revision_ = revision;
+    if (!in_time) return {Do::await_renewal, options_.renewal_wait};
+    return settle_or_lead();
+  }
+
+  /// Entering the line, the read, or the view failed with `error`. Transient failures (etcd
+  /// away, no raft leader) are waited out while the lease lives, and the step is tried again;
+  /// others end the campaign.
+  Step failed(Do during, const boost::system::error_code& error, std::string message) {
+    if ((during == Do::enter || during == Do::confirm) && is_transient(error)) {
+      resume_ = during;
+      return {Do::pause, options_.read_pause};
+    }
+    return {Do::fail, {}, error, std::move(message)};
+  }
+
+  /// After a pause: the step that failed, again.
+  Step paused() { return {resume_}; }
+
+  /// After await_renewal: whether a renewal within the deadline rule came.
+  Step renewed(bool in_time) {
+    if (!in_time)
+      return {Do::fail,
+              {},
+              errc::lease_deadline_passed,
+              "campaign: won, but no renewal of the lease was answered in time"};
+    return settle_or_lead();
+  }
+
+  Step settled() { return {Do::lead}; }
+
+  Step lease_lost(const boost::system::error_code& reason) {
+    return {Do::fail, {}, reason, "campaign: the lease was lost while waiting in line"};
+  }
+
+  std::int64_t lease() const { return lease_; }
+  std::int64_t own_revision() const { return own_revision_; }
+  std::int64_t read_revision() const { return read_revision_; }
+  int reentries() const { return reentries_; }
+
+ private:
+  Step settle_or_lead() {
+    if (options_.takeover_delay.count() > 0) return {Do::settle, options_.takeover_delay};
+    return {Do::lead};
+  }
+
+  Options options_;
+  std::int64_t lease_ = 0;
+  std::int64_t own_revision_ = 0;
+  std::int64_t entered_at_ = 0;
+  std::int64_t read_revision_ = 0;
+  int reentries_ = 0;
+  Do resume_ = Do::confirm;
+};
+
+}  // namespace election::detail

@@ -1,0 +1,169 @@
+#include "election_feed.hpp"
+
+#include "kv.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+ElectionFeed::ElectionFeed(std::shared_ptr<ClientCore> core, std::string election)
+    : core_(std::move(core)), election_(std::move(election)), prefix_(election_ + "/") {}
+
+ElectionFeed::~ElectionFeed() {
+  if (watch_ && core_->watch_hub) core_->watch_hub->cancel(*watch_);
+}
+
+std::shared_ptr<ElectionFeed> ElectionFeed::of(const std::shared_ptr<ClientCore>& core,
+                                               const std::string& election) {
+  auto& feeds = core->election_feeds;
+  if (feeds.size() > 64 && feeds.size() % 64 == 0)
+    std::erase_if(feeds, [](const auto& f) { return f.second.expired(); });
+  auto& slot = feeds[election];
+  auto feed = slot.lock();
+  if (!feed) {
+    feed = std::make_shared<ElectionFeed>(core, election);
+    slot = feed;
+  }
+  return feed;
+}
+
+void ElectionFeed::subscribe(FeedListener* listener) {
+  listeners_.insert(listener);
+  if (!running_ && !failure_) start();
+}
+
+void ElectionFeed::unsubscribe(FeedListener* listener) {
+  if (!listeners_.erase(listener)) return;
+  if (dispatching_) gone_.insert(listener);
+  if (listeners_.empty()) stop();
+}
+
+void ElectionFeed::resume() {
+  if (!failure_ || listeners_.empty()) return;
+  failure_.reset();
+  start();
+}
+
+void ElectionFeed::start() {
+  running_ = true;
+  synced_ = false;
+  ++run_;
+  stop_sync_ = std::make_shared<asio::cancellation_signal>();
+  asio::co_spawn(
+      core_->executor(), sync(shared_from_this(), run_),
+      asio::bind_cancellation_slot(stop_sync_->slot(), [keep = stop_sync_](std::exception_ptr) {}));
+}
+
+void ElectionFeed::stop() {
+  running_ = false;
+  synced_ = false;
+  ++run_;
+  if (watch_) {
+    if (core_->watch_hub) core_->watch_hub->cancel(*watch_);
+    watch_.reset();
+  }
+  if (stop_sync_) stop_sync_->emit(asio::cancellation_type::terminal);
+}
+
+void ElectionFeed::fail(error_code reason, const std::string& message) {
+  stop();
+  failure_ = {reason, message};
+  dispatch([&](FeedListener* l) { l->on_failed(reason, message); });
+}
+
+void ElectionFeed::publish(const LeaderEvent& event) {
+  reported_ = event;
+  dispatch([&](FeedListener* l) { l->on_leader(event); });
+}
+
+void ElectionFeed::viewed() {
+  dispatch([](FeedListener* l) { l->on_view(); });
+}
+
+template <class F>
+void ElectionFeed::dispatch(F&& f) {
+  // A listener may leave while others are told: it is skipped from then on.
+  const bool outer = !dispatching_;
+  dispatching_ = true;
+  const std::vector<FeedListener*> now(listeners_.begin(), listeners_.end());
+  for (auto* l : now)
+    if (!gone_.count(l)) f(l);
+  if (outer) {
+    dispatching_ = false;
+    gone_.clear();
+  }
+}
+
+// Reads every candidate, then watches from the revision after that read. While etcd cannot be
+// reached the read is tried again with backoff, for as long as the feed runs.
+asio::awaitable<void> ElectionFeed::sync(std::shared_ptr<ElectionFeed> self, std::uint64_t run) {
+  auto& core = *self->core_;
+  etcdserverpb::RangeResponse reply;
+  asio::steady_timer pause(core.executor());
+  for (;;) {
+    if (run != self->run_) co_return;
+    error_code failed;
+    std::string message;
+    try {
+      reply = co_await range(core, self->prefix_, prefix_end(self->prefix_));
+    } catch (const boost::system::system_error& e) {
+      failed = e.code();
+      message = e.what();
+    }
+    if (run != self->run_) co_return;
+    if (!failed) break;
+    if (!is_transient(failed)) {
+      self->fail(failed, "observe " + self->election_ + ": " + message);
+      co_return;
+    }
+    pause.expires_after(self->backoff_.next());
+    co_await pause.async_wait(asio::use_awaitable);
+  }
+  self->backoff_.reset();
+  std::vector<LeaderInfo> candidates;
+  candidates.reserve(static_cast<std::size_t>(reply.kvs_size()));
+  for (const auto& kv : reply.kvs()) candidates.push_back(to_info(kv));
+  const auto revision = reply.header().revision();
+  self->synced_ = true;
+  self->revision_ = revision;
+  self->watch_ = WatchHub::of(self->core_)
+                     ->watch(self->prefix_, prefix_end(self->prefix_), revision + 1, self);
+  if (auto event = self->tracker_.reset(std::move(candidates), revision)) self->publish(*event);
+  if (run == self->run_) self->viewed();
+}
+
+void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {
+  for (const auto& event : events) {
+    const auto revision = event.kv().mod_revision();
+    auto change = event.type() == mvccpb::Event::DELETE
+                      ? tracker_.erase(event.kv().key(), revision)
+                      : tracker_.put(to_info(event.kv()), revision);
+    revision_ = revision;
+    if (change) publish(*change);
+  }
+  viewed();
+}
+
+void ElectionFeed::on_compacted(std::int64_t) {
+  // History is gone: read the election again. The tracker reports only a leader that differs.
+  watch_.reset();
+  if (!running_) return;
+  stop_sync_ = std::make_shared<asio::cancellation_signal>();
+  synced_ = false;
+  asio::co_spawn(
+      core_->executor(), sync(shared_from_this(), run_),
+      asio::bind_cancellation_slot(stop_sync_->slot(), [keep = stop_sync_](std::exception_ptr) {}));
+}
+
+void ElectionFeed::on_refused(error_code reason, const std::string& message) {
+  watch_.reset();
+  fail(reason, "observe " + election_ + ": " + message);
+}
+
+}  // namespace election::detail

@@ -1,0 +1,111 @@
+// One election as etcd has it, followed by one watch and shared by everything on a Client that
+// follows that election: Observers, campaigns waiting in line, and terms watching their key.
+// Private to the library.
+#pragma once
+
+#include "client_core.hpp"
+#include "election/detail/backoff.hpp"
+#include "election/detail/leader_tracker.hpp"
+#include "watch_hub.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace election::detail {
+
+/// Told of every change of an election's view, on the Client's executor. A listener may
+/// unsubscribe (itself or another) from inside these.
+class FeedListener {
+ public:
+  virtual ~FeedListener() = default;
+  /// A change of leadership (a new leader, a proclaim, no leader), each once, in order.
+  virtual void on_leader(const LeaderEvent&) {}
+  /// The view moved on (after each batch of events, or a read of the election).
+  virtual void on_view() {}
+  /// The feed stopped for a reason that needs the user (no permission, refused credentials,
+  /// the client closed). resume() starts it again.
+  virtual void on_failed(boost::system::error_code, const std::string&) {}
+};
+
+/// An election's candidates in line, kept current: a read of every key under `name/`, then a
+/// watch from the revision after it (one of the Client's WatchHub). After a compaction the
+/// election is read again, and only a leader that differs from the last one reported is passed
+/// on. Transient failures (etcd away, no leader) are retried inside for as long as anyone
+/// listens; others stop the feed and are reported to every listener once.
+///
+/// Runs while it has listeners; the last one leaving stops the watch. Not thread-safe.
+class ElectionFeed : public WatchSink, public std::enable_shared_from_this<ElectionFeed> {
+ public:
+  ElectionFeed(std::shared_ptr<ClientCore> core, std::string election);
+  ~ElectionFeed() override;
+
+  /// The feed of `election` on `core`, made on first use.
+  static std::shared_ptr<ElectionFeed> of(const std::shared_ptr<ClientCore>& core,
+                                          const std::string& election);
+
+  const std::string& election() const { return election_; }
+
+  void subscribe(FeedListener* listener);
+  void unsubscribe(FeedListener* listener);
+
+  /// Starts again after a failure (a later Observer::next(), a new campaign).
+  void resume();
+
+  /// Whether the view holds etcd's state as of revision(): false until the first read.
+  bool synced() const { return synced_; }
+  /// Every change up to this revision is in the view.
+  std::int64_t revision() const { return revision_; }
+  const LeaderTracker& view() const { return tracker_; }
+  /// The leadership as last reported (the state a late subscriber starts from).
+  const std::optional<LeaderEvent>& reported() const { return reported_; }
+  /// Why the feed stopped, while it is stopped.
+  const std::optional<std::pair<boost::system::error_code, std::string>>& failure() const {
+    return failure_;
+  }
+
+  // WatchSink
+  void on_events(std::vector<mvccpb::Event> events) override;
+  void on_compacted(std::int64_t compact_revision) override;
+  void on_refused(boost::system::error_code reason, const std::string& message) override;
+
+ private:
+  void start();
+  void stop();
+  void fail(boost::system::error_code reason, const std::string& message);
+  void publish(const LeaderEvent& event);
+  void viewed();
+  template <class F>
+  void dispatch(F&& f);
+  static boost::asio::awaitable<void> sync(std::shared_ptr<ElectionFeed> self, std::uint64_t run);
+
+  std::shared_ptr<ClientCore> core_;
+  std::string election_;
+  std::string prefix_;
+  std::unordered_set<FeedListener*> listeners_;
+  bool dispatching_ = false;
+  std::unordered_set<FeedListener*> gone_;  // left while others were being told
+  LeaderTracker tracker_;
+  std::optional<LeaderEvent> reported_;
+  bool synced_ = false;
+  std::int64_t revision_ = 0;
+  std::optional<WatchHub::WatchId> watch_;
+  std::optional<std::pair<boost::system::error_code, std::string>> failure_;
+  bool running_ = false;
+  std::uint64_t run_ = 0;  // which start() a sync belongs to
+  std::shared_ptr<boost::asio::cancellation_signal> stop_sync_;
+  Backoff backoff_{std::chrono::milliseconds(100), std::chrono::seconds(2)};
+};
+
+/// A KeyValue under an election's prefix as the candidate it is.
+inline LeaderInfo to_info(const mvccpb::KeyValue& kv) {
+  return {kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.lease()};
+}
+
+}  // namespace election::detail

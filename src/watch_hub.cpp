@@ -1,0 +1,291 @@
+#include "watch_hub.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+namespace {
+
+// etcd names a refused token in a watch's cancel reason, and a missing permission as
+// "permission denied".
+bool permission_refused(const std::string& reason) {
+  return reason.find("permission denied") != std::string::npos;
+}
+bool token_refused(const std::string& reason) {
+  return ClientCore::token_rejected(grpc::Status(grpc::StatusCode::UNKNOWN, reason));
+}
+
+}  // namespace
+
+WatchHub::WatchHub(const std::shared_ptr<ClientCore>& core)
+    : wake_(core->executor()), core_(core) {}
+
+std::shared_ptr<WatchHub> WatchHub::of(const std::shared_ptr<ClientCore>& core) {
+  if (!core->watch_hub) core->watch_hub = std::make_shared<WatchHub>(core);
+  return core->watch_hub;
+}
+
+WatchHub::WatchId WatchHub::watch(std::string key, std::string range_end,
+                                  std::int64_t start_revision, std::weak_ptr<WatchSink> sink) {
+  const auto id = ++last_id_;
+  auto& w = watches_[id] =
+      Watch{std::move(key), std::move(range_end), start_revision, std::move(sink)};
+  if (stream_) create(id, w);
+  if (!running_) {
+    if (auto core = core_.lock()) {
+      running_ = true;
+      asio::co_spawn(core->executor(), drive(shared_from_this(), core), [](std::exception_ptr) {});
+    }
+  }
+  return id;
+}
+
+void WatchHub::cancel(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  if (stream_ && it->second.created_on == generation_) {
+    etcdserverpb::WatchRequest request;
+    request.mutable_cancel_request()->set_watch_id(id);
+    stream_.write(std::move(request));
+  }
+  watches_.erase(it);
+  if (watches_.empty()) poke();  // the loop ends and closes the stream
+}
+
+void WatchHub::create(WatchId id, Watch& w) {
+  etcdserverpb::WatchRequest request;
+  auto* create = request.mutable_create_request();
+  create->set_key(w.key);
+  create->set_range_end(w.range_end);
+  create->set_start_revision(w.next_revision);
+  create->set_watch_id(id);
+  create->set_fragment(true);
+  w.created_on = generation_;
+  w.fragments.clear();
+  creating_.push_back(id);
+  stream_.write(std::move(request));
+}
+
+void WatchHub::open(ClientCore& core) {
+  opened_with_token_ = core.token_generation();
+  stream_ = start_bidi_stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
+      core.tracker(), core.executor(), core.stream_context(),
+      [&](auto* ctx, auto* reactor) { core.watch().async()->Watch(ctx, reactor); });
+  ++generation_;
+  ++core.stats().watch_streams;
+  heard_on_stream_ = false;
+  creating_.clear();
+  // The creates are the first probe: their answers show the member is alive.
+  progress_sent_ = Clock::now();
+  for (auto& [id, w] : watches_) create(id, w);
+  asio::co_spawn(core.executor(), read(shared_from_this(), core_.lock(), generation_),
+                 [](std::exception_ptr) {});
+}
+
+void WatchHub::drop_stream() {
+  stream_ = {};  // cancels the call; its reader sees the generation change and stops
+  ++generation_;
+  progress_sent_.reset();
+  creating_.clear();
+  for (auto& [id, w] : watches_) {
+    w.created_on = 0;
+    w.fragments.clear();
+  }
+}
+
+std::chrono::nanoseconds WatchHub::stall_timeout(const ClientCore& core) const {
+  // Doubled for every stream in a row that stalled without a word: on a link slower than the
+  // estimate (nothing learnt yet) a probe must be given time to come back at all.
+  const auto base = core.rtt().timeout(min_stall_timeout);
+  return std::min<std::chrono::nanoseconds>(base * (1 << std::min(silent_stalls_, 4)),
+                                            std::chrono::seconds(16));
+}
+
+void WatchHub::refuse_all(boost::system::error_code reason, const std::string& message) {
+  auto all = std::move(watches_);
+  watches_.clear();
+  for (auto& [id, w] : all)
+    if (auto sink = w.sink.lock()) sink->on_refused(reason, message);
+}
+
+asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
+                                      std::shared_ptr<ClientCore> core) {
+  for (;;) {
+    if (core->tracker()->closed()) {
+      self->drop_stream();
+      self->refuse_all(errc::client_closed, "watch: the client was closed");
+      break;
+    }
+    if (self->watches_.empty()) break;
+    const auto now = Clock::now();
+    auto next = now + progress_interval;
+    if (!self->stream_) {
+      if (now >= self->retry_at_) {
+        self->open(*core);
+        next = now + self->stall_timeout(*core);
+      } else {
+        next = self->retry_at_;
+      }
+    } else if (self->progress_sent_) {
+      const auto give_up = *self->progress_sent_ + self->stall_timeout(*core);
+      if (now >= give_up) {
+        // Nothing at all since the probe: the member is frozen or the path to it is dead.
+        // Open the stream again at once; round robin puts it on the next member.
+        ++core->stats().watch_stalls;
+        if (!self->heard_on_stream_) ++self->silent_stalls_;
+        self->drop_stream();
+        self->open(*core);
+        next = Clock::now() + self->stall_timeout(*core);
+      } else {
+        next = give_up;
+      }
+    } else {
+      const auto due = self->last_heard_ + progress_interval;
+      if (now >= due) {
+        etcdserverpb::WatchRequest request;
+        request.mutable_progress_request();
+        self->stream_.write(std::move(request));
+        self->progress_sent_ = now;
+        next = now + self->stall_timeout(*core);
+      } else {
+        next = due;
+      }
+    }
+    self->wake_.expires_at(next);
+    boost::system::error_code ec;  // operation_aborted: poked to look again
+    co_await self->wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  self->drop_stream();
+  self->running_ = false;
+  // A watch added while the loop was on its way out starts it again.
+  if (!self->watches_.empty() && !core->tracker()->closed()) {
+    self->running_ = true;
+    asio::co_spawn(core->executor(), drive(self, core), [](std::exception_ptr) {});
+  }
+}
+
+asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
+                                     std::shared_ptr<ClientCore> core, std::uint64_t generation) {
+  for (;;) {
+    if (generation != self->generation_) co_return;
+    // The stream may be replaced while this read waits: the read then ends empty.
+    auto message = co_await self->stream_.async_read(asio::use_awaitable);
+    if (generation != self->generation_) co_return;
+    const auto now = Clock::now();
+    if (!message) {
+      const auto status = self->stream_.status();
+      const bool heard = self->heard_on_stream_;
+      self->drop_stream();
+      const auto code = status.error_code();
+      if (code == grpc::StatusCode::UNAUTHENTICATED ||
+          code == grpc::StatusCode::PERMISSION_DENIED) {
+        if (core->has_credentials() && !self->reauthenticated_) {
+          asio::co_spawn(core->executor(), reauthenticate(self, core, self->opened_with_token_),
+                         [](std::exception_ptr) {});
+        } else {
+          std::string what = "watch: " + status.error_message();
+          self->refuse_all(to_error_code(status, true), what);
+        }
+      } else if (core->tracker()->closed()) {
+        self->refuse_all(errc::client_closed, "watch: the client was closed");
+      } else {
+        if (heard) self->backoff_.reset();
+        self->retry_at_ = now + self->backoff_.next();
+      }
+      self->poke();
+      co_return;
+    }
+    self->last_heard_ = now;
+    self->heard_on_stream_ = true;
+    self->silent_stalls_ = 0;
+    const bool progress = message->watch_id() == -1 && !message->created() &&
+                          !message->canceled() && message->events().empty();
+    if (self->progress_sent_) {
+      if (progress) core->rtt().sample(now - *self->progress_sent_);
+      self->progress_sent_.reset();
+    }
+    if (!progress) self->handle(*core, *message);
+  }
+}
+
+asio::awaitable<void> WatchHub::reauthenticate(std::shared_ptr<WatchHub> self,
+                                               std::shared_ptr<ClientCore> core,
+                                               std::uint64_t seen) {
+  if (self->reauthenticating_) co_return;
+  self->reauthenticating_ = true;
+  self->reauthenticated_ = true;
+  try {
+    co_await core->refresh_token(seen);
+  } catch (const boost::system::system_error& e) {
+    // etcd away while the token is renewed: the stream is simply opened again later. Refused
+    // credentials end every watch.
+    if (!is_transient(e.code())) self->refuse_all(e.code(), e.what());
+  }
+  self->reauthenticating_ = false;
+  self->drop_stream();
+  self->retry_at_ = {};
+  self->poke();
+}
+
+void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
+  if (message.created()) {
+    // etcd answers creates in order, and names a refused one -1: the oldest create pending.
+    WatchId id = message.watch_id();
+    if (!creating_.empty()) {
+      if (id == -1) id = creating_.front();
+      std::erase(creating_, id);
+    }
+    if (!message.canceled()) {
+      backoff_.reset();
+      reauthenticated_ = false;
+      return;
+    }
+    auto it = watches_.find(id);
+    if (it == watches_.end()) return;
+    const auto reason = message.cancel_reason();
+    if (token_refused(reason) && core.has_credentials() && !reauthenticated_) {
+      // etcd checks the token when a watch is created: a new token, and every watch again.
+      asio::co_spawn(core.executor(),
+                     reauthenticate(shared_from_this(), core_.lock(), opened_with_token_),
+                     [](std::exception_ptr) {});
+      return;
+    }
+    const auto code = permission_refused(reason) ? error_code(errc::permission_denied)
+                      : token_refused(reason)    ? error_code(errc::auth_failed)
+                                                 : error_code(errc::invalid_argument);
+    auto sink = it->second.sink;
+    const auto key = it->second.key;
+    watches_.erase(it);
+    if (auto s = sink.lock()) s->on_refused(code, "watch " + key + ": " + reason);
+    return;
+  }
+  auto it = watches_.find(message.watch_id());
+  if (it == watches_.end()) return;  // cancelled by us meanwhile
+  if (message.canceled()) {
+    if (message.compact_revision() > 0) {
+      auto sink = it->second.sink;
+      watches_.erase(it);
+      if (auto s = sink.lock()) s->on_compacted(message.compact_revision());
+      return;
+    }
+    // Cancelled by the server for another reason: create it again from where it was.
+    create(it->first, it->second);
+    return;
+  }
+  auto& w = it->second;
+  for (auto& event : *message.mutable_events()) w.fragments.push_back(std::move(event));
+  if (message.fragment() || w.fragments.empty()) return;  // more of this response to come
+  auto events = std::move(w.fragments);
+  w.fragments.clear();
+  w.next_revision = events.back().kv().mod_revision() + 1;
+  auto sink = w.sink;
+  if (auto s = sink.lock()) s->on_events(std::move(events));
+}
+
+}  // namespace election::detail

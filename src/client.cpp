@@ -283,15 +283,6 @@ std::chrono::milliseconds ClientCore::attempt_timeout() const {
   return std::clamp<milliseconds>(wanted, milliseconds(500), options_.request_timeout);
 }
 
-namespace {
-
-// Whether `inner` lies inside election `outer`'s prefix: "a/b" inside "a".
-bool nests_in(const std::string& inner, const std::string& outer) {
-  return inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-         inner[outer.size()] == '/';
-}
-
-}  // namespace
 
 void ClientCore::claim_election(const std::string& name) {
   if (auto it = elections_.find(name); it != elections_.end()) {

@@ -35,7 +35,7 @@ WatchHub::WatchId WatchHub::watch(std::string key, std::string range_end,
                                   std::int64_t start_revision, std::weak_ptr<WatchSink> sink) {
   const auto id = ++last_id_;
   auto& w = watches_[id] =
-      Watch{std::move(key), std::move(range_end), start_revision, std::move(sink)};
+      Watch{std::move(key), std::move(range_end), start_revision, std::move(sink), 0, {}};
   if (stream_) create(id, w);
   if (!running_) {
     if (auto core = core_.lock()) {

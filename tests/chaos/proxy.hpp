@@ -1,9 +1,18 @@
-// A loopback TCP proxy the chaos runner controls, to cut one worker off from etcd and heal it.
+// A loopback TCP proxy the chaos runner controls, to cut one worker off from etcd and heal it,
+// or to put it at the far end of a slow link.
 //
 // Each worker's --endpoints name its own proxies, one per etcd member. cut() closes every
 // connection and then blackholes new ones: they are accepted and held open, but nothing is read
 // or forwarded, as when a network drops packets (gRPC sees connects that never finish, not a
 // quick refusal). heal() closes the held connections and forwards again.
+//
+// set_delay(d) holds every byte back by d in each direction, as a long link would: each chunk
+// read is stamped with its arrival and written out at arrival + d, in order, by a writer per
+// direction (a queue and a timer), while the reader goes on reading. So the delay adds latency,
+// not a limit on throughput: a 1 MiB burst arrives d later, not d per chunk. A change applies
+// to the bytes read after it, on open connections too (bytes already queued keep their time,
+// and later bytes never overtake them). Closing either side still closes both at once and drops
+// what was queued, so a cut connection is closed at once whatever the delay.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -11,13 +20,20 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace chaos {
 
@@ -39,6 +55,13 @@ class Proxy {
   std::uint16_t port() const { return port_; }
   bool is_cut() const { return cut_; }
 
+  /// Holds every byte read from now on back by `each_way` before it is passed on, in both
+  /// directions; 0 (the default) passes bytes on as they come. Negative counts as 0.
+  void set_delay(std::chrono::milliseconds each_way) {
+    *delay_ = std::max(each_way, std::chrono::milliseconds::zero());
+  }
+  std::chrono::milliseconds delay() const { return *delay_; }
+
   void cut() {
     cut_ = true;
     drop_all();
@@ -56,15 +79,55 @@ class Proxy {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  using Delay = std::shared_ptr<std::chrono::milliseconds>;
+
+  // Bytes read from one side, due at the other at `due`.
+  struct Chunk {
+    Clock::time_point due;
+    std::string bytes;
+  };
+
+  // One direction of a link: what was read and is not written yet, oldest first.
+  struct Flow {
+    explicit Flow(const asio::any_io_executor& executor) : wake(executor), space(executor) {}
+    void drop() {
+      queue.clear();
+      queued = 0;
+      wake.cancel();
+      space.cancel();
+    }
+    std::deque<Chunk> queue;
+    std::size_t queued = 0;    // bytes in `queue`
+    asio::steady_timer wake;   // the writer waits on it: for the head to be due, or for a chunk
+    asio::steady_timer space;  // the reader waits on it while the queue is full
+  };
+
+  // Only a bound on memory (a reader of a stopped process's connection would queue forever):
+  // at 300 ms each way it still lets 50 MiB/s through.
+  static constexpr std::size_t max_queued = 16 << 20;
+
   struct Link {
-    explicit Link(asio::any_io_executor executor) : down(executor), up(executor) {}
+    Link(const asio::any_io_executor& executor, Delay delay)
+        : down(executor),
+          up(executor),
+          to_up(executor),
+          to_down(executor),
+          delay(std::move(delay)) {}
     void close() {
+      closed = true;
       boost::system::error_code ignored;
       down.close(ignored);
       up.close(ignored);
+      to_up.drop();
+      to_down.drop();
     }
     tcp::socket down;  // from the worker
     tcp::socket up;    // to etcd
+    Flow to_up;        // read from `down`, to be written to `up`
+    Flow to_down;      // read from `up`, to be written to `down`
+    Delay delay;       // the proxy's setting, shared: a link may outlive its proxy
+    bool closed = false;
   };
   using LinkPtr = std::shared_ptr<Link>;
 
@@ -75,7 +138,7 @@ class Proxy {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto link = std::make_shared<Link>(executor_);
+      auto link = std::make_shared<Link>(executor_, delay_);
       boost::system::error_code ec;
       co_await acceptor_.async_accept(link->down, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
@@ -96,24 +159,66 @@ class Proxy {
   asio::awaitable<void> serve(LinkPtr link) {
     boost::system::error_code ec;
     co_await link->up.async_connect(target_, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || !link->down.is_open()) {
+    if (ec || link->closed) {
       link->close();
       co_return;
     }
-    asio::co_spawn(executor_, pump(link, &Link::down, &Link::up), asio::detached);
-    co_await pump(link, &Link::up, &Link::down);
+    asio::co_spawn(executor_, read(link, &Link::down, &Link::to_up), asio::detached);
+    asio::co_spawn(executor_, write(link, &Link::to_up, &Link::up), asio::detached);
+    asio::co_spawn(executor_, read(link, &Link::up, &Link::to_down), asio::detached);
+    asio::co_spawn(executor_, write(link, &Link::to_down, &Link::down), asio::detached);
   }
 
-  // Copies one direction until either side fails; then closes both, so the peer notices.
-  static asio::awaitable<void> pump(LinkPtr link, tcp::socket Link::*from, tcp::socket Link::*to) {
+  // Reads one side into its flow, each chunk due at its arrival + the delay, until that side
+  // fails or the link is closed; then closes both sides, so the peer notices.
+  static asio::awaitable<void> read(LinkPtr link, tcp::socket Link::*from, Flow Link::*into) {
     std::array<char, 16384> buffer;
+    auto& flow = (*link).*into;
     boost::system::error_code ec;
     for (;;) {
       const auto n =
           co_await ((*link).*from)
               .async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
-      co_await asio::async_write((*link).*to, asio::buffer(buffer.data(), n),
+      if (ec || link->closed) break;
+      const bool was_empty = flow.queue.empty();
+      flow.queue.push_back({Clock::now() + *link->delay, std::string(buffer.data(), n)});
+      flow.queued += n;
+      if (was_empty) flow.wake.cancel();  // the writer waits for a chunk
+      while (flow.queued >= max_queued && !link->closed) {
+        flow.space.expires_at(Clock::time_point::max());
+        co_await flow.space.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (link->closed) break;
+    }
+    link->close();
+  }
+
+  // Writes a flow's chunks to the other side as they fall due, every chunk due by then in one
+  // write, until that side fails or the link is closed; then closes both sides.
+  static asio::awaitable<void> write(LinkPtr link, Flow Link::*from, tcp::socket Link::*to) {
+    auto& flow = (*link).*from;
+    boost::system::error_code ec;
+    std::vector<std::string> batch;
+    std::vector<asio::const_buffer> buffers;
+    while (!link->closed) {
+      const auto now = Clock::now();
+      if (flow.queue.empty() || flow.queue.front().due > now) {
+        flow.wake.expires_at(flow.queue.empty() ? Clock::time_point::max()
+                                                : flow.queue.front().due);
+        co_await flow.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;  // due, a chunk came, or the link closed
+      }
+      // Moved out of the queue first: close() may drop the queue while the write is under way.
+      batch.clear();
+      buffers.clear();
+      while (!flow.queue.empty() && flow.queue.front().due <= now) {
+        flow.queued -= flow.queue.front().bytes.size();
+        batch.push_back(std::move(flow.queue.front().bytes));
+        flow.queue.pop_front();
+      }
+      for (const auto& bytes : batch) buffers.push_back(asio::buffer(bytes));
+      if (flow.queued < max_queued) flow.space.cancel();
+      co_await asio::async_write((*link).*to, buffers,
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
@@ -126,6 +231,7 @@ class Proxy {
   std::uint16_t port_ = acceptor_.local_endpoint().port();
   std::list<LinkPtr> links_;  // held here too: a blackholed link has no coroutine
   bool cut_ = false;
+  Delay delay_ = std::make_shared<std::chrono::milliseconds>(0);
 };
 
 }  // namespace chaos

@@ -1,6 +1,8 @@
 // The chaos runner's loopback proxy: it forwards, a cut closes what it carried at once and
 // blackholes what comes after, and a child process the runner starts cannot keep a closed
-// connection open (it would turn the runner's faults into silent connections).
+// connection open (it would turn the runner's faults into silent connections). With a delay it
+// holds bytes back by that much each way, in order, without a limit on throughput, and still
+// closes at once.
 #include "children.hpp"
 #include "proxy.hpp"
 
@@ -159,4 +161,150 @@ TEST_CASE("proxy: a connection the upstream refuses is closed, not left hanging"
     refused = co_await read_within(socket, got, 1, 2000ms);
   });
   CHECK(refused == Outcome::closed);
+}
+
+// --- set_delay: latency each way, order kept, no limit on throughput -------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+}
+
+// Sends `text` and reads its echo (throws if it does not come back whole): how long that took.
+asio::awaitable<std::chrono::milliseconds> round_trip(tcp::socket& socket,
+                                                      const std::string& text) {
+  const auto start = Clock::now();
+  std::string echoed;
+  // Sent and read at once: a large text is echoed while it is still being sent.
+  const auto outcome =
+      co_await (send(socket, text) && read_within(socket, echoed, text.size(), 5000ms));
+  if (outcome != Outcome::data || echoed != text)
+    throw std::runtime_error("the echo did not come back whole");
+  co_return since(start);
+}
+
+}  // namespace
+
+TEST_CASE("proxy: with a delay each way, a round trip takes twice that") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::chrono::milliseconds took{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delay(300ms);
+    auto socket = co_await connect_to(proxy.port());
+    took = co_await round_trip(socket, "ping");
+  });
+  CHECK(proxy.delay() == 300ms);
+  CHECK(took >= 600ms);
+  CHECK(took < 900ms);
+}
+
+TEST_CASE("proxy: a delay keeps the order of many small writes, also when it changes") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::string sent, got;
+  Outcome outcome{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delay(300ms);
+    auto socket = co_await connect_to(proxy.port());
+    asio::steady_timer pause(socket.get_executor());
+    for (int i = 0; i < 200; ++i) {
+      // Bytes read after the change are due sooner, yet must not pass those queued before it.
+      if (i == 100) proxy.set_delay(0ms);
+      const auto text = std::to_string(i) + ";";
+      sent += text;
+      co_await send(socket, text);
+      if (i % 10 == 0) {  // a little time now and then, so the proxy reads them apart
+        pause.expires_after(1ms);
+        co_await pause.async_wait(asio::use_awaitable);
+      }
+    }
+    outcome = co_await read_within(socket, got, sent.size(), 3000ms);
+  });
+  CHECK(outcome == Outcome::data);
+  CHECK(got == sent);
+}
+
+TEST_CASE("proxy: a large burst through a delay arrives one delay later, not one per chunk") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::chrono::milliseconds took{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delay(300ms);
+    auto socket = co_await connect_to(proxy.port());
+    std::string burst(1 << 20, '\0');
+    for (std::size_t i = 0; i < burst.size(); ++i) burst[i] = static_cast<char>('a' + i % 23);
+    // 64 chunks of 16 KiB each way at least (the echo server's are 1 KiB).
+    took = co_await round_trip(socket, burst);
+  });
+  CHECK(took >= 600ms);
+  // A delay per chunk would be 64 x 300 ms each way; the margin is for echoing 1 MiB in 1 KiB
+  // pieces under the sanitizers on a busy machine.
+  CHECK(took < 1200ms);
+}
+
+TEST_CASE("proxy: set_delay(0) on an open connection passes bytes on undelayed again") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::chrono::milliseconds slow{}, fast{};
+  run(io, [&]() -> asio::awaitable<void> {
+    auto socket = co_await connect_to(proxy.port());
+    proxy.set_delay(300ms);
+    slow = co_await round_trip(socket, "slow");
+    proxy.set_delay(0ms);
+    fast = co_await round_trip(socket, "fast");
+  });
+  CHECK(slow >= 600ms);
+  CHECK(fast < 200ms);
+}
+
+TEST_CASE("proxy: a cut closes a delayed connection at once and drops what it held") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::string got;
+  Outcome after_cut{};
+  std::chrono::milliseconds closed_after{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delay(300ms);
+    auto socket = co_await connect_to(proxy.port());
+    co_await send(socket, "ping");
+    asio::steady_timer queued(socket.get_executor(), 100ms);  // "ping" waits in the proxy
+    co_await queued.async_wait(asio::use_awaitable);
+    const auto cut_at = Clock::now();
+    proxy.cut();
+    after_cut = co_await read_within(socket, got, 1, 2000ms);
+    closed_after = since(cut_at);
+  });
+  CHECK(after_cut == Outcome::closed);
+  CHECK(closed_after < 100ms);
+}
+
+TEST_CASE("proxy: one side closing a delayed connection closes the other at once") {
+  asio::io_context io;
+  // An upstream of the test's own, to see what the proxy does to its side.
+  tcp::acceptor upstream(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  chaos::Proxy proxy(io.get_executor(), upstream.local_endpoint());
+  std::string got;
+  Outcome upstream_saw{};
+  std::chrono::milliseconds closed_after{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delay(300ms);
+    auto client = co_await connect_to(proxy.port());
+    auto far = co_await upstream.async_accept(asio::use_awaitable);
+    co_await send(client, "bye");
+    const auto closed_at = Clock::now();
+    client.close();  // "bye" is still queued in the proxy: dropped with the connection
+    upstream_saw = co_await read_within(far, got, 1, 2000ms);
+    closed_after = since(closed_at);
+  });
+  CHECK(upstream_saw == Outcome::closed);
+  CHECK(closed_after < 100ms);
 }

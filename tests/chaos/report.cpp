@@ -45,6 +45,7 @@ const char* fault_colour(const std::string& kind) {
   if (kind == "kill-leader") return "#d62728";
   if (kind == "pause-leader") return "#7f7f7f";
   if (kind == "cut-worker") return "#ff7f0e";
+  if (kind == "slow-link") return "#e7ba52";
   if (kind == "freeze-member") return "#17becf";
   if (kind == "kill-member") return "#9467bd";
   if (kind == "restart-cluster") return "#8c564b";
@@ -236,8 +237,8 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
     lx += 30 + 7.0 * static_cast<double>(label.size());
   };
   legend(term_colour(1), "leads (one colour per slot)", 1);
-  for (const char* kind : {"kill-leader", "pause-leader", "cut-worker", "freeze-member",
-                           "kill-member", "restart-cluster"})
+  for (const char* kind : {"kill-leader", "pause-leader", "cut-worker", "slow-link",
+                           "freeze-member", "kill-member", "restart-cluster"})
     legend(fault_colour(kind), kind, 0.45);
   lx = left;
   const double ly2 = ly + 22;

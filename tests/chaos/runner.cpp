@@ -4,10 +4,13 @@
 //
 //   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
 //                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
-//                [--faults KIND,KIND...]
+//                [--faults KIND,KIND...] [--slow-link-ms MS]
 //
-// --faults narrows the deck to some kinds (to chase one failure); by default it holds all six:
-// kill-leader, pause-leader, cut-worker, freeze-member, kill-member, restart-cluster.
+// --faults narrows the deck to some kinds (to chase one failure); by default it holds all seven:
+// kill-leader, pause-leader, cut-worker, slow-link, freeze-member, kill-member, restart-cluster.
+// slow-link puts one worker (half the time the leader) at the end of a slow link for 10-20 s:
+// every byte between it and every etcd member is held back --slow-link-ms (default 300) each
+// way by its proxies, as with an etcd in another region; a leader so slowed should keep leading.
 //
 // Exit 0 when the checker passes, 1 when it fails, 2 on bad usage or a broken set-up.
 // Everything it starts is stopped by pid (pid files in DIR), also when it fails or is
@@ -104,10 +107,11 @@ struct Options {
   // Gaps over TTL + 2 s are reported but do not fail the run (the safety rules always do).
   bool gaps_advisory = false;
   std::vector<std::string> faults;  // the deck's kinds; empty: every kind
+  int slow_link_ms = 300;           // slow-link: the delay each way
 };
 
 std::vector<std::string> all_fault_kinds() {
-  return {"kill-leader",   "pause-leader", "cut-worker",
+  return {"kill-leader",   "pause-leader", "cut-worker",     "slow-link",
           "freeze-member", "kill-member",  "restart-cluster"};
 }
 
@@ -638,6 +642,25 @@ class Runner {
       co_await sleep(length);
       for (int m = 0; m < members; ++m) proxies_[(slot - 1) * members + m]->heal();
       record(kind, node, "w" + std::to_string(slot), from);
+    } else if (kind == "slow-link") {
+      // Half the time the leader (a slowed leader must keep leading), else any worker.
+      std::size_t index =
+          current_[std::uniform_int_distribution<int>(0, options_.workers - 1)(rng_)];
+      if (coin()) {
+        const auto chosen = co_await leader_or_any();
+        index = chosen;
+      }
+      const auto node = runs_[index].node;
+      const auto slot = runs_[index].slot;
+      const auto from = now_us();
+      const auto length = uniform_ms(10000, 20000);
+      const auto delay = std::chrono::milliseconds(options_.slow_link_ms);
+      log("slow-link: " + node + " " + std::to_string(delay.count()) +
+          " ms each way to every etcd member for " + std::to_string(length.count()) + " ms");
+      for (int m = 0; m < members; ++m) proxies_[(slot - 1) * members + m]->set_delay(delay);
+      co_await sleep(length);
+      for (int m = 0; m < members; ++m) proxies_[(slot - 1) * members + m]->set_delay(0ms);
+      record(kind, node, "w" + std::to_string(slot), from);
     } else if (kind == "freeze-member") {
       std::string label;
       bool was_raft_leader = false;
@@ -766,6 +789,8 @@ std::optional<Options> parse(int argc, char** argv) {
       o.fixture = value();
     else if (arg == "--gaps-advisory")
       o.gaps_advisory = true;
+    else if (arg == "--slow-link-ms")
+      o.slow_link_ms = std::stoi(value());
     else if (arg == "--faults") {
       std::istringstream list(value());
       const auto known = all_fault_kinds();
@@ -781,9 +806,11 @@ std::optional<Options> parse(int argc, char** argv) {
   }
   if (o.worker.empty() || o.fixture.empty() || o.out.empty())
     throw std::invalid_argument("--worker, --fixture and --out are required");
-  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 || o.takeover_delay_ms < 0)
+  if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 ||
+      o.takeover_delay_ms < 0 || o.slow_link_ms < 0)
     throw std::invalid_argument(
-        "need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2, --takeover-delay >= 0");
+        "need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2, --takeover-delay >= 0, "
+        "--slow-link-ms >= 0");
   o.out = fs::absolute(o.out);
   o.worker = fs::absolute(o.worker).string();
   o.fixture = fs::absolute(o.fixture).string();

@@ -5,10 +5,11 @@
 // cmake/etcd-fixture.sh runs each member under it when ETCD_FIXTURE_LEASH names it, with the
 // script's caller as owner, so a test program that aborts (or is SIGKILLed) leaves no etcd behind.
 //
-// etcd-leash returns once COMMAND has been exec'd and FILE holds COMMAND's own pid (written by
-// rename, so never half a pid): signals sent by that pid (SIGSTOP, SIGCONT, SIGKILL) reach
-// COMMAND itself, and /proc/PID/cmdline is COMMAND's. Behind it stays a watcher, in a session of
-// its own, whose child COMMAND is:
+// etcd-leash returns once COMMAND has been exec'd (/proc/PID/cmdline shows its argv) and FILE
+// holds COMMAND's own pid (written by rename, so never half a pid): signals sent by that pid
+// (SIGSTOP, SIGCONT, SIGKILL) reach COMMAND itself, and a check of the pid's argv, like the
+// fixture script's is_our_etcd, finds COMMAND. Behind it stays a watcher, in a session of its
+// own, whose child COMMAND is:
 //   - when the owner exits, however it ends, the watcher SIGKILLs COMMAND and exits;
 //   - when the watcher dies, the kernel SIGKILLs COMMAND (PR_SET_PDEATHSIG);
 //   - when COMMAND exits, the watcher reaps it at once and exits with its status (128 + signal).
@@ -90,6 +91,29 @@ bool write_pid_file(const std::string& file, pid_t pid) {
     return false;
   }
   return true;
+}
+
+// The close-on-exec pipe reaches EOF while the kernel is still setting the new program up, a
+// moment before /proc/PID/cmdline shows its argv: until then the script's is_our_etcd would
+// reject the pid. Waits (up to 10 s, in 1 ms steps) until argv[0] is COMMAND's; false if the
+// child exits first, e.g. before its exec.
+bool wait_for_command_line(pid_t child, int child_fd, const char* argv0) {
+  const std::string path = "/proc/" + std::to_string(child) + "/cmdline";
+  const std::string want = std::string(argv0) + '\0';
+  for (int attempt = 0; attempt < 10000; ++attempt) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof buf)) < 0 && errno == EINTR) {
+      }
+      ::close(fd);
+      if (n >= static_cast<ssize_t>(want.size()) && std::string(buf, want.size()) == want) return true;
+    }
+    pollfd p{child_fd, POLLIN, 0};
+    if (::poll(&p, 1, 1) > 0) return false;
+  }
+  return false;
 }
 
 int exit_code(int status) {
@@ -188,8 +212,20 @@ Options parse(int argc, char** argv) {
 
   // Our unreaped child: its pid cannot be reused, so this pidfd and kill() are safe.
   const int child_fd = pidfd_open(child);
-  if (child_fd < 0 || !write_pid_file(o.pid_file, child)) {
-    if (child_fd < 0) complain(errno_text("pidfd_open(command)"));
+  if (child_fd < 0) {
+    complain(errno_text("pidfd_open(command)"));
+    ::kill(child, SIGKILL);
+    reap(child);
+    std::_Exit(1);
+  }
+  if (!wait_for_command_line(child, child_fd, o.command[0])) {
+    // It never showed COMMAND's argv: it died before exec (or after), or is stuck in exec.
+    ::kill(child, SIGKILL);
+    const int code = reap(child);
+    complain(std::string(o.command[0]) + " did not start (status " + std::to_string(code) + ")");
+    std::_Exit(code == 0 ? 1 : code);
+  }
+  if (!write_pid_file(o.pid_file, child)) {
     ::kill(child, SIGKILL);
     reap(child);
     std::_Exit(1);

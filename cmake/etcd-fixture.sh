@@ -18,6 +18,13 @@
 #                                     (mutual TLS; etcd implies it from --trusted-ca-file)
 #   ETCD_FIXTURE_EXTRA_ARGS="..."     more etcd flags, split on blanks (e.g. --auth-token-ttl 2)
 # The etcdctl flags that reach such members are kept in DIR/etcdctl.args, one per line.
+#
+# Members that die with their owner (the tests set these; unset or empty: members run until
+# stopped, as for scripts/demo.sh and the benchmarks), read by start, start-member, restart-member:
+#   ETCD_FIXTURE_LEASH=PATH     run each member under PATH, tests/support/etcd_leash.cpp: it is
+#                               SIGKILLed as soon as the owner exits, however (abort, SIGKILL).
+#                               mN.pid is still etcd's own pid, stop and kill-member are unchanged.
+#   ETCD_FIXTURE_OWNER=PID      the owner; default $PPID, the program that runs this script
 set -euo pipefail
 
 ETCD=${ETCD_FIXTURE_ETCD:-etcd}
@@ -25,6 +32,17 @@ ETCDCTL=${ETCD_FIXTURE_ETCDCTL:-etcdctl}
 export ETCDCTL_API=3
 
 die() { echo "etcd-fixture: $*" >&2; exit 1; }
+
+LEASH=${ETCD_FIXTURE_LEASH:-}
+OWNER=${ETCD_FIXTURE_OWNER:-$PPID}
+
+# Before starting anything (stop never needs the leash).
+check_leash() {
+  [[ -z $LEASH ]] && return 0
+  [[ -x $LEASH ]] || die "ETCD_FIXTURE_LEASH=$LEASH is not an executable (build etcd-leash)"
+  [[ $OWNER =~ ^[1-9][0-9]*$ ]] || die "bad owner pid '$OWNER' (ETCD_FIXTURE_OWNER)"
+}
+
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 
 # A zombie still answers kill -0, so look at the state: the orphaned etcd is
@@ -79,6 +97,13 @@ stop_all() {
 launch_member() { # DIR N
   local -a cmd
   mapfile -t cmd <"$1/m$2.cmd"
+  if [[ -n $LEASH ]]; then
+    # The leash returns once etcd runs (in a session of its own) and mN.pid holds etcd's pid;
+    # it fails, starting nothing, if the owner is gone.
+    rm -f "$1/m$2.pid"
+    "$LEASH" --owner "$OWNER" --pid-file "$1/m$2.pid" -- "${cmd[@]}" </dev/null >>"$1/m$2.log" 2>&1
+    return
+  fi
   # Not a process-group leader here, so setsid execs without forking: $! is etcd.
   setsid "${cmd[@]}" </dev/null >>"$1/m$2.log" 2>&1 &
   echo $! >"$1/m$2.pid"
@@ -163,7 +188,7 @@ try_start() { # DIR MEMBERS
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "$token" \
       --logger zap "${security[@]}" "${extra[@]}" >"$dir/m$i.cmd"
-    launch_member "$dir" "$i"
+    launch_member "$dir" "$i" || return 1
     pids+=("$(<"$dir/m$i.pid")")
   done
   echo "$eps" >"$dir/endpoints"
@@ -175,6 +200,7 @@ cmd_start() {
   check_dir "$dir"
   [[ $members =~ ^[1-9][0-9]*$ ]] || die "bad member count '$members'"
   command -v "$ETCD" >/dev/null || die "etcd not found"
+  check_leash
   if [[ -d $dir ]]; then stop_all "$(abs_dir "$dir")"; fi # leftovers of an interrupted run
   for attempt in 1 2 3; do
     rm -rf "$dir"
@@ -209,8 +235,10 @@ cmd_start_member() {
   dir=$(member_dir "$1" "$2")
   if [[ -f $dir/m$2.pid ]] && is_our_etcd "$(<"$dir/m$2.pid")" "$dir/m$2.data"; then
     : # already running: just wait for it below
-  else
-    launch_member "$dir" "$2"
+  elif ! launch_member "$dir" "$2"; then
+    echo "etcd-fixture: member $2 in $dir did not start" >&2
+    tail -n 25 "$dir/m$2.log" >&2 || true
+    exit 1
   fi
   pid=$(<"$dir/m$2.pid")
   if ! wait_healthy "$dir" "$(<"$dir/m$2.endpoint")" "$pid"; then
@@ -226,6 +254,7 @@ case ${1:-} in
   kill-member | start-member | restart-member)
     (($# == 3)) || die "usage: $0 $1 DIR N"
     dir=$(member_dir "$2" "$3")
+    [[ $1 == kill-member ]] || check_leash
     case $1 in
       kill-member) stop_member "$dir" "$3" KILL ;;
       start-member) cmd_start_member "$dir" "$3" ;;

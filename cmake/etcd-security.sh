@@ -17,7 +17,11 @@
 #           readwrite on the prefix $ETCD_SECURITY_PREFIX (default secure/)
 #   nobody  password $ETCD_SECURITY_PASSWORD, no role
 # Passwords go to etcdctl on its command line: these are throwaway test users on loopback.
+#
+# ETCD_FIXTURE_LEASH is passed on to etcd-fixture.sh (see there): the etcd then dies with its
+# owner, ETCD_FIXTURE_OWNER, by default this script's caller (not this script, which exits).
 set -euo pipefail
+export ETCD_FIXTURE_OWNER=${ETCD_FIXTURE_OWNER:-$PPID}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 FIXTURE=$HERE/etcd-fixture.sh

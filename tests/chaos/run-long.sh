@@ -9,6 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CHAOS_BUILD_DIR:-$root/build/chaos-long}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DELECTION_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" --target chaos-runner leader-worker
-exec "$build/tests/chaos/chaos-runner" --worker "$build/examples/leader-worker" \
+cmake --build "$build" --target chaos-runner leader-worker etcd-leash
+# The etcd cluster dies with the runner, however it ends (cmake/etcd-fixture.sh, ETCD_FIXTURE_LEASH).
+ETCD_FIXTURE_LEASH=$build/tests/etcd-leash exec "$build/tests/chaos/chaos-runner" --worker "$build/examples/leader-worker" \
   --fixture "$root/cmake/etcd-fixture.sh" --out "$build/chaos-long-run" --duration 1080 "$@"

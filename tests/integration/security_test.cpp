@@ -80,8 +80,10 @@ class SecureEtcd {
   }
 
  private:
+  // The leash and this program as the etcd's owner: popen's sh, then the script, stand between.
   static std::string env() {
-    return std::string("ETCD_SECURITY_PASSWORD=") + password +
+    return election::test::detail::leash_shell_assignments() +
+           " ETCD_SECURITY_PASSWORD=" + password +
            " ETCD_SECURITY_ROOT_PASSWORD=" + root_password + " ETCD_SECURITY_PREFIX=" + prefix;
   }
 

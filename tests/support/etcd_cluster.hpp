@@ -6,6 +6,11 @@
 //
 // fixture_endpoints() instead reads the cluster a CTest fixture started: the
 // file named by ELECTION_TEST_ENDPOINTS_FILE.
+//
+// The members die with this program, however it ends (an abort skips ~EtcdCluster): the script
+// runs them under etcd-leash, owned by this process. The leash is the one the tests are built
+// with (ELECTION_ETCD_LEASH), or the environment's ETCD_FIXTURE_LEASH, which an empty value
+// turns off: `ETCD_FIXTURE_LEASH= ./test` leaves etcd running after a crash, as before.
 #pragma once
 
 #include <cerrno>
@@ -19,6 +24,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -30,6 +36,9 @@
 
 #ifndef ELECTION_ETCD_FIXTURE_SCRIPT
 #define ELECTION_ETCD_FIXTURE_SCRIPT "cmake/etcd-fixture.sh"
+#endif
+#ifndef ELECTION_ETCD_LEASH
+#define ELECTION_ETCD_LEASH ""  // e.g. the benchmarks: no leash unless ETCD_FIXTURE_LEASH names one
 #endif
 
 namespace election::test {
@@ -94,6 +103,35 @@ inline std::string find_bash() {
   return "/bin/bash";
 }
 
+// The etcd-leash the script runs members under, or "" for none.
+inline std::string leash_path() {
+  if (const char* env = std::getenv("ETCD_FIXTURE_LEASH")) return env;
+  return ELECTION_ETCD_LEASH;
+}
+
+// The script's environment: ours, with the leash and this process as the members' owner (the
+// script's parent would be too, but an inherited ETCD_FIXTURE_OWNER must not win).
+inline std::vector<std::string> script_environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view var(*e);
+    if (var.starts_with("ETCD_FIXTURE_LEASH=") || var.starts_with("ETCD_FIXTURE_OWNER=")) continue;
+    env.emplace_back(var);
+  }
+  env.push_back("ETCD_FIXTURE_LEASH=" + leash_path());
+  env.push_back("ETCD_FIXTURE_OWNER=" + std::to_string(::getpid()));
+  return env;
+}
+
+// The same two variables as shell assignments, for scripts run through a shell (which may not
+// be the owner itself, e.g. etcd-security.sh under popen's sh).
+inline std::string leash_shell_assignments() {
+  std::string quoted = "'";
+  for (const char c : leash_path()) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  return "ETCD_FIXTURE_LEASH=" + quoted + " ETCD_FIXTURE_OWNER=" + std::to_string(::getpid());
+}
+
 // Runs `bash SCRIPT args...`, stdout and stderr merged; throws with the output's
 // tail when it fails. Everything is prepared before fork(): the test may have
 // threads, so the child only calls async-signal-safe functions.
@@ -104,6 +142,10 @@ inline std::string run_script(const std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_store = script_environment();
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   std::string command;
   for (const auto& a : argv_store) command += (command.empty() ? "" : " ") + a;
@@ -126,7 +168,7 @@ inline std::string run_script(const std::vector<std::string>& args) {
     if (dev_null >= 0) ::dup2(dev_null, STDIN_FILENO);
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);
-    ::execv(bash.c_str(), argv.data());
+    ::execve(bash.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(fds[1]);

@@ -235,10 +235,14 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // A restarted member should be used again within a second, not after gRPC's 2-minute backoff.
-  // The "min" value is also the least time one connection attempt is given (etcd's handshake
-  // can take over 100 ms), so it stays at a second.
+  // gRPC takes the "min" value as the time one connection attempt is given (TCP, TLS, HTTP/2
+  // SETTINGS): the connect timeout, at least a second, so that a link with a round trip over a
+  // second (a cross-region etcd) can connect at all. Refused connections fail at once whatever
+  // it is; only a hung attempt (a frozen member, a dead path) waits it out.
+  const auto attempt_ms =
+      std::clamp<std::chrono::milliseconds::rep>(options_.connect_timeout.count(), 1000, 20000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(attempt_ms));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, target.authority);
   // etcd sends responses of any size (a range or a watch catch-up over many large values); as
@@ -282,7 +286,6 @@ std::chrono::milliseconds ClientCore::attempt_timeout() const {
   const auto wanted = duration_cast<milliseconds>(2 * rtt_.timeout(milliseconds(250)));
   return std::clamp<milliseconds>(wanted, milliseconds(500), options_.request_timeout);
 }
-
 
 void ClientCore::claim_election(const std::string& name) {
   if (auto it = elections_.find(name); it != elections_.end()) {
@@ -544,5 +547,11 @@ Client::executor_type Client::get_executor() const { return core_->executor(); }
 const ClientOptions& Client::options() const { return core_->options(); }
 
 boost::asio::awaitable<void> Client::connect() { return core_->connect(); }
+
+boost::asio::awaitable<std::string> Client::server_version() {
+  auto core = core_;
+  co_await core->connect();
+  co_return co_await core->server_version();
+}
 
 }  // namespace election

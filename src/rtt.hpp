@@ -7,9 +7,10 @@
 namespace election::detail {
 
 /// Smoothed round-trip time and its variation, updated per sample as TCP does (RFC 6298:
-/// srtt += (r - srtt) / 8, rttvar += (|r - srtt| - rttvar) / 4). timeout() is srtt + 4 rttvar:
-/// an answer later than that is unlikely to be a slow answer and likely a lost or stuck one.
-/// Not thread-safe.
+/// srtt += (r - srtt) / 8, rttvar += (|r - srtt| - rttvar) / 4). timeout() is srtt + 4 rttvar,
+/// but at least 1.5 srtt (a steady link's variation tends to zero, and a timeout at the round
+/// trip itself would call every answer late): an answer later than that is unlikely to be a
+/// slow one and likely a lost or stuck one. Not thread-safe.
 class RttEstimator {
  public:
   using duration = std::chrono::nanoseconds;
@@ -30,10 +31,11 @@ class RttEstimator {
   bool known() const { return samples_ > 0; }
   duration smoothed() const { return srtt_; }
 
-  /// srtt + 4 rttvar, at least `floor`; `floor` alone while there is no sample yet.
+  /// srtt + 4 rttvar (at least 1.5 srtt), and at least `floor`; `floor` alone while there is
+  /// no sample yet.
   duration timeout(duration floor) const {
     if (!known()) return floor;
-    return std::max(floor, srtt_ + 4 * rttvar_);
+    return std::max({floor, srtt_ + 4 * rttvar_, srtt_ + srtt_ / 2});
   }
 
  private:

@@ -625,3 +625,60 @@ TEST_CASE("a participant and its client destroyed together while the campaign is
     });
   }
 }
+
+// --- 4. a suspended host does not lead on -----------------------------------------------
+
+TEST_CASE("after a 30 s suspend with TTL 10 s the leader knows at once that it no longer leads",
+          "[hardening][suspend]") {
+  run([]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    election::Client client(ex, fixture_options());
+    Participant p(client, election::test::unique_name("suspend"), "a", ttl(10s));
+    co_await p.campaign();
+    REQUIRE(p.is_leader());
+    std::optional<error_code> ended;
+    auto watch = [&]() -> asio::awaitable<void> { ended = co_await p.keep_alive(); };
+    asio::co_spawn(ex, watch(), asio::detached);
+    co_await sleep_for(100ms);
+    // The host sleeps for 30 s: boot time (what etcd's clock tracks) runs on, CLOCK_MONOTONIC
+    // and every steady timer do not. Acted out on the Client's injectable time source.
+    client.core()->time().suspend_for(30s);
+    CHECK_FALSE(p.is_leader());  // judged on boot time: at once, before any timer runs
+    const auto woke = Clock::now();
+    co_await require_within([&] { return ended.has_value(); }, 2s, "keep_alive() to end");
+    CHECK(Clock::now() - woke < 300ms);
+    CHECK(*ended == errc::lease_deadline_passed);
+    const auto late = co_await error_of([&] { return p.put_if_leader("suspend-state", "x"); });
+    CHECK(late == errc::not_leader);
+  });
+}
+
+// --- 12. safe by default on the etcd people run -------------------------------------------
+
+TEST_CASE("the default takeover delay follows etcd's version; a set one always wins",
+          "[hardening][takeover-delay]") {
+  run([]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    election::Client client(ex, fixture_options());
+    const auto version = co_await client.server_version();
+    CHECK(version == "3.4.23");  // Debian 12's etcd-server, without the stale-leader fix
+    const auto name = election::test::unique_name("delay");
+    Participant chosen(client, name, "a", ttl(5s));
+    CHECK_FALSE(chosen.takeover_delay());
+    const auto start = Clock::now();
+    co_await chosen.campaign();
+    const auto took = Clock::now() - start;
+    REQUIRE(chosen.takeover_delay());
+    CHECK(*chosen.takeover_delay() == 200ms);
+    CHECK(took >= 200ms);
+    co_await chosen.resign();
+
+    auto options = ttl(5s);
+    options.takeover_delay = 0ms;
+    Participant set(client, name, "b", options);
+    co_await set.campaign();
+    REQUIRE(set.takeover_delay());
+    CHECK(*set.takeover_delay() == 0ms);
+    co_await set.resign();
+  });
+}

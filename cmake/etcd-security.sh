@@ -6,6 +6,8 @@
 #   etcd-security.sh start DIR MODE [ETCD_FLAG...]   MODE: tls | mtls | auth
 #   etcd-security.sh stop DIR
 #   etcd-security.sh ctl DIR ETCDCTL_ARG...           etcdctl as root against that etcd
+#   etcd-security.sh bounce DIR SECONDS               SIGKILL etcd, start it again SECONDS later
+#                                                     (data kept), wait until it is healthy
 #
 # Files in DIR: certs/ (ca.pem, server.pem, server-key.pem, client.pem, client-key.pem, and
 # other-ca.pem, a CA that signed none of them), etcd/ (etcd-fixture.sh's files; etcd/endpoints
@@ -121,9 +123,22 @@ cmd_stop() {
   bash "$FIXTURE" stop "$1/etcd"
 }
 
+cmd_bounce() { # DIR SECONDS
+  check_dir "$1"
+  bash "$FIXTURE" kill-member "$1/etcd" 1
+  sleep "$2"
+  # etcdctl's health check needs a user once authentication is on (etcdctl takes ETCDCTL_USER).
+  if [[ -f $1/auth-enabled ]]; then
+    ETCDCTL_USER="root:$ROOT_PASSWORD" bash "$FIXTURE" start-member "$1/etcd" 1
+  else
+    bash "$FIXTURE" start-member "$1/etcd" 1
+  fi
+}
+
 case ${1:-} in
   start) (($# >= 3)) || die "usage: $0 start DIR MODE [ETCD_FLAG...]"; cmd_start "$2" "$3" "${@:4}" ;;
   stop) (($# == 2)) || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
+  bounce) (($# == 3)) || die "usage: $0 bounce DIR SECONDS"; cmd_bounce "$2" "$3" ;;
   ctl) (($# >= 3)) || die "usage: $0 ctl DIR ETCDCTL_ARG..."; ctl "$2" "${@:3}" ;;
-  *) die "usage: $0 {start DIR MODE [ETCD_FLAG...]|stop DIR|ctl DIR ETCDCTL_ARG...}" ;;
+  *) die "usage: $0 {start DIR MODE [ETCD_FLAG...]|stop DIR|ctl DIR ETCDCTL_ARG...|bounce DIR SECONDS}" ;;
 esac

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <exception>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,11 +60,12 @@ struct Config {
   std::vector<std::string> endpoints;  // filled from --endpoints, or from --host and --port
   std::string election = "leader-worker";
   std::int64_t ttl = 10;
-  std::int64_t takeover_delay_ms = 0;
+  std::optional<std::int64_t> takeover_delay_ms;  // unset: chosen from etcd's version
   bool json = false;
   election::TlsOptions tls;  // --cacert, --cert, --key
   std::string user;          // --user name[:password]
-  std::string password;      // from --user or --password; never printed
+  std::string password;      // from --password-file, $LEADER_WORKER_PASSWORD, --user or
+                             // --password; never printed
 };
 
 std::int64_t micros(Clock::time_point t) {
@@ -106,6 +108,13 @@ std::string reason_name(const error_code& reason) {
   if (reason == errc::lease_deadline_passed) return "deadline-passed";
   if (reason == errc::client_closed) return "client-closed";
   return reason.category().name() + std::string(":") + std::to_string(reason.value());
+}
+
+// A failure no retry cures: refused credentials, no permission, bad input, the client gone.
+// What passes by itself (election::is_transient) and what merely ends a leadership are retried.
+bool needs_a_person(const error_code& ec) {
+  return !election::is_transient(ec) && !election::ends_leadership(ec) &&
+         ec != asio::error::operation_aborted;
 }
 
 std::string one_line(std::string text) {
@@ -194,9 +203,12 @@ class Worker {
     options.tls = config_.tls;
     options.user = config_.user;
     options.password = config_.password;
+    // Where the long-lived streams are, and when one moves off a member that stopped answering.
+    options.on_event = [this](const election::ClientEvent& e) { stream_event(e); };
     election::ParticipantOptions participant_options;
     participant_options.ttl = std::chrono::seconds(config_.ttl);
-    participant_options.takeover_delay = std::chrono::milliseconds(config_.takeover_delay_ms);
+    if (config_.takeover_delay_ms)
+      participant_options.takeover_delay = std::chrono::milliseconds(*config_.takeover_delay_ms);
     // Bad endpoints and election names are refused here, before anything is sent.
     std::optional<election::Client> client;
     std::optional<election::Participant> participant;
@@ -251,7 +263,44 @@ class Worker {
       throw system_error(e.code(), "cannot reach etcd at " + join(config_.endpoints) + " within " +
                                        std::to_string(connect_timeout.count()) + " s");
     }
+    co_await report_takeover_delay();
     co_await election::first_of(elect_loop(), observe_loop());
+  }
+
+  void stream_event(const election::ClientEvent& e) {
+    using Kind = election::ClientEvent::Kind;
+    const char* kind = e.kind == Kind::watch_stream        ? "watch"
+                       : e.kind == Kind::watch_stalled     ? "watch-stalled"
+                       : e.kind == Kind::keep_alive_stream ? "keep-alive"
+                                                           : "keep-alive-hedged";
+    const char* text = e.kind == Kind::watch_stream        ? "the election watch answers from "
+                       : e.kind == Kind::watch_stalled     ? "the election watch fell silent on "
+                       : e.kind == Kind::keep_alive_stream ? "the keep-alive answers from "
+                                                           : "renewals went unanswered on ";
+    events_.emit("stream", JsonLine().string("kind", kind).string("peer", e.peer),
+                 std::string(text) + (e.peer.empty() ? "an unknown member" : e.peer));
+  }
+
+  // Says which takeover delay the campaigns use, and why: the flag, or etcd's version.
+  asio::awaitable<void> report_takeover_delay() {
+    const auto version = co_await client_->server_version();
+    const bool from_flag = config_.takeover_delay_ms.has_value();
+    const auto delay = from_flag ? std::chrono::milliseconds(*config_.takeover_delay_ms)
+                                 : election::default_takeover_delay(version);
+    const std::string shown = version.empty() ? std::string("unknown") : version;
+    std::string why =
+        from_flag ? "set by --takeover-delay"
+        : delay.count() > 0
+            ? "the default for an etcd without the fix for stale-leader lease "
+              "revocation (before 3.4.31 and 3.5.13)"
+            : "the default for an etcd with the fix for stale-leader lease revocation";
+    events_.emit("etcd",
+                 JsonLine()
+                     .string("version", shown)
+                     .number("takeover_delay_ms", delay.count())
+                     .string("takeover_delay_from", from_flag ? "flag" : "etcd-version"),
+                 "etcd " + shown + ": takeover delay " + std::to_string(delay.count()) + " ms (" +
+                     why + ")");
   }
 
   asio::awaitable<void> elect_loop() {
@@ -271,7 +320,7 @@ class Worker {
                          " (TTL " + std::to_string(ttl) + " s)");
         won = co_await participant_->campaign();
       } catch (const system_error& e) {
-        if (e.code() == asio::error::operation_aborted) throw;
+        if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
         failure = describe(e);
       }
       if (!won) {
@@ -380,9 +429,9 @@ class Worker {
     }
   }
 
-  // Prints every leader change. A failed read (etcd away while the observer re-reads the
-  // election) is retried with the same observer, which loses nothing; what cannot get better
-  // (a closed client, refused credentials) ends the process.
+  // Prints every leader change. The observer rides out what passes by itself (etcd away, no
+  // raft leader) inside; what cannot get better (a closed client, refused credentials, no
+  // permission) ends the process.
   asio::awaitable<void> observe_loop() {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer pause(executor);
@@ -394,9 +443,7 @@ class Worker {
       try {
         next = co_await observer.next();
       } catch (const system_error& e) {
-        if (e.code() == asio::error::operation_aborted || e.code() == errc::client_closed ||
-            e.code() == errc::auth_failed || e.code() == errc::permission_denied)
-          throw;
+        if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
         failure = describe(e);
       }
       if (!next) {
@@ -455,6 +502,10 @@ class Worker {
   std::int64_t seq_ = 0;
 };
 
+// Where --user NAME finds its password when no flag gives it: the environment is readable only
+// by this user (and root), unlike the command line.
+constexpr const char* password_variable = "LEADER_WORKER_PASSWORD";
+
 // Returns an exit code when the process should end now (--help, bad input).
 std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   CLI::App app{
@@ -468,13 +519,17 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   app.footer(
       "Output: readable lines, or with --json one JSON object a line:\n"
       "  {\"event\": E, \"node\": NAME, \"mono_us\": T, ...}  T: CLOCK_MONOTONIC in us.\n"
+      "  etcd (version, takeover_delay_ms, takeover_delay_from: flag | etcd-version)\n"
+      "  stream (kind: watch | watch-stalled | keep-alive | keep-alive-hedged, peer)\n"
       "  campaigning (lease, ttl)   elected (key, rev, lease, ttl)   work (rev, seq, ok, fence)\n"
       "  lost (reason, rev; deadline_us if the reason is deadline-passed)   resigned\n"
       "  leader (value, key, rev)   no-leader   error (message)\n"
       "A node acts as leader from `elected` until its next `lost` or `resigned`, or until the\n"
       "`deadline_us` of that `lost`, whichever is earlier.\n"
       "Exit: 0 after SIGINT/SIGTERM, 1 on a runtime failure (etcd unreachable, resign failed),\n"
-      "2 on bad input.");
+      "2 on bad input.\n"
+      "Credentials: prefer --user NAME with --password-file FILE or $LEADER_WORKER_PASSWORD;\n"
+      "a password on the command line is visible to every local user in /proc/PID/cmdline.");
   std::vector<std::string> endpoints;
   app.add_option("--node", config.node, "This node's name: the value it campaigns with")
       ->required()
@@ -502,9 +557,9 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       ->capture_default_str();
   app.add_option("--takeover-delay", config.takeover_delay_ms,
                  "ms to wait after winning before working, so a leader whose key was removed "
-                 "early (etcd before the fix for stale-leader lease revocation) has stopped")
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}))
-      ->capture_default_str();
+                 "early (etcd before the fix for stale-leader lease revocation) has stopped; "
+                 "default: 200 on etcd before 3.4.31 and 3.5.13, 0 after (printed at start)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}));
   app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
   // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
   app.add_option("--cacert", config.tls.ca_file,
@@ -512,9 +567,19 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   app.add_option("--cert", config.tls.cert_file, "Client certificate (PEM) for mutual TLS");
   app.add_option("--key", config.tls.key_file, "Private key (PEM) of --cert");
   std::string user;
-  app.add_option("--user", user, "etcd user as NAME:PASSWORD, or NAME with --password");
-  auto* password =
-      app.add_option("--password", config.password, "Password of --user (then NAME only)");
+  app.add_option("--user", user,
+                 "etcd user: NAME, with the password from --password-file or $" +
+                     std::string(password_variable) +
+                     " (preferred), or NAME:PASSWORD (seen by every local user in "
+                     "/proc/PID/cmdline)");
+  std::string password_file;
+  auto* file = app.add_option("--password-file", password_file,
+                              "File holding the password of --user NAME (its first line); the "
+                              "way to prefer, with the file readable by this user only");
+  auto* password = app.add_option("--password", config.password,
+                                  "Password of --user NAME, on the command line (visible in "
+                                  "/proc/PID/cmdline: prefer --password-file)")
+                       ->excludes(file);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -540,20 +605,42 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     return 2;
   }
   const auto colon = user.find(':');
-  const bool password_given = password->count() > 0;
-  if (colon != std::string::npos && password_given) {
-    std::fprintf(stderr, "leader-worker: --password given, so --user must be NAME only\n");
-    return 2;
-  }
-  if (!user.empty() && colon == std::string::npos && !password_given) {
+  const char* from_environment = std::getenv(password_variable);
+  const bool in_environment = from_environment != nullptr && *from_environment != '\0';
+  const bool given_apart = password->count() > 0 || file->count() > 0;
+  if (colon != std::string::npos && given_apart) {
     std::fprintf(stderr,
-                 "leader-worker: --user NAME needs a password: --user NAME:PASSWORD "
-                 "or --password\n");
+                 "leader-worker: --password or --password-file given, so --user must be NAME "
+                 "only\n");
     return 2;
   }
-  if (user.empty() && password_given) {
-    std::fprintf(stderr, "leader-worker: --password needs --user\n");
+  if (user.empty() && given_apart) {
+    std::fprintf(stderr, "leader-worker: --password and --password-file need --user\n");
     return 2;
+  }
+  if (file->count() > 0) {
+    // The file's first line; the message names the file, never its content.
+    std::ifstream in(password_file);
+    if (!in || !std::getline(in, config.password)) {
+      std::fprintf(stderr, "leader-worker: --password-file %s: cannot read a line from it\n",
+                   password_file.c_str());
+      return 2;
+    }
+    if (!config.password.empty() && config.password.back() == '\r') config.password.pop_back();
+    if (config.password.empty()) {
+      std::fprintf(stderr, "leader-worker: --password-file %s: the first line is empty\n",
+                   password_file.c_str());
+      return 2;
+    }
+  } else if (!user.empty() && colon == std::string::npos && password->count() == 0) {
+    if (!in_environment) {
+      std::fprintf(stderr,
+                   "leader-worker: --user NAME needs a password: --password-file FILE or $%s "
+                   "(preferred), --user NAME:PASSWORD or --password\n",
+                   password_variable);
+      return 2;
+    }
+    config.password = from_environment;
   }
   if (colon != std::string::npos) {
     config.password = user.substr(colon + 1);

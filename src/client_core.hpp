@@ -81,6 +81,15 @@ class ClientCore {
   const RttEstimator& rtt() const { return rtt_; }
   ClientStats& stats() { return stats_; }
 
+  /// Tells ClientOptions::on_event, if set; what it throws is dropped.
+  void report(ClientEvent::Kind kind, std::string peer) const {
+    if (!options_.on_event) return;
+    try {
+      options_.on_event(ClientEvent{kind, std::move(peer)});
+    } catch (...) {
+    }
+  }
+
   /// How long one attempt of a retried request may take: a third of the request timeout until
   /// the round trip is known, then twice the round-trip timeout (at least 500 ms), so a frozen
   /// member costs half a second, not seconds, and a slow link still gets its answers.

@@ -103,6 +103,11 @@ void throw_error(errc e, const std::string& detail) {
   throw boost::system::system_error(make_error_code(e), detail);
 }
 
+bool ends_leadership(const boost::system::error_code& ec) noexcept {
+  return ec == errc::resigned || ec == errc::lease_expired || ec == errc::lease_deadline_passed ||
+         ec == errc::lease_revoked || ec == errc::key_deleted;
+}
+
 bool is_transient(const boost::system::error_code& ec) noexcept {
   if (ec == errc::unreachable || ec == errc::timeout) return true;
   if (ec.category() != grpc_category()) return false;

@@ -79,6 +79,7 @@ void KeepAliveHub::apply(const Action& action, const std::shared_ptr<ClientCore>
     }
     case Action::Kind::close_stream:
       streams_.erase(action.stream);  // cancels the call; its reader stops
+      peers_.erase(action.stream);
       break;
     case Action::Kind::lose:
       lose(action.lease, action.reason);
@@ -93,13 +94,21 @@ asio::awaitable<void> KeepAliveHub::drive(std::shared_ptr<KeepAliveHub> self,
       self->lose_all(errc::client_closed);
       break;
     }
+    const auto hedges = self->plan_.counters().hedges;
+    const auto stuck = self->plan_.primary();
     for (const auto& action : self->plan_.step(core->time().now())) self->apply(action, core);
+    if (self->plan_.counters().hedges != hedges && stuck) {
+      auto peer = self->peers_.find(*stuck);
+      core->report(ClientEvent::Kind::keep_alive_hedged,
+                   peer == self->peers_.end() ? std::string() : peer->second);
+    }
     if (self->plan_.empty()) break;
     self->wake_.expires_at(self->plan_.next_wake());
     boost::system::error_code ec;  // operation_aborted: poked to look again
     co_await self->wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   self->streams_.clear();
+  self->peers_.clear();
   self->running_ = false;
 }
 
@@ -117,6 +126,7 @@ asio::awaitable<void> KeepAliveHub::read(std::shared_ptr<KeepAliveHub> self,
     if (!reply) {
       const auto status = it->second.status();
       self->streams_.erase(it);
+      self->peers_.erase(stream);
       self->plan_.on_stream_broken(stream, now);
       const auto code = status.error_code();
       if (code == grpc::StatusCode::UNAUTHENTICATED ||
@@ -134,6 +144,10 @@ asio::awaitable<void> KeepAliveHub::read(std::shared_ptr<KeepAliveHub> self,
       co_return;
     }
     self->reauthenticated_ = false;
+    if (!self->peers_.count(stream)) {
+      auto& peer = self->peers_[stream] = it->second.peer();
+      core->report(ClientEvent::Kind::keep_alive_stream, peer);
+    }
     const auto before = self->plan_.counters().answered;
     auto lost = self->plan_.on_reply(stream, reply->id(), std::chrono::seconds(reply->ttl()), now);
     if (self->plan_.counters().answered != before) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 
 namespace election::detail {
 
@@ -138,6 +139,7 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
   RenewalPlan plan_;
   std::map<std::int64_t, std::shared_ptr<LeaseState>> leases_;
   std::map<RenewalPlan::StreamId, KeepAliveStream> streams_;
+  std::map<RenewalPlan::StreamId, std::string> peers_;  // of streams that have answered
   bool running_ = false;
   bool reauthenticating_ = false;
   bool reauthenticated_ = false;  // since the last answer: a second refusal is final

@@ -138,6 +138,7 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
         // Nothing at all since the probe: the member is frozen or the path to it is dead.
         // Open the stream again at once; round robin puts it on the next member.
         ++core->stats().watch_stalls;
+        core->report(ClientEvent::Kind::watch_stalled, self->stream_.peer());
         if (!self->heard_on_stream_) ++self->silent_stalls_;
         self->drop_stream();
         self->open(*core);
@@ -202,6 +203,8 @@ asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
       co_return;
     }
     self->last_heard_ = now;
+    if (!self->heard_on_stream_)
+      core->report(ClientEvent::Kind::watch_stream, self->stream_.peer());
     self->heard_on_stream_ = true;
     self->silent_stalls_ = 0;
     const bool progress = message->watch_id() == -1 && !message->created() &&

@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,20 @@ struct TlsOptions {
   /// The name the server certificate must carry, when it is not the endpoint's host
   /// (e.g. endpoints given as IP addresses, a certificate issued for a DNS name).
   std::string server_name;
+};
+
+/// Something a Client's background work did that belongs in an operator's log: its long-lived
+/// streams finding members, and moving off members that stopped answering.
+struct ClientEvent {
+  enum class Kind {
+    watch_stream,       ///< the Watch stream (every election's watch) answers from `peer`
+    watch_stalled,      ///< the Watch stream on `peer` fell silent and is opened again
+    keep_alive_stream,  ///< a LeaseKeepAlive stream answers from `peer`
+    keep_alive_hedged,  ///< renewals on `peer` went unanswered: a stream opened beside it
+  };
+  Kind kind;
+  /// The member, as gRPC names it ("ipv4:127.0.0.1:2379"); empty when not known.
+  std::string peer;
 };
 
 struct ClientOptions {
@@ -60,6 +75,10 @@ struct ClientOptions {
   /// authentication is used as is. Empty user: no authentication. Never appears in a message.
   std::string user;
   std::string password;
+
+  /// Called for each ClientEvent, on the Client's executor. Must not block or throw. Empty:
+  /// nothing is reported.
+  std::function<void(const ClientEvent&)> on_event;
 };
 
 /// One channel to an etcd cluster, shared by the Leases and Participants made from it.
@@ -90,6 +109,12 @@ class Client {
   /// error) after ClientOptions::connect_timeout, errc::auth_failed for refused credentials.
   /// Cancellable.
   boost::asio::awaitable<void> connect();
+
+  /// The etcd version (e.g. "3.4.23") of the member that answers a Maintenance Status call,
+  /// after connect(); asked once per Client and remembered. Empty when etcd would not say, or
+  /// could not be reached (asked again next time). The default takeover delay follows it
+  /// (default_takeover_delay). Throws errc::client_closed, auth errors, operation_aborted.
+  boost::asio::awaitable<std::string> server_version();
 
   /// For the library's own classes.
   const std::shared_ptr<detail::ClientCore>& core() const { return core_; }

@@ -65,6 +65,11 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 /// closed client are not: they need the caller. The library retries exactly these everywhere.
 bool is_transient(const boost::system::error_code& ec) noexcept;
 
+/// Whether `ec` is a reason a leadership (or a wait in line) ends without anything being wrong
+/// with the caller's setup: errc::resigned, errc::lease_expired, errc::lease_deadline_passed,
+/// errc::lease_revoked, errc::key_deleted. A campaign again is the answer to each.
+bool ends_leadership(const boost::system::error_code& ec) noexcept;
+
 }  // namespace election
 
 namespace boost::system {

@@ -127,8 +127,9 @@ struct Term {
 // the earliest of its next `lost` or `resigned`, the `deadline_us` of that `lost`, and, for a
 // node that was SIGKILLed (killed_at_us > 0), the kill.
 std::vector<Term> check_node_history(const Worker& worker, std::int64_t killed_at_us) {
-  static const std::vector<std::string> known{"campaigning", "elected", "work",      "lost",
-                                              "resigned",    "leader",  "no-leader", "error"};
+  static const std::vector<std::string> known{"etcd",      "stream", "campaigning", "elected",
+                                              "work",      "lost",   "resigned",    "leader",
+                                              "no-leader", "error"};
   const auto events = worker.events();
   INFO("node " << worker.node() << ", output:\n" << worker.process().output());
   std::vector<Term> terms;
@@ -276,6 +277,14 @@ TEST_CASE("three workers: one leader at a time, failover after SIGKILL, handover
     if (w.get() != first) CHECK(w->events("elected").empty());
   }
   const auto granted_ttl_s = first->events("elected").front().num("ttl");
+  // The takeover delay it chose, and why: Debian's etcd 3.4.23 lacks the stale-leader fix.
+  for (auto& w : workers) {
+    const auto etcd = w->events("etcd");
+    REQUIRE(etcd.size() == 1);
+    CHECK(etcd[0].str("version") == "3.4.23");
+    CHECK(etcd[0].num("takeover_delay_ms") == 200);
+    CHECK(etcd[0].str("takeover_delay_from") == "etcd-version");
+  }
 
   // SIGKILL the leader: another takes over once etcd expires its lease, within the TTL.
   const auto killed_at = now_us();

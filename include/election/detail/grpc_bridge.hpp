@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_set>
 #include <utility>
 
@@ -281,6 +282,13 @@ class StreamCall {
     if (context_) context_->TryCancel();
   }
 
+  /// The server's address as gRPC names it ("ipv4:127.0.0.1:2379"), once the call has started;
+  /// empty after finish(). Safe from any thread.
+  std::string peer() {
+    std::lock_guard lock(mutex_);
+    return context_ ? context_->peer() : std::string();
+  }
+
   /// From OnDone: drops the context (and with it a reference to the channel) before the
   /// tracker hears that the call is over.
   void finish() {
@@ -312,6 +320,7 @@ class ReadReactor final : public grpc::ClientReadReactor<Response> {
   grpc::ClientContext* context() { return call_.context(); }
   const std::shared_ptr<ReadQueue<Response>>& queue() const { return queue_; }
   void try_cancel() { call_.try_cancel(); }
+  std::string peer() { return call_.peer(); }
 
   /// `bind(reactor)` must call the stub's async method with this reactor. The reactor keeps
   /// itself alive until OnDone.
@@ -356,6 +365,7 @@ class BidiReactor final : public grpc::ClientBidiReactor<Request, Response> {
   grpc::ClientContext* context() { return call_.context(); }
   const std::shared_ptr<ReadQueue<Response>>& queue() const { return queue_; }
   void try_cancel() { call_.try_cancel(); }
+  std::string peer() { return call_.peer(); }
 
   template <class Bind>
   void start(std::shared_ptr<BidiReactor> self, Bind bind) {
@@ -453,6 +463,9 @@ class Stream {
 
   /// The final status, once a read has returned std::nullopt.
   grpc::Status status() const { return reactor_->queue()->status(); }
+
+  /// The member it runs on, once started (see StreamCall::peer); empty without a stream.
+  std::string peer() const { return reactor_ ? reactor_->peer() : std::string(); }
 
   /// Only for bidirectional streams.
   template <class Request>

@@ -10,7 +10,6 @@
 // One io_context, one thread: every coroutine here runs on it, so none of them needs a lock.
 #include "json_line.hpp"
 
-#include <election/detail/backoff.hpp>
 #include <election/election.hpp>
 
 #include <CLI/CLI.hpp>
@@ -31,6 +30,7 @@
 #include <exception>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -66,6 +66,25 @@ struct Config {
   std::string user;          // --user name[:password]
   std::string password;      // from --password-file, $LEADER_WORKER_PASSWORD, --user or
                              // --password; never printed
+};
+
+// Delays that double from `initial` up to `cap`, each drawn from [d/2, d], so that workers that
+// failed together do not retry in lock-step.
+class Backoff {
+ public:
+  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds cap)
+      : initial_(initial), cap_(cap), current_(initial), random_(std::random_device{}()) {}
+  std::chrono::milliseconds next() {
+    const auto ceiling = current_;
+    current_ = std::min(cap_, current_ * 2);
+    return std::chrono::milliseconds(
+        std::uniform_int_distribution<std::int64_t>(ceiling.count() / 2, ceiling.count())(random_));
+  }
+  void reset() { current_ = initial_; }
+
+ private:
+  std::chrono::milliseconds initial_, cap_, current_;
+  std::minstd_rand random_;
 };
 
 std::int64_t micros(Clock::time_point t) {
@@ -306,7 +325,7 @@ class Worker {
   asio::awaitable<void> elect_loop() {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer pause(executor);
-    election::detail::Backoff backoff(100ms, 1s);  // back in line soon after an outage
+    Backoff backoff(100ms, 1s);  // back in line soon after an outage
     for (;;) {
       campaigned_ = true;
       std::optional<election::LeaderKey> won;
@@ -435,7 +454,7 @@ class Worker {
   asio::awaitable<void> observe_loop() {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer pause(executor);
-    election::detail::Backoff backoff(500ms, 5s);
+    Backoff backoff(500ms, 5s);
     election::Observer observer = participant_->observe();
     for (;;) {
       std::optional<election::LeaderEvent> next;

@@ -1,7 +1,7 @@
 #include "campaign.hpp"
 
 #include "campaign_engine.hpp"
-#include "election/detail/race.hpp"
+#include "election/first_of.hpp"
 #include "election_feed.hpp"
 #include "kv.hpp"
 #include "notifier.hpp"

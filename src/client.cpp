@@ -1,5 +1,5 @@
+#include "async_event.hpp"
 #include "client_core.hpp"
-#include "election/detail/async_event.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -265,7 +265,6 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   kv_ = etcdserverpb::KV::NewStub(channel_);
   lease_ = etcdserverpb::Lease::NewStub(channel_);
   watch_ = etcdserverpb::Watch::NewStub(channel_);
-  election_ = v3electionpb::Election::NewStub(channel_);
   auth_ = etcdserverpb::Auth::NewStub(channel_);
   maintenance_ = etcdserverpb::Maintenance::NewStub(channel_);
 }
@@ -401,7 +400,7 @@ void ClientCore::throw_status(const grpc::Status& status, const std::string& wha
   if (!status.error_message().empty()) detail += ": " + status.error_message();
   if (ec == errc::auth_failed && !has_credentials())
     detail += " (etcd has authentication enabled: set ClientOptions::user and password)";
-  throw boost::system::system_error(ec, detail);
+  throw error(ec, detail, status.error_message());
 }
 
 bool ClientCore::token_rejected(const grpc::Status& status) {

@@ -2,15 +2,15 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
+#include "backoff.hpp"
 #include "election/client.hpp"
-#include "election/detail/backoff.hpp"
-#include "election/detail/grpc_bridge.hpp"
 #include "election/error.hpp"
+#include "grpc_bridge.hpp"
 #include "rtt.hpp"
+#include "throw.hpp"
 #include "time_source.hpp"
 
 #include "etcd/rpc.grpc.pb.h"
-#include "etcd/v3election.grpc.pb.h"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -58,6 +58,9 @@ struct ClientStats {
 };
 
 class ClientCore {
+  // First, so destroyed last: the keep-alive's BootTimer (in keep_alive_hub) unregisters from it.
+  TimeSource time_;
+
  public:
   ClientCore(boost::asio::any_io_executor executor, ClientOptions options);
   ~ClientCore();
@@ -226,7 +229,8 @@ class ClientCore {
   etcdserverpb::KV::Stub& kv() { return *kv_; }
   etcdserverpb::Lease::Stub& lease() { return *lease_; }
   etcdserverpb::Watch::Stub& watch() { return *watch_; }
-  v3electionpb::Election::Stub& election() { return *election_; }
+  /// The channel, for stubs of services the library does not use itself (tests).
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   /// The keep-alive for all leases of this Client (see lease_state.hpp).
   std::shared_ptr<KeepAliveHub> keep_alive_hub;
@@ -246,9 +250,7 @@ class ClientCore {
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
-  std::unique_ptr<v3electionpb::Election::Stub> election_;
   std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance_;
-  TimeSource time_;
   RttEstimator rtt_;
   ClientStats stats_;
   std::map<std::string, int> elections_;  // claimed names, counted

@@ -3,9 +3,9 @@
 // Private to the library.
 #pragma once
 
+#include "backoff.hpp"
 #include "client_core.hpp"
-#include "election/detail/backoff.hpp"
-#include "election/detail/leader_tracker.hpp"
+#include "leader_tracker.hpp"
 #include "watch_hub.hpp"
 
 #include <boost/asio/awaitable.hpp>

@@ -1,4 +1,4 @@
-#include "election/error.hpp"
+#include "throw.hpp"
 
 namespace election {
 namespace {
@@ -19,9 +19,9 @@ class ErrcCategory final : public boost::system::error_category {
       case errc::invalid_election_name:
         return "An election name must be non-empty and must not end in '/'.";
       case errc::value_too_large:
-        return "The value is larger than etcd accepts in one request.";
+        return "The value is larger than etcd accepts in one request (1.5 MiB by default).";
       case errc::invalid_argument:
-        return "An argument is outside the range this operation accepts.";
+        return "An argument or a call is not allowed here: the message names the clash.";
       case errc::unreachable:
         return "No etcd endpoint could be reached within the connect timeout.";
       case errc::timeout:
@@ -99,9 +99,7 @@ const boost::system::error_category& grpc_category() noexcept {
   return category;
 }
 
-void throw_error(errc e, const std::string& detail) {
-  throw boost::system::system_error(make_error_code(e), detail);
-}
+void throw_error(errc e, const std::string& detail) { throw error(make_error_code(e), detail); }
 
 bool ends_leadership(const boost::system::error_code& ec) noexcept {
   return ec == errc::resigned || ec == errc::lease_expired || ec == errc::lease_deadline_passed ||

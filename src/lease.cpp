@@ -1,4 +1,5 @@
 #include "election/lease.hpp"
+#include "access.hpp"
 
 #include "kv.hpp"
 #include "lease_state.hpp"
@@ -104,7 +105,7 @@ asio::awaitable<void> Withdrawal::revoke(std::shared_ptr<Withdrawal> self,
 
 asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
                                     LeaseOptions options) {
-  co_return Lease(co_await detail::grant_lease(client.core(), ttl, options.margin));
+  co_return Lease(co_await detail::grant_lease(detail::access::core(client), ttl, options.margin));
 }
 
 Lease::Lease(std::shared_ptr<detail::LeaseState> state) : state_(std::move(state)) {}

@@ -2,9 +2,9 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
+#include "async_event.hpp"
 #include "client_core.hpp"
-#include "election/detail/async_event.hpp"
-#include "election/detail/lease_clock.hpp"
+#include "lease_clock.hpp"
 #include "notifier.hpp"
 #include "renewal_plan.hpp"
 #include "time_source.hpp"

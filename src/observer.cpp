@@ -1,4 +1,5 @@
 #include "election/observer.hpp"
+#include "access.hpp"
 
 #include "election_feed.hpp"
 #include "kv.hpp"
@@ -49,7 +50,7 @@ class ObserverState : public FeedListener {
 namespace asio = boost::asio;
 
 Observer::Observer(Client& client, std::string election)
-    : Observer(client.core(), std::move(election)) {}
+    : Observer(detail::access::core(client), std::move(election)) {}
 
 Observer::Observer(const std::shared_ptr<detail::ClientCore>& core, std::string election) {
   detail::check_election_name(election);

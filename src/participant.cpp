@@ -1,7 +1,8 @@
 #include "election/participant.hpp"
+#include "access.hpp"
 
 #include "campaign.hpp"
-#include "election/detail/race.hpp"
+#include "election/first_of.hpp"
 #include "election_feed.hpp"
 #include "kv.hpp"
 #include "lease_state.hpp"
@@ -133,7 +134,7 @@ Participant::Participant(Client& client, std::string election, std::string value
     throw_error(errc::invalid_argument, "participant takeover delay " +
                                             std::to_string(options.takeover_delay->count()) +
                                             " ms is negative");
-  const auto& core = client.core();
+  const auto& core = detail::access::core(client);
   core->claim_election(election);
   state_ = std::make_shared<detail::ParticipantState>(core, std::move(election), std::move(value),
                                                       options);
@@ -176,7 +177,7 @@ asio::awaitable<LeaderKey> Participant::campaign() {
   s->campaign = run;
   std::exception_ptr failure;
   try {
-    auto result = co_await detail::first_of(s->run(run), run->stop.wait());
+    auto result = co_await first_of(s->run(run), run->stop.wait());
     if (result.index() == 1) throw system_error(run->reason, run->message);
     // A win that lands together with a cancellation must not stand: the caller has moved on.
     auto cancellation = co_await asio::this_coro::cancellation_state;
@@ -201,7 +202,7 @@ asio::awaitable<LeaderKey> Participant::campaign() {
     co_await asio::this_coro::throw_if_cancelled(false);
     asio::steady_timer limit(s->core->executor(), s->core->attempt_timeout());
     try {
-      co_await detail::first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
+      co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
     } catch (const system_error&) {
     }
     co_await asio::this_coro::throw_if_cancelled(throws);
@@ -274,8 +275,7 @@ asio::awaitable<void> Participant::resign() {
   if (!withdrawal) co_return;
   if (!withdrawal->finished()) {
     asio::steady_timer limit(s->core->executor(), s->core->options().request_timeout);
-    auto waited =
-        co_await detail::first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
+    auto waited = co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
     if (waited.index() == 1)
       throw_error(errc::timeout,
                   "resign: etcd did not confirm the lease's revocation within the request "

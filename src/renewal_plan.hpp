@@ -2,9 +2,9 @@
 // stream is stuck, and what an answer is worth. KeepAliveHub (keep_alive.cpp) carries them out.
 #pragma once
 
-#include "election/detail/backoff.hpp"
-#include "election/detail/lease_clock.hpp"
+#include "backoff.hpp"
 #include "election/error.hpp"
+#include "lease_clock.hpp"
 #include "rtt.hpp"
 
 #include <algorithm>

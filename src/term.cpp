@@ -1,6 +1,6 @@
 #include "term.hpp"
 
-#include "election/detail/race.hpp"
+#include "election/first_of.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -2,7 +2,7 @@
 // Private to the library.
 #pragma once
 
-#include "election/detail/async_event.hpp"
+#include "async_event.hpp"
 #include "election/participant.hpp"
 #include "election_feed.hpp"
 #include "lease_state.hpp"

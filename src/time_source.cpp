@@ -1,6 +1,6 @@
 #include "time_source.hpp"
 
-#include "election/error.hpp"
+#include "throw.hpp"
 
 #include <cerrno>
 #include <cstring>

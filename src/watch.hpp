@@ -1,8 +1,8 @@
 // A watch on a key range that survives broken streams.
 #pragma once
 
+#include "backoff.hpp"
 #include "client_core.hpp"
-#include "election/detail/backoff.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

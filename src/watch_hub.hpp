@@ -2,8 +2,8 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
+#include "backoff.hpp"
 #include "client_core.hpp"
-#include "election/detail/backoff.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>

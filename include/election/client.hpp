@@ -14,21 +14,22 @@ namespace election {
 
 namespace detail {
 class ClientCore;
-}
+struct access;
+}  // namespace detail
 
 /// TLS to etcd's client port. Files are PEM and read when the Client is made.
 struct TlsOptions {
   /// CA bundle to verify etcd's server certificate with. Empty: the system's root CAs.
-  std::string ca_file;
+  std::string ca_file{};
 
   /// Client certificate (chain) and its private key, for etcd's `--client-cert-auth`
   /// (mutual TLS). Both or neither.
-  std::string cert_file;
-  std::string key_file;
+  std::string cert_file{};
+  std::string key_file{};
 
   /// The name the server certificate must carry, when it is not the endpoint's host
   /// (e.g. endpoints given as IP addresses, a certificate issued for a DNS name).
-  std::string server_name;
+  std::string server_name{};
 };
 
 /// Something a Client's background work did that belongs in an operator's log: its long-lived
@@ -50,7 +51,7 @@ struct ClientOptions {
   /// all TLS. TLS is used for `https://` endpoints, and for bare `host:port` ones when any
   /// `tls` field is set. Requests are spread over all members by gRPC's round-robin balancing;
   /// a member that fails is skipped.
-  std::vector<std::string> endpoints;
+  std::vector<std::string> endpoints{};
 
   /// How long connect() (and so Lease::grant and Participant::campaign) waits for the first
   /// connection before failing with errc::unreachable.
@@ -66,19 +67,19 @@ struct ClientOptions {
   std::chrono::milliseconds keepalive_time{std::chrono::seconds(6)};
   std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(2)};
 
-  TlsOptions tls;
+  TlsOptions tls{};
 
   /// etcd user and password, for an etcd with authentication enabled (`etcdctl auth enable`).
   /// The client authenticates on connect(), sends the token with every request and stream,
   /// and authenticates again when etcd no longer accepts the token (its TTL passed, the auth
   /// store changed), so long campaigns, leaderships and observers carry on. An etcd without
   /// authentication is used as is. Empty user: no authentication. Never appears in a message.
-  std::string user;
-  std::string password;
+  std::string user{};
+  std::string password{};
 
   /// Called for each ClientEvent, on the Client's executor. Must not block or throw. Empty:
   /// nothing is reported.
-  std::function<void(const ClientEvent&)> on_event;
+  std::function<void(const ClientEvent&)> on_event{};
 };
 
 /// One channel to an etcd cluster, shared by the Leases and Participants made from it.
@@ -116,10 +117,8 @@ class Client {
   /// (default_takeover_delay). Throws errc::client_closed, auth errors, operation_aborted.
   boost::asio::awaitable<std::string> server_version();
 
-  /// For the library's own classes.
-  const std::shared_ptr<detail::ClientCore>& core() const { return core_; }
-
  private:
+  friend struct detail::access;
   std::shared_ptr<detail::ClientCore> core_;
 };
 

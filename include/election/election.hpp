@@ -2,8 +2,8 @@
 #pragma once
 
 #include "election/client.hpp"
-#include "election/detail/race.hpp"
 #include "election/error.hpp"
+#include "election/first_of.hpp"
 #include "election/lease.hpp"
 #include "election/observer.hpp"
 #include "election/participant.hpp"

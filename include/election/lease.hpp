@@ -17,7 +17,8 @@ namespace election {
 
 namespace detail {
 class LeaseState;
-}
+struct access;
+}  // namespace detail
 
 struct LeaseOptions {
   /// Subtracted from "send time of the last acknowledged keep-alive + TTL" to give the local
@@ -82,10 +83,8 @@ class Lease {
   /// Asks etcd for the lease's remaining TTL and keys.
   boost::asio::awaitable<LeaseTimeToLive> time_to_live();
 
-  /// For the library's own classes.
-  const std::shared_ptr<detail::LeaseState>& state() const { return state_; }
-
  private:
+  friend struct detail::access;
   explicit Lease(std::shared_ptr<detail::LeaseState> state);
   void stop_keep_alive();
   std::shared_ptr<detail::LeaseState> state_;

@@ -14,6 +14,7 @@
 // Ours and etcdctl's run side by side in two elections on one etcd, killed within a
 // millisecond of each other, so both wait for the same pass of etcd's expiry loop: the
 // difference between them is the clients', not etcd's 500 ms granularity.
+#include "access.hpp"
 #include "common.hpp"
 
 #include <csignal>
@@ -82,19 +83,23 @@ int run_failover(const Config& config) {
 
       auto b = candidate(ours_name, "b", plan.ttl);
       auto cb = locker(ctl_name, plan.ttl);
-      io.sync(wait_count(*probe->core(), ours_name + "/", 2, 15s), 20s, "candidate b in line");
-      io.sync(wait_count(*probe->core(), ctl_name + "/", 2, 15s), 20s, "etcdctl b in line");
+      io.sync(wait_count(*election::detail::access::core(*probe), ours_name + "/", 2, 15s), 20s,
+              "candidate b in line");
+      io.sync(wait_count(*election::detail::access::core(*probe), ctl_name + "/", 2, 15s), 20s,
+              "etcdctl b in line");
       std::this_thread::sleep_for(50ms);
 
       // Renew, kill; the order alternates so neither is always first in etcd's expiry queue.
       std::int64_t ours_renewed = 0, ctl_renewed = 0, ours_killed = 0, ctl_killed = 0;
       auto crash_ours = [&] {
-        ours_renewed = io.sync(renew_lease(*probe->core(), ours_lease), 5s, "renew");
+        ours_renewed =
+            io.sync(renew_lease(*election::detail::access::core(*probe), ours_lease), 5s, "renew");
         a->signal(SIGKILL);
         ours_killed = now_us();
       };
       auto crash_ctl = [&] {
-        ctl_renewed = io.sync(renew_lease(*probe->core(), ctl_lease), 5s, "renew");
+        ctl_renewed =
+            io.sync(renew_lease(*election::detail::access::core(*probe), ctl_lease), 5s, "renew");
         ca->signal(SIGKILL);
         ctl_killed = now_us();
       };

@@ -5,6 +5,7 @@
 //   floor: N raw watches (the library's KeyWatch on the same gRPC bridge, same Client) on one
 //          key; a Put -> each watcher's event. Rounds of the two alternate.
 // Every observer's and watcher's event of every round is one sample.
+#include "access.hpp"
 #include "common.hpp"
 
 #include "watch.hpp"
@@ -98,10 +99,11 @@ struct Fanout {
     setup_ms = ms(now_us() - setup_start);
 
     floor_key = unique("fanout-floor");
-    const auto revision = co_await put_key(*leader_client->core(), floor_key, "f0");
+    const auto revision =
+        co_await put_key(*election::detail::access::core(*leader_client), floor_key, "f0");
     for (int i = 0; i < n; ++i) {
-      watchers.push_back(std::make_unique<detail::KeyWatch>(obs_client->core(), floor_key,
-                                                            std::string{}, revision + 1));
+      watchers.push_back(std::make_unique<detail::KeyWatch>(
+          election::detail::access::core(*obs_client), floor_key, std::string{}, revision + 1));
       auto loop = [this, i]() -> asio::awaitable<void> { co_await watch(i); };
       auto done = [this](std::exception_ptr e) { on_done(e); };
       asio::co_spawn(ex, loop, done);
@@ -116,7 +118,7 @@ struct Fanout {
       co_await wait_all(ours_count, k, k == 1 ? 60s : 20s, "every observer's event");
       co_await sleep_for(50ms);
       floor_sent[k] = now_us();
-      co_await put_key(*leader_client->core(), floor_key, "f" + tag);
+      co_await put_key(*election::detail::access::core(*leader_client), floor_key, "f" + tag);
       co_await wait_all(floor_count, k, k == 1 ? 60s : 20s, "every watcher's event");
       co_await sleep_for(50ms);
     }

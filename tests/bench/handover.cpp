@@ -12,6 +12,7 @@
 // delivers events to a watch that started at a past revision only from its sync loop, every
 // 100 ms, until the watch has caught up. A handover right after queueing would measure that
 // loop; the steady state, which every later handover sees, is what is measured here.
+#include "access.hpp"
 #include "common.hpp"
 
 #include "watch.hpp"
@@ -71,13 +72,15 @@ struct Handover {
     spawn_campaign(waiter);
 
     floor_key = unique("handover-floor");
-    const auto revision = co_await put_key(*client_d->core(), floor_key, "0");
-    watch.emplace(client_w->core(), floor_key, std::string{}, revision + 1);
+    const auto revision =
+        co_await put_key(*election::detail::access::core(*client_d), floor_key, "0");
+    watch.emplace(election::detail::access::core(*client_w), floor_key, std::string{},
+                  revision + 1);
   }
 
   // Returns milliseconds from resign() to the successor's win.
   asio::awaitable<double> ours_round() {
-    co_await wait_count(*client_a->core(), name + "/", 2, 10s);
+    co_await wait_count(*election::detail::access::core(*client_a), name + "/", 2, 10s);
     co_await sleep_for(settle);  // see the top of this file
     check();
     const auto t0 = now_us();
@@ -93,7 +96,7 @@ struct Handover {
 
   // Returns milliseconds from sending the delete to the watcher's event.
   asio::awaitable<double> floor_round() {
-    auto* core = client_d->core().get();
+    auto* core = election::detail::access::core(*client_d).get();
     co_await put_key(*core, floor_key, "x");
     // The watcher reads in the background, so the event is timed when it arrives, not when
     // the delete's own reply has come back.
@@ -157,7 +160,8 @@ class CtlHandover {
   // Milliseconds from SIGINT to the successor printing its key.
   double round(int r) {
     auto waiter = spawn("ctl-" + std::to_string(r + 1));
-    io_.sync(wait_count(*probe_.core(), name_ + "/", 2, 10s), 15s, "etcdctl waiter in line");
+    io_.sync(wait_count(*election::detail::access::core(probe_), name_ + "/", 2, 10s), 15s,
+             "etcdctl waiter in line");
     std::this_thread::sleep_for(settle);
     const auto t0 = now_us();
     leader_->signal(SIGINT);

@@ -12,6 +12,7 @@
 // Beside it, K `etcdctl elect` processes wait in the same election: their VmRSS and threads
 // are the cost of one Go participant, and their CPU over the same window, times N, what N of
 // them would cost.
+#include "access.hpp"
 #include "common.hpp"
 
 #include <csignal>
@@ -57,12 +58,13 @@ struct Scale {
       };
       asio::co_spawn(ex, campaign, done);
     }
-    co_await wait_count(*client->core(), name + "/", n + 1, std::chrono::seconds(120), 10ms);
+    co_await wait_count(*election::detail::access::core(*client), name + "/", n + 1,
+                        std::chrono::seconds(120), 10ms);
     co_return ms(now_us() - t0);
   }
 
   asio::awaitable<bool> still_queued() {
-    const auto count = co_await count_prefix(*client->core(), name + "/");
+    const auto count = co_await count_prefix(*election::detail::access::core(*client), name + "/");
     co_return count >= n + 1 && first->is_leader() && !failure;
   }
 
@@ -109,8 +111,9 @@ int run_scale(const Config& config) {
                                  "ctl-" + std::to_string(i)},
         config.work / "scale-etcdctl.err"));
   }
-  io.sync(wait_count(*s.client->core(), s.name + "/", n + 1 + ctl_count, 20s, 10ms), 30s,
-          "etcdctl in line");
+  io.sync(wait_count(*election::detail::access::core(*s.client), s.name + "/", n + 1 + ctl_count,
+                     20s, 10ms),
+          30s, "etcdctl in line");
   // A lease opens its keep-alive stream at its first renewal, a third of the TTL after the
   // grant: the idle window starts once every participant is past that, in its steady state.
   std::this_thread::sleep_for(s.ttl / 3 + 1s);

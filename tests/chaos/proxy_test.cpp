@@ -3,8 +3,8 @@
 // connection open (it would turn the runner's faults into silent connections). With a delay it
 // holds bytes back by that much each way, in order, without a limit on throughput, and still
 // closes at once.
-#include "children.hpp"
 #include "proxy.hpp"
+#include "children.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -26,7 +26,8 @@ using namespace std::chrono_literals;
 // An echo server on a free loopback port: what the proxy forwards to.
 class Echo {
  public:
-  explicit Echo(asio::io_context& io) : acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
+  explicit Echo(asio::io_context& io)
+      : acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
     asio::co_spawn(io, accept_loop(), asio::detached);
   }
   tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
@@ -64,9 +65,9 @@ asio::awaitable<Outcome> read_within(tcp::socket& socket, std::string& got, std:
                                      std::chrono::milliseconds limit) {
   got.assign(want, '\0');
   asio::steady_timer timer(socket.get_executor(), limit);
-  auto result = co_await (asio::async_read(socket, asio::buffer(got),
-                                           asio::as_tuple(asio::use_awaitable)) ||
-                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  auto result =
+      co_await (asio::async_read(socket, asio::buffer(got), asio::as_tuple(asio::use_awaitable)) ||
+                timer.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (result.index() == 1) co_return Outcome::silent;
   const auto [ec, n] = std::get<0>(result);
   if (ec) co_return Outcome::closed;
@@ -101,7 +102,7 @@ void run(asio::io_context& io, Body body) {
 
 }  // namespace
 
-TEST_CASE("proxy: forwards both ways until cut; a cut connection is closed at once") {
+TEST_CASE("proxy: forwards both ways until cut and a cut connection is closed at once") {
   asio::io_context io;
   Echo echo(io);
   chaos::Proxy proxy(io.get_executor(), echo.endpoint());

@@ -1,7 +1,9 @@
 // The gRPC <-> Asio bridge against a real etcd: cancellation through `||`, streams that outlive
 // a cancelled read, and a stream destroyed while a read waits.
+#include "access.hpp"
 #include "client_core.hpp"
 #include "election/election.hpp"
+#include "etcd/v3election.grpc.pb.h"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
@@ -21,15 +23,24 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// etcd's Election service. The library does not use it (it runs the protocol on KV and Watch),
+// but its Campaign is a unary call that blocks in the server while another candidate leads, and
+// its Observe a server stream: what the bridge's cancellation is shown on here.
+using ElectionStub = v3electionpb::Election::Stub;
+
+std::unique_ptr<ElectionStub> election_service(election::detail::ClientCore& core) {
+  return v3electionpb::Election::NewStub(core.channel());
+}
+
 asio::awaitable<v3electionpb::CampaignResponse> campaign(election::detail::ClientCore& core,
+                                                         ElectionStub& stub,
                                                          const std::string& name,
                                                          std::int64_t lease) {
   v3electionpb::CampaignRequest request;
   request.set_name(name);
   request.set_lease(lease);
   request.set_value("v");
-  return core.call("campaign", core.election().async(),
-                   &v3electionpb::Election::Stub::async::Campaign, std::move(request));
+  return core.call("campaign", stub.async(), &ElectionStub::async::Campaign, std::move(request));
 }
 
 asio::awaitable<std::int64_t> count_keys(election::detail::ClientCore& core,
@@ -46,13 +57,13 @@ asio::awaitable<std::int64_t> count_keys(election::detail::ClientCore& core,
 }
 
 election::detail::ServerStream<v3electionpb::LeaderResponse> observe(
-    election::detail::ClientCore& core, const std::string& name) {
+    election::detail::ClientCore& core, ElectionStub& stub, const std::string& name) {
   v3electionpb::LeaderRequest request;
   request.set_name(name);
   return election::detail::start_server_stream<v3electionpb::LeaderResponse>(
       core.tracker(), core.executor(), core.stream_context(),
-      [&core, request](auto* ctx, auto* reactor) {
-        core.election().async()->Observe(ctx, &request, reactor);
+      [&stub, request](auto* ctx, auto* reactor) {
+        stub.async()->Observe(ctx, &request, reactor);
       });
 }
 
@@ -62,16 +73,17 @@ TEST_CASE("a unary call raced against a timer returns at the timer and is cancel
           "[bridge]") {
   run([]() -> asio::awaitable<void> {
     election::Client client(co_await asio::this_coro::executor, fixture_options());
-    auto& core = *client.core();
+    auto& core = *election::detail::access::core(client);
+    auto stub = election_service(core);
     const auto name = election::test::unique_name("bridge-unary");
     auto leader = co_await election::Lease::grant(client, 10s);
     auto waiter = co_await election::Lease::grant(client, 10s);
-    co_await campaign(core, name, leader.id());
+    co_await campaign(core, *stub, name, leader.id());
 
     asio::steady_timer timer(client.get_executor(), 300ms);
     const auto start = Clock::now();
-    auto result =
-        co_await (campaign(core, name, waiter.id()) || timer.async_wait(asio::use_awaitable));
+    auto result = co_await (campaign(core, *stub, name, waiter.id()) ||
+                            timer.async_wait(asio::use_awaitable));
     const auto elapsed = Clock::now() - start;
     CHECK(result.index() == 1);
     CHECK(elapsed >= 300ms);
@@ -93,9 +105,10 @@ TEST_CASE("a stream read raced against a timer returns at the timer, and the str
           "[bridge]") {
   run([]() -> asio::awaitable<void> {
     election::Client client(co_await asio::this_coro::executor, fixture_options());
-    auto& core = *client.core();
+    auto& core = *election::detail::access::core(client);
+    auto stub = election_service(core);
     const auto name = election::test::unique_name("bridge-stream");
-    auto stream = observe(core, name);
+    auto stream = observe(core, *stub, name);
 
     asio::steady_timer timer(client.get_executor(), 300ms);
     const auto start = Clock::now();
@@ -106,7 +119,7 @@ TEST_CASE("a stream read raced against a timer returns at the timer, and the str
     CHECK(elapsed < 1s);
 
     auto lease = co_await election::Lease::grant(client, 10s);
-    auto won = co_await campaign(core, name, lease.id());
+    auto won = co_await campaign(core, *stub, name, lease.id());
     auto message = co_await stream.async_read(asio::use_awaitable);
     REQUIRE(message.has_value());
     CHECK(message->kv().key() == won.leader().key());
@@ -118,9 +131,10 @@ TEST_CASE("a stream read raced against a timer returns at the timer, and the str
 TEST_CASE("a stream destroyed while a read waits ends the read cleanly", "[bridge]") {
   run([]() -> asio::awaitable<void> {
     election::Client client(co_await asio::this_coro::executor, fixture_options());
-    auto& core = *client.core();
+    auto& core = *election::detail::access::core(client);
+    auto stub = election_service(core);
     auto stream = std::make_unique<election::detail::ServerStream<v3electionpb::LeaderResponse>>(
-        observe(core, election::test::unique_name("bridge-destroy")));
+        observe(core, *stub, election::test::unique_name("bridge-destroy")));
 
     bool ended = false;
     // The reader touches the stream only to start its read, as the bridge allows.
@@ -146,7 +160,8 @@ TEST_CASE("destroying a Client cancels its calls in flight", "[bridge][client]")
     const auto name = election::test::unique_name("bridge-close");
     auto leader = co_await election::Lease::grant(*client, 10s);
     auto waiter = co_await election::Lease::grant(*client, 10s);
-    co_await campaign(*client->core(), name, leader.id());
+    auto stub = election_service(*election::detail::access::core(*client));
+    co_await campaign(*election::detail::access::core(*client), *stub, name, leader.id());
 
     boost::system::error_code outcome;
     bool finished = false;
@@ -154,7 +169,7 @@ TEST_CASE("destroying a Client cancels its calls in flight", "[bridge][client]")
         executor,
         [&]() -> asio::awaitable<void> {
           try {
-            co_await campaign(*client->core(), name, waiter.id());
+            co_await campaign(*election::detail::access::core(*client), *stub, name, waiter.id());
           } catch (const boost::system::system_error& e) {
             outcome = e.code();
           }
@@ -163,14 +178,15 @@ TEST_CASE("destroying a Client cancels its calls in flight", "[bridge][client]")
         asio::detached);
     co_await sleep_for(200ms);
     const auto start = Clock::now();
-    auto core = client->core();  // keeps the stubs alive for the leases' handles
+    auto core =
+        election::detail::access::core(*client);  // keeps the stubs alive for the leases' handles
     client.reset();
     CHECK(Clock::now() - start < 1s);
     while (!finished) co_await sleep_for(10ms);
     CHECK(outcome == asio::error::operation_aborted);
     // Later calls fail at once, naming why.
     try {
-      co_await campaign(*core, name, waiter.id());
+      co_await campaign(*core, *stub, name, waiter.id());
       FAIL("a closed client made a call");
     } catch (const boost::system::system_error& e) {
       CHECK(e.code() == election::errc::client_closed);

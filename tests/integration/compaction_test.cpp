@@ -1,4 +1,5 @@
 // Watches and observers when the history they would resume from has been compacted away.
+#include "access.hpp"
 #include "client_core.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
@@ -42,7 +43,8 @@ TEST_CASE("a watch from a compacted revision fails with errc::compacted", "[watc
     const auto first = co_await p.put_if_leader(key + "-data", "1");
     const auto last = co_await p.put_if_leader(key + "-data", "2");
     compact(client.options().endpoints.front(), last);
-    election::detail::KeyWatch watch(client.core(), key + "-data", {}, first);
+    election::detail::KeyWatch watch(election::detail::access::core(client), key + "-data", {},
+                                     first);
     boost::system::error_code code;
     try {
       co_await watch.next();

@@ -1,6 +1,7 @@
 // The API's edges: calls cut short, calls that overlap on one object, input that could wedge an
 // election, and values as large as the library accepts. Each test here is a way a careful user
 // could break the safety promise (no phantom leader, no crash, no wedged election).
+#include "access.hpp"
 #include "chaos/proxy.hpp"
 #include "client_core.hpp"
 #include "election/election.hpp"
@@ -49,14 +50,14 @@ election::test::EtcdCluster private_etcd(const std::string& name) {
 
 asio::awaitable<std::vector<mvccpb::KeyValue>> candidates(election::Client& client,
                                                           const std::string& name) {
-  auto reply = co_await election::detail::range(*client.core(), name + "/",
+  auto reply = co_await election::detail::range(*election::detail::access::core(client), name + "/",
                                                 election::detail::prefix_end(name + "/"));
   co_return std::vector<mvccpb::KeyValue>(reply.kvs().begin(), reply.kvs().end());
 }
 
 // The TTL etcd has left for a lease: -1 once it is gone.
 asio::awaitable<std::int64_t> remaining_ttl(election::Client& client, std::int64_t lease) {
-  auto& core = *client.core();
+  auto& core = *election::detail::access::core(client);
   etcdserverpb::LeaseTimeToLiveRequest request;
   request.set_id(lease);
   auto reply =
@@ -154,7 +155,7 @@ TEST_CASE("a term ended by the deletion of its key revokes its lease", "[hardeni
     const auto name = election::test::unique_name("term-deleted");
     Participant p(client, name, "a", ttl(10s));
     const auto key = co_await p.campaign();
-    auto& core = *client.core();
+    auto& core = *election::detail::access::core(client);
     etcdserverpb::DeleteRangeRequest del;
     del.set_key(key.key);
     co_await core.call("delete", core.kv().async(), &etcdserverpb::KV::Stub::async::DeleteRange,
@@ -281,7 +282,7 @@ TEST_CASE("two proclaims at once: the second is refused with invalid_argument",
   });
 }
 
-TEST_CASE("fenced writes at once all land; resign while they fly fences the rest",
+TEST_CASE("fenced writes at once all land and resign while they fly fences the rest",
           "[hardening][overlap]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
@@ -521,7 +522,7 @@ TEST_CASE("three candidates with values near the limit: catch-up and restart and
 
         // A restart, then a compaction of everything before now: the election is read again.
         etcd.restart_member(0);
-        auto& core = *client.core();
+        auto& core = *election::detail::access::core(client);
         auto now = co_await election::detail::range(core, name + "/",
                                                     election::detail::prefix_end(name + "/"));
         REQUIRE(now.kvs_size() == 3);
@@ -642,7 +643,7 @@ TEST_CASE("after a 30 s suspend with TTL 10 s the leader knows at once that it n
     co_await sleep_for(100ms);
     // The host sleeps for 30 s: boot time (what etcd's clock tracks) runs on, CLOCK_MONOTONIC
     // and every steady timer do not. Acted out on the Client's injectable time source.
-    client.core()->time().suspend_for(30s);
+    election::detail::access::core(client)->time().suspend_for(30s);
     CHECK_FALSE(p.is_leader());  // judged on boot time: at once, before any timer runs
     const auto woke = Clock::now();
     co_await require_within([&] { return ended.has_value(); }, 2s, "keep_alive() to end");
@@ -655,7 +656,7 @@ TEST_CASE("after a 30 s suspend with TTL 10 s the leader knows at once that it n
 
 // --- 12. safe by default on the etcd people run -------------------------------------------
 
-TEST_CASE("the default takeover delay follows etcd's version; a set one always wins",
+TEST_CASE("the default takeover delay follows etcd's version and a set one always wins",
           "[hardening][takeover-delay]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;

@@ -1,4 +1,5 @@
 // Participant against a real etcd: the points of "the election, done right".
+#include "access.hpp"
 #include "client_core.hpp"
 #include "election/election.hpp"
 #include "kv.hpp"
@@ -38,7 +39,7 @@ std::filesystem::path work_path(const std::string& name) {
 // Keys under the election's prefix, as etcd has them now.
 asio::awaitable<std::vector<mvccpb::KeyValue>> candidates(election::Client& client,
                                                           const std::string& name) {
-  auto reply = co_await election::detail::range(*client.core(), name + "/",
+  auto reply = co_await election::detail::range(*election::detail::access::core(client), name + "/",
                                                 election::detail::prefix_end(name + "/"));
   co_return std::vector<mvccpb::KeyValue>(reply.kvs().begin(), reply.kvs().end());
 }
@@ -67,7 +68,7 @@ asio::awaitable<boost::system::error_code> error_of(F f) {
 
 }  // namespace
 
-TEST_CASE("campaign returns the leader key; resign ends leadership", "[participant]") {
+TEST_CASE("campaign returns the leader key and resign ends leadership", "[participant]") {
   run([]() -> asio::awaitable<void> {
     election::Client client(co_await asio::this_coro::executor, fixture_options());
     const auto name = election::test::unique_name("basic");
@@ -462,7 +463,8 @@ TEST_CASE("a fenced write succeeds while leading and is refused by etcd after le
     const auto stale = co_await error_of([&] { return a.put_if_leader(name + "-data", "stale"); });
     CHECK(stale == errc::not_leader);
     co_await b.put_if_leader(name + "-data", "from b");
-    auto data = co_await election::detail::range(*client.core(), name + "-data");
+    auto data =
+        co_await election::detail::range(*election::detail::access::core(client), name + "-data");
     REQUIRE(data.kvs_size() == 1);
     CHECK(data.kvs(0).value() == "from b");
     co_await b.resign();

@@ -1,5 +1,6 @@
 // TLS, mutual TLS and etcd authentication, against private etcd servers that
 // cmake/etcd-security.sh starts on 127.0.0.1 (certificates made with openssl at test time).
+#include "access.hpp"
 #include "client_core.hpp"
 #include "election/election.hpp"
 #include "kv.hpp"
@@ -194,8 +195,9 @@ void election_scenario(const SecureEtcd& etcd, const election::ClientOptions& op
         REQUIRE(b_queued);
         co_await sleep_for(3s);  // past b's TTL: only its keep-alive holds its place
         CHECK_FALSE(b_key);
-        auto state = co_await election::detail::range(*client.core(), name + "/",
-                                                      election::detail::prefix_end(name + "/"));
+        auto state =
+            co_await election::detail::range(*election::detail::access::core(client), name + "/",
+                                             election::detail::prefix_end(name + "/"));
         CHECK(state.kvs_size() == 2);
         CHECK(a.is_leader());
 
@@ -386,8 +388,9 @@ TEST_CASE("an expiring token is renewed mid-campaign and mid-leadership and mid-
         const bool b_queued = co_await wait_until([&] { return b.lease_id().has_value(); }, 5s);
         REQUIRE(b_queued);
         co_await sleep_for(500ms);
-        auto queued = co_await election::detail::range(
-            *client.core(), election::detail::candidate_key(name, *b.lease_id()));
+        auto queued =
+            co_await election::detail::range(*election::detail::access::core(client),
+                                             election::detail::candidate_key(name, *b.lease_id()));
         REQUIRE(queued.kvs_size() == 1);
         const auto b_place = queued.kvs(0).create_revision();
 
@@ -544,8 +547,9 @@ TEST_CASE("an observer and a waiting campaign ride out etcd away while their tok
         asio::co_spawn(executor, b_campaign(), asio::detached);
         co_await wait_until([&] { return b.lease_id().has_value(); }, 5s);
         co_await sleep_for(500ms);
-        auto queued = co_await election::detail::range(
-            *client.core(), election::detail::candidate_key(name, *b.lease_id()));
+        auto queued =
+            co_await election::detail::range(*election::detail::access::core(client),
+                                             election::detail::candidate_key(name, *b.lease_id()));
         REQUIRE(queued.kvs_size() == 1);
         const auto b_place = queued.kvs(0).create_revision();
 
@@ -581,7 +585,7 @@ TEST_CASE("an observer and a waiting campaign ride out etcd away while their tok
       60s);
 }
 
-TEST_CASE("a permission lost is reported by one next(); a later next() tries again",
+TEST_CASE("a permission lost is reported by one next() and a later next() tries again",
           "[security][auth]") {
   SecureEtcd etcd("auth");
   run(

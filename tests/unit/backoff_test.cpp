@@ -1,4 +1,4 @@
-#include "election/detail/backoff.hpp"
+#include "backoff.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -130,8 +130,9 @@ TEST_CASE("a lost lease ends the campaign with its reason", "[campaign-engine]")
   CHECK(step.error == errc::lease_expired);
 }
 
-TEST_CASE("etcd out of reach: entering and confirming pause and try again; other failures end it",
-          "[campaign-engine]") {
+TEST_CASE(
+    "etcd out of reach: entering and confirming pause and try again but other failures end it",
+    "[campaign-engine]") {
   auto e = engine();
   REQUIRE(e.start(7).what == Do::enter);
   auto step = e.failed(Do::enter, errc::unreachable, "campaign: no connection");

@@ -1,5 +1,10 @@
 #include "election/error.hpp"
 #include "client_core.hpp"
+#include "throw.hpp"
+
+#include <fstream>
+#include <regex>
+#include <sstream>
 
 #include <boost/asio/error.hpp>
 #include <catch2/catch.hpp>
@@ -52,13 +57,49 @@ TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
   CHECK(other.value() == static_cast<int>(StatusCode::UNAVAILABLE));
 }
 
-TEST_CASE("a thrown error keeps the server's message", "[errors]") {
+TEST_CASE("a thrown error says what was done, and keeps the server's message apart", "[errors]") {
   try {
-    election::throw_error(errc::ttl_refused, "lease grant: etcdserver: too large lease TTL");
+    election::throw_error(errc::ttl_refused, "lease grant: TTL 0 s");
     FAIL("nothing thrown");
-  } catch (const boost::system::system_error& e) {
+  } catch (const election::error& e) {
     CHECK(e.code() == errc::ttl_refused);
-    CHECK_THAT(e.what(), Catch::Contains("too large lease TTL"));
+    CHECK_THAT(e.what(), Catch::Contains("lease grant: TTL 0 s"));
     CHECK_THAT(e.what(), Catch::Contains("refused the requested lease TTL"));
+    CHECK(e.server_message().empty());  // the library's own failure
   }
+  election::detail::ClientCore core(boost::asio::system_executor(), {.endpoints = {"127.0.0.1:1"}});
+  try {
+    core.throw_status(
+        grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "etcdserver: permission denied"),
+        "campaign");
+    FAIL("nothing thrown");
+  } catch (const election::error& e) {
+    CHECK(e.code() == errc::permission_denied);
+    CHECK_THAT(e.what(), Catch::StartsWith("campaign: etcdserver: permission denied"));
+    CHECK(e.server_message() == "etcdserver: permission denied");
+  }
+}
+
+TEST_CASE("each errc's sentence in error.hpp is its message()", "[errors]") {
+  std::ifstream header(ELECTION_SOURCE_DIR "/include/election/error.hpp");
+  REQUIRE(header);
+  std::stringstream text;
+  text << header.rdbuf();
+  // "  /// Sentence.\n  name," or "  /// Sentence.\n  name = 1,"
+  const std::regex entry(R"(///\s*([^\n]*)\n\s*([a-z_]+)(\s*=\s*1)?,)");
+  std::map<std::string, std::string> documented;
+  const auto all = text.str();
+  for (std::sregex_iterator it(all.begin(), all.end(), entry), end; it != end; ++it)
+    documented[(*it)[2]] = (*it)[1];
+  int checked = 0;
+  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::tls_failed); ++e) {
+    const boost::system::error_code ec = static_cast<errc>(e);
+    bool found = false;
+    for (const auto& [name, sentence] : documented)
+      if (sentence == ec.message()) found = true;
+    INFO("errc value " << e << ": " << ec.message());
+    CHECK(found);
+    ++checked;
+  }
+  CHECK(checked == static_cast<int>(documented.size()));
 }

@@ -1,4 +1,4 @@
-#include "election/detail/leader_tracker.hpp"
+#include "leader_tracker.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "election/detail/lease_clock.hpp"
+#include "lease_clock.hpp"
 
 #include <catch2/catch.hpp>
 

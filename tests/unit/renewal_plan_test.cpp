@@ -130,8 +130,9 @@ TEST_CASE("a round trip longer than the period is pipelined: one renewal a perio
     CHECK(run.sends[i].at - run.sends[i - 1].at >= 1s - 250ms);
 }
 
-TEST_CASE("a stuck stream gets a second one beside it; its late answers still count, then it goes",
-          "[renewal-plan]") {
+TEST_CASE(
+    "a stuck stream gets a second one beside it whose late answers still count and then it goes",
+    "[renewal-plan]") {
   Run run;
   LeaseClock a(t0, 5s, 500ms), b(t0, 5s, 500ms);
   bool hold = false;
@@ -216,7 +217,7 @@ TEST_CASE("a time 30 s on (a suspended host) loses the lease at the next look",
   CHECK(run.lost[1] == errc::lease_deadline_passed);
 }
 
-TEST_CASE("etcd's TTL 0 loses the lease; answers for a removed lease are ignored",
+TEST_CASE("etcd's TTL 0 loses the lease and answers for a removed lease are ignored",
           "[renewal-plan]") {
   Run run;
   LeaseClock a(t0, 3s, 300ms), b(t0, 3s, 300ms);

@@ -1,4 +1,4 @@
-// Racing awaitables: the first to complete, succeed or fail, decides.
+// election::first_of: race two awaitables; the first to complete, succeed or fail, decides.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -12,9 +12,9 @@
 #include <type_traits>
 #include <variant>
 
-namespace election::detail {
+namespace election {
 
-namespace race_detail {
+namespace detail::race {
 template <class T>
 struct Lift {
   static boost::asio::awaitable<T> run(boost::asio::awaitable<T> a) { return a; }
@@ -28,7 +28,7 @@ struct Lift<void> {
 };
 template <class T>
 using Value = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
-}  // namespace race_detail
+}  // namespace detail::race
 
 /// Runs `a` and `b` concurrently; when the first completes, the other is cancelled and waited
 /// for. Returns the first's value (std::monostate for void), or rethrows its exception.
@@ -36,17 +36,21 @@ using Value = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 /// Unlike Boost 1.81's awaitable `||`, which waits for the first *success* (so a failure of one
 /// side waits on the other, and two failures become multiple_exceptions), the first outcome
 /// decides here, whatever it is.
+///
+/// The loser is cancelled with every cancellation type: an operation that honours total
+/// cancellation (Observer::next, Participant::keep_alive) loses nothing when it loses; one
+/// whose cancellation has effects (a campaign withdraws) has them.
 template <class A, class B>
-boost::asio::awaitable<std::variant<race_detail::Value<A>, race_detail::Value<B>>> first_of(
+boost::asio::awaitable<std::variant<detail::race::Value<A>, detail::race::Value<B>>> first_of(
     boost::asio::awaitable<A> a, boost::asio::awaitable<B> b) {
   namespace asio = boost::asio;
   auto executor = co_await asio::this_coro::executor;
   auto [order, e0, r0, e1, r1] =
       co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(executor, race_detail::Lift<A>::run(std::move(a)), asio::deferred),
-          asio::co_spawn(executor, race_detail::Lift<B>::run(std::move(b)), asio::deferred))
+          asio::co_spawn(executor, detail::race::Lift<A>::run(std::move(a)), asio::deferred),
+          asio::co_spawn(executor, detail::race::Lift<B>::run(std::move(b)), asio::deferred))
           .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-  using Result = std::variant<race_detail::Value<A>, race_detail::Value<B>>;
+  using Result = std::variant<detail::race::Value<A>, detail::race::Value<B>>;
   if (order[0] == 0) {
     if (e0) std::rethrow_exception(e0);
     co_return Result(std::in_place_index<0>, std::move(r0));
@@ -55,8 +59,4 @@ boost::asio::awaitable<std::variant<race_detail::Value<A>, race_detail::Value<B>
   co_return Result(std::in_place_index<1>, std::move(r1));
 }
 
-}  // namespace election::detail
-
-namespace election {
-using detail::first_of;
 }  // namespace election

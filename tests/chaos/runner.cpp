@@ -598,7 +598,13 @@ class Runner {
 
   void record(const std::string& kind, const std::string& target, const std::string& row,
               std::int64_t from_us) {
-    faults_.push_back({kind, target, row, from_us, now_us()});
+    chaos::Fault fault;
+    fault.kind = kind;
+    fault.target = target;
+    fault.row = row;
+    fault.from_us = from_us;
+    fault.to_us = now_us();
+    faults_.push_back(std::move(fault));
     log(kind + " " + target + ": done after " +
         std::to_string((faults_.back().to_us - from_us) / 1000) + " ms");
   }

@@ -309,7 +309,8 @@ class Runner {
       start_worker(slot);
     }
     window_from_us_ = now_us();
-    if (!co_await wait_for_leader(15s)) log("no leader within 15 s of the start");
+    const bool led = co_await wait_for_leader(15s);
+    if (!led) log("no leader within 15 s of the start");
 
     const auto faults_end = Clock::now() + std::chrono::seconds(options_.duration_s);
     std::vector<std::string> deck = options_.faults.empty() ? all_fault_kinds() : options_.faults;

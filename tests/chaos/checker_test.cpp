@@ -1,5 +1,6 @@
 // The chaos checker on hand-written runs: what must pass, and every rule failing once.
 #include "checker.hpp"
+#include "report.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -304,4 +305,39 @@ TEST_CASE("quorum outages are cut out of a gap", "[chaos][checker]") {
   CHECK(parts[0].to_us == 2);
   CHECK(parts[1].from_us == 3);
   CHECK(parts[1].to_us == 8);
+}
+
+TEST_CASE("the summary gives the takeover after a leader killed in the midst of a fault",
+          "[chaos][report]") {
+  auto input = clean_handover();
+  // a is killed at 4 s; b, next in line, is elected at 5.1 s.
+  input.workers[0] = worker("a", {elected(1 * s, 2)}, 4 * s);
+  const auto result = chaos::check(input);
+  chaos::RunInfo run;
+  run.ttl_s = 3;
+  run.end_us = 20 * s;
+  chaos::Fault fault;
+  fault.kind = "freeze-watch";
+  fault.target = "b watch on m2, leader a killed";
+  fault.row = "m2";
+  fault.from_us = 3800'000;
+  fault.to_us = 10 * s;
+  fault.killed_us = 4 * s;
+  fault.killed_row = "w1";
+  fault.next_in_line = "b";
+  run.notes.push_back("freeze-watch skipped at 12.000 s: no leader");
+  const auto text = chaos::summary(run, {fault}, input, result);
+  INFO(text);
+  CHECK(text.find("freeze-watch at 4.000 s (b watch on m2, leader a killed): successor b, the "
+                  "next in line, led 1.100 s after the kill (TTL 3 s)\n") != std::string::npos);
+  CHECK(text.find("leader kills in the midst of a fault: 1, slowest takeover 1.100 s after the "
+                  "kill\n") != std::string::npos);
+  CHECK(text.find("freeze-watch skipped at 12.000 s: no leader\n") != std::string::npos);
+
+  fault.next_in_line = "c";
+  const auto other = chaos::summary(run, {fault}, input, result);
+  CHECK(other.find("successor b (not c, the next in line) led 1.100 s") != std::string::npos);
+
+  const auto svg = chaos::timeline_svg(run, {fault}, input, result);
+  CHECK(svg.find("freeze-watch: the leader SIGKILLed at 4.000 s") != std::string::npos);
 }

@@ -49,6 +49,7 @@ const char* fault_colour(const std::string& kind) {
   if (kind == "freeze-member") return "#17becf";
   if (kind == "kill-member") return "#9467bd";
   if (kind == "restart-cluster") return "#8c564b";
+  if (kind == "freeze-watch") return "#c51b7d";
   return "#bcbd22";
 }
 
@@ -103,6 +104,38 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   for (const auto& w : leaderless) electing += w.length();
   out << "etcd electing a raft leader after the runner took its leader away: " << leaderless.size()
       << " times, " << secs(electing) << " in all\n";
+  // The takeover after each kill of a leader in the midst of a fault (freeze-watch): the kill
+  // to the next `elected` of any worker.
+  std::int64_t slowest = -1;
+  int kills = 0;
+  for (const auto& f : faults) {
+    if (f.killed_us == 0) continue;
+    ++kills;
+    std::int64_t next_at = 0;
+    std::string next_node;
+    for (const auto& w : input.workers)
+      for (const auto& e : w.events)
+        if (e.event() == "elected" && e.mono_us() >= f.killed_us &&
+            (next_node.empty() || e.mono_us() < next_at)) {
+          next_at = e.mono_us();
+          next_node = e.node();
+        }
+    out << f.kind << " at " << secs(f.killed_us - run.start_us) << " (" << f.target << "): ";
+    if (next_node.empty()) {
+      out << "no worker led after the kill\n";
+      continue;
+    }
+    out << "successor " << next_node
+        << (next_node == f.next_in_line ? ", the next in line,"
+                                        : " (not " + f.next_in_line + ", the next in line)")
+        << " led " << secs(next_at - f.killed_us) << " after the kill (TTL " << run.ttl_s
+        << " s)\n";
+    slowest = std::max(slowest, next_at - f.killed_us);
+  }
+  if (kills > 0)
+    out << "leader kills in the midst of a fault: " << kills << ", slowest takeover "
+        << (slowest < 0 ? std::string("none") : secs(slowest)) << " after the kill\n";
+  for (const auto& note : run.notes) out << note << "\n";
   out << "keys left under the election: " << input.keys_left.size() << "\n";
   if (result.ok()) {
     out << "verdict: PASS\n";
@@ -197,6 +230,15 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
         << R"(" stroke-width="1" stroke-dasharray="2,3"/>)"
         << "\n";
     lane = (lane + 1) % 2;
+    if (f.killed_us != 0 && !f.killed_row.empty()) {
+      // The leader SIGKILLed in the midst of it: a mark on that worker's row.
+      const double kx = x(f.killed_us);
+      svg << R"(<rect x=")" << kx << R"(" y=")" << row_y(f.killed_row) << R"(" width="5" height=")"
+          << row_h << R"(" fill=")" << colour << R"(" fill-opacity="0.9"><title>)"
+          << xml_escape(f.kind + ": the leader SIGKILLed at " + secs(f.killed_us - run.start_us) +
+                        " (" + f.target + ")")
+          << "</title></rect>\n";
+    }
   }
   // Terms on top of the fault bands, so who led stays readable.
   for (const auto& t : result.terms) {
@@ -238,7 +280,7 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
   };
   legend(term_colour(1), "leads (one colour per slot)", 1);
   for (const char* kind : {"kill-leader", "pause-leader", "cut-worker", "slow-link",
-                           "freeze-member", "kill-member", "restart-cluster"})
+                           "freeze-member", "kill-member", "restart-cluster", "freeze-watch"})
     legend(fault_colour(kind), kind, 0.45);
   lx = left;
   const double ly2 = ly + 22;

@@ -18,6 +18,12 @@ struct Fault {
   std::string row;
   std::int64_t from_us = 0;
   std::int64_t to_us = 0;
+  /// A fault that also SIGKILLs the leader worker in its midst (freeze-watch): when, that
+  /// worker's row, and the node next in line then, the one expected to lead after it. The
+  /// summary measures the kill to the next `elected`. 0 and empty for the other kinds.
+  std::int64_t killed_us = 0;
+  std::string killed_row;
+  std::string next_in_line;
 };
 
 struct RunInfo {
@@ -30,6 +36,8 @@ struct RunInfo {
   std::int64_t start_us = 0;  ///< time zero of the timeline
   std::int64_t end_us = 0;
   std::string command;
+  /// Lines for the summary about faults the runner meant to inject and did not (and why).
+  std::vector<std::string> notes;
 };
 
 std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const CheckInput& input,

@@ -6,11 +6,17 @@
 //                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
 //                [--faults KIND,KIND...] [--slow-link-ms MS]
 //
-// --faults narrows the deck to some kinds (to chase one failure); by default it holds all seven:
-// kill-leader, pause-leader, cut-worker, slow-link, freeze-member, kill-member, restart-cluster.
+// --faults narrows the deck to some kinds (to chase one failure); by default it holds all eight:
+// kill-leader, pause-leader, cut-worker, slow-link, freeze-member, kill-member, restart-cluster,
+// freeze-watch.
 // slow-link puts one worker (half the time the leader) at the end of a slow link for 10-20 s:
 // every byte between it and every etcd member is held back --slow-link-ms (default 300) each
 // way by its proxies, as with an etcd in another region; a leader so slowed should keep leading.
+// freeze-watch SIGSTOPs the member the next candidate in line watches the election on (from its
+// `stream` events; never the raft leader: etcdctl move-leader first), SIGKILLs the leader worker
+// 200 ms later (a new worker takes its slot), and thaws the member TTL + 3 s after the kill: the
+// candidate must learn of its win from a watch that moved off the frozen member. The summary
+// gives the time from each such kill to the next `elected`.
 //
 // Exit 0 when the checker passes, 1 when it fails, 2 on bad usage or a broken set-up.
 // Everything it starts is stopped by pid (pid files in DIR), also when it fails or is
@@ -86,6 +92,13 @@ void write_text(const fs::path& file, const std::string& text) {
   out << text;
 }
 
+// A lease id as leader-worker prints it (and as candidate keys end).
+std::string hex(std::int64_t id) {
+  char out[24];
+  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(id));
+  return out;
+}
+
 std::string trim(std::string s) {
   s.erase(0, s.find_first_not_of(" \t\r\n"));
   s.erase(s.find_last_not_of(" \t\r\n") + 1);
@@ -111,8 +124,8 @@ struct Options {
 };
 
 std::vector<std::string> all_fault_kinds() {
-  return {"kill-leader",   "pause-leader", "cut-worker",     "slow-link",
-          "freeze-member", "kill-member",  "restart-cluster"};
+  return {"kill-leader",   "pause-leader", "cut-worker",      "slow-link",
+          "freeze-member", "kill-member",  "restart-cluster", "freeze-watch"};
 }
 
 // --- child processes: see children.hpp ----------------------------------------------------
@@ -296,7 +309,8 @@ class Runner {
       start_worker(slot);
     }
     window_from_us_ = now_us();
-    if (!co_await wait_for_leader(15s)) log("no leader within 15 s of the start");
+    const bool led = co_await wait_for_leader(15s);
+    if (!led) log("no leader within 15 s of the start");
 
     const auto faults_end = Clock::now() + std::chrono::seconds(options_.duration_s);
     std::vector<std::string> deck = options_.faults.empty() ? all_fault_kinds() : options_.faults;
@@ -391,6 +405,7 @@ class Runner {
     run.start_us = start_us_;
     run.end_us = end_us_ ? end_us_ : now_us();
     run.command = command;
+    run.notes = notes_;
     return run;
   }
 
@@ -534,14 +549,24 @@ class Runner {
     co_return current_[std::uniform_int_distribution<int>(0, options_.workers - 1)(rng_)];
   }
 
-  // The member etcdctl reports as raft leader (0-based), if one answers.
-  asio::awaitable<std::optional<int>> raft_leader() {
+  std::string endpoint_list() const {
     std::string list;
     for (const auto& e : member_endpoints_) list += (list.empty() ? "" : ",") + e;
+    return list;
+  }
+
+  struct MemberStatus {
+    int member = 0;  // 0-based
+    std::string id;  // hex, as etcdctl prints it (and move-leader takes it)
+    bool raft_leader = false;
+  };
+
+  // What `etcdctl endpoint status` says of the members that answer.
+  asio::awaitable<std::vector<MemberStatus>> member_status() {
     const auto log_file =
         options_.out / "logs" / ("status-" + std::to_string(++commands_) + ".log");
     std::vector<std::string> argv{etcdctl_,
-                                  "--endpoints=" + list,
+                                  "--endpoints=" + endpoint_list(),
                                   "--dial-timeout=1s",
                                   "--command-timeout=2s",
                                   "endpoint",
@@ -553,16 +578,26 @@ class Runner {
     } catch (const std::exception&) {
       // Some member may not answer; the others' lines are still there.
     }
+    std::vector<MemberStatus> status;
     std::istringstream lines(read_text(log_file));
     // Columns: endpoint, id, version, db size, is leader, is learner, ...
     for (std::string line; std::getline(lines, line);) {
       std::vector<std::string> columns;
       std::istringstream fields(line);
       for (std::string c; std::getline(fields, c, ',');) columns.push_back(trim(c));
-      if (columns.size() < 5 || columns[4] != "true") continue;
+      if (columns.size() < 5) continue;
       for (int m = 0; m < members; ++m)
-        if (member_endpoints_[m] == columns[0]) co_return m;
+        if (member_endpoints_[m] == columns[0])
+          status.push_back({m, columns[1], columns[4] == "true"});
     }
+    co_return status;
+  }
+
+  // The member etcdctl reports as raft leader (0-based), if one answers.
+  asio::awaitable<std::optional<int>> raft_leader() {
+    const auto status = co_await member_status();
+    for (const auto& s : status)
+      if (s.raft_leader) co_return s.member;
     co_return std::nullopt;
   }
 
@@ -596,9 +631,271 @@ class Runner {
         std::stol(trim(read_text(etcd_dir_ / ("m" + std::to_string(m + 1) + ".pid")))));
   }
 
+  // --- freeze-watch: what it needs to know first ---------------------------------------------
+
+  struct InLine {
+    std::string lease;  // hex, as leader-worker prints it
+    std::int64_t create_revision = 0;
+  };
+
+  // The election's candidate keys, first in line first, from etcd (`etcdctl get -w fields`:
+  // a "Key" line opens each key, its "CreateRevision" and "Lease" follow). Throws when etcdctl
+  // fails.
+  asio::awaitable<std::vector<InLine>> candidates_in_line() {
+    const auto log_file =
+        options_.out / "logs" / ("in-line-" + std::to_string(++commands_) + ".log");
+    std::vector<std::string> argv{etcdctl_,
+                                  "--endpoints=" + endpoint_list(),
+                                  "--dial-timeout=1s",
+                                  "--command-timeout=2s",
+                                  "get",
+                                  "--prefix",
+                                  election_name + "/",
+                                  "--sort-by=CREATE",
+                                  "--order=ASCEND",
+                                  "--keys-only",
+                                  "-w",
+                                  "fields"};
+    co_await command_to(log_file, std::move(argv));
+    const std::string key = "\"Key\" : ", created = "\"CreateRevision\" : ", lease = "\"Lease\" : ";
+    std::vector<InLine> line;
+    std::istringstream lines(read_text(log_file));
+    for (std::string text; std::getline(lines, text);) {
+      if (text.rfind(key, 0) == 0)
+        line.emplace_back();
+      else if (!line.empty() && text.rfind(created, 0) == 0)
+        line.back().create_revision = std::stoll(text.substr(created.size()));
+      else if (!line.empty() && text.rfind(lease, 0) == 0)
+        line.back().lease = hex(std::stoll(text.substr(lease.size())));
+    }
+    std::stable_sort(line.begin(), line.end(), [](const InLine& a, const InLine& b) {
+      return a.create_revision < b.create_revision;
+    });
+    co_return line;
+  }
+
+  // The running worker whose latest `campaigning` event names `lease`.
+  std::optional<std::size_t> worker_with_lease(const std::string& lease) const {
+    for (int slot = 1; slot <= options_.workers; ++slot) {
+      const auto index = current_[slot - 1];
+      if (runs_[index].exited()) continue;
+      std::string latest;
+      for (const auto& e : events_of(runs_[index]))
+        if (e.event() == "campaigning") latest = e.str("lease");
+      if (!latest.empty() && latest == lease) return index;
+    }
+    return std::nullopt;
+  }
+
+  // The member (0-based) a worker's election watch answers from: the proxy port in its latest
+  // `stream` event of kind `watch` (a later `watch-stalled` means the watch is moving off it:
+  // `moving` is then set, and that member is still the answer). Empty, with `why`, when the
+  // worker has reported none or names no proxy of its own.
+  std::optional<int> watch_member(std::size_t index, bool& moving, std::string& why) const {
+    const auto& w = runs_[index];
+    std::string peer;
+    moving = false;
+    for (const auto& e : events_of(w)) {
+      if (e.event() != "stream") continue;
+      const auto kind = e.str("kind");
+      if (kind == "watch") {
+        peer = e.str("peer");
+        moving = false;
+      } else if (kind == "watch-stalled") {
+        moving = true;
+      }
+    }
+    if (peer.empty()) {
+      why = w.node + " has reported no watch stream yet";
+      return std::nullopt;
+    }
+    const auto colon = peer.rfind(':');
+    int port = -1;
+    try {
+      port = std::stoi(peer.substr(colon == std::string::npos ? 0 : colon + 1));
+    } catch (const std::exception&) {
+    }
+    const auto& ports = slot_ports_[w.slot - 1];
+    for (int m = 0; m < members; ++m)
+      if (ports[m] == port) return m;
+    why = w.node + "'s watch answers from " + peer + ", none of its proxies";
+    return std::nullopt;
+  }
+
+  struct WatchPlan {
+    std::size_t leader = 0;  // in runs_: the leader worker, to be killed
+    std::size_t next = 0;    // in runs_: the candidate second in line
+    int member = 0;          // 0-based: the member the next candidate's watch answers from
+    bool moving = false;     // that watch had stalled there and is moving off it
+  };
+
+  // Who leads, who is next in line and where its watch is; empty, with `why`, when that
+  // cannot be made out now.
+  asio::awaitable<std::optional<WatchPlan>> watch_plan(std::string& why) {
+    const auto leader_index = leader();
+    if (!leader_index) {
+      why = "no leader";
+      co_return std::nullopt;
+    }
+    std::vector<InLine> line;
+    try {
+      line = co_await candidates_in_line();
+    } catch (const std::exception& e) {
+      why = std::string("etcdctl get failed: ") + e.what();
+      co_return std::nullopt;
+    }
+    if (line.size() < 2) {
+      why = std::to_string(line.size()) + " candidate(s) in line, no second";
+      co_return std::nullopt;
+    }
+    const auto first = worker_with_lease(line[0].lease);
+    if (!first || *first != *leader_index) {
+      why = "the key first in line (lease " + line[0].lease + ") is not the leader's (" +
+            runs_[*leader_index].node + ")";
+      co_return std::nullopt;
+    }
+    const auto next = worker_with_lease(line[1].lease);
+    if (!next) {
+      why = "no running worker campaigns with lease " + line[1].lease + ", second in line";
+      co_return std::nullopt;
+    }
+    WatchPlan plan;
+    plan.leader = *leader_index;
+    plan.next = *next;
+    const auto member = watch_member(*next, plan.moving, why);
+    if (!member) co_return std::nullopt;
+    plan.member = *member;
+    co_return plan;
+  }
+
+  // Hands raft leadership from member `m` to another one that answers (etcdctl move-leader, as
+  // tests/support/etcd_cluster.hpp's move_leader_away_from does) and waits until etcd says it
+  // moved; false, with `why`, when it did not.
+  asio::awaitable<bool> move_raft_leader_away(int m, std::string& why) {
+    const auto status = co_await member_status();
+    std::optional<MemberStatus> to;
+    bool m_leads = false;
+    for (const auto& s : status) {
+      if (s.member == m)
+        m_leads = s.raft_leader;
+      else if (!to)
+        to = s;
+    }
+    if (!m_leads) co_return true;
+    if (!to) {
+      why = "no other member answered to take over raft leadership";
+      co_return false;
+    }
+    log("freeze-watch: m" + std::to_string(m + 1) + " is raft leader: move-leader to m" +
+        std::to_string(to->member + 1));
+    const auto log_file =
+        options_.out / "logs" / ("move-leader-" + std::to_string(++commands_) + ".log");
+    std::vector<std::string> argv{etcdctl_,
+                                  "--endpoints=" + member_endpoints_[m],
+                                  "--dial-timeout=1s",
+                                  "--command-timeout=3s",
+                                  "move-leader",
+                                  to->id};
+    try {
+      co_await command_to(log_file, std::move(argv));
+    } catch (const std::exception& e) {
+      why = std::string("etcdctl move-leader failed: ") + e.what();
+      co_return false;
+    }
+    const auto end = Clock::now() + 5s;
+    while (Clock::now() < end) {
+      const auto now_leads = co_await raft_leader();
+      if (now_leads && *now_leads != m) co_return true;
+      co_await sleep(100ms);
+    }
+    why = "m" + std::to_string(m + 1) + " still raft leader 5 s after move-leader";
+    co_return false;
+  }
+
+  // freeze-watch. If the plan cannot be made (no leader, no second candidate in line or none
+  // that maps to a running worker, no watch stream reported, raft leadership that will not
+  // move) within five tries half a second apart, the fault is skipped: logged and noted in the
+  // summary, nothing in its place. Another kind instead would only add one the deck already
+  // deals, and a freeze-watch row then always means the combination happened.
+  asio::awaitable<void> freeze_watch(std::chrono::seconds ttl) {
+    std::optional<WatchPlan> plan;
+    std::string why;
+    bool ready = false;
+    for (int attempt = 0; attempt < 5 && !ready; ++attempt) {
+      if (attempt > 0) co_await sleep(500ms);
+      plan = co_await watch_plan(why);
+      if (!plan) continue;
+      const auto raft = co_await raft_leader();
+      if (!raft) {
+        why = "no member says which is raft leader";
+        continue;
+      }
+      if (*raft != plan->member) {
+        ready = true;
+        continue;
+      }
+      // The watch is on the raft leader: hand that on, then look again (the plan may change).
+      const bool moved = co_await move_raft_leader_away(plan->member, why);
+      if (!moved) plan.reset();
+    }
+    if (!ready) {
+      const auto t = static_cast<double>(now_us() - start_us_) / 1e6;
+      char stamp[32];
+      std::snprintf(stamp, sizeof stamp, "%.3f s", t);
+      log("freeze-watch: skipped: " + why);
+      notes_.push_back("freeze-watch skipped at " + std::string(stamp) + ": " + why);
+      co_return;
+    }
+    // Copies: start_worker() below grows runs_.
+    const auto leader_index = plan->leader;
+    const auto leader_node = runs_[leader_index].node;
+    const auto leader_slot = runs_[leader_index].slot;
+    const auto next_node = runs_[plan->next].node;
+    const int m = plan->member;
+    const auto member = "m" + std::to_string(m + 1);
+    const auto pid = member_pid(m);
+    const auto target = next_node + " watch on " + member + ", leader " + leader_node + " killed";
+    const auto from = now_us();
+    log("freeze-watch: SIGSTOP " + member + ", where " + next_node + " (next in line) watches" +
+        (plan->moving ? " (its watch had stalled there)" : "") + "; SIGKILL " + leader_node +
+        " 200 ms later");
+    ::kill(pid, SIGSTOP);
+    co_await sleep(200ms);
+    ::kill(runs_[leader_index].pid, SIGKILL);
+    const auto killed = now_us();
+    while (!runs_[leader_index].exited()) co_await sleep(10ms);
+    start_worker(leader_slot);
+    // Frozen until TTL + 3 s after the kill: the whole takeover happens with it frozen.
+    const auto thaw_at =
+        killed + std::chrono::duration_cast<std::chrono::microseconds>(ttl + 3s).count();
+    bool led = false;
+    while (now_us() < thaw_at) {
+      if (!led) {
+        if (const auto l = leader()) {
+          led = true;
+          log("freeze-watch: " + runs_[*l].node + " leads (seen " +
+              std::to_string((now_us() - killed) / 1000) + " ms after the kill)");
+        }
+      }
+      co_await sleep(
+          std::chrono::microseconds(std::clamp<std::int64_t>(thaw_at - now_us(), 0, 100'000)));
+    }
+    ::kill(pid, SIGCONT);
+    record("freeze-watch", target, member, from);
+    faults_.back().killed_us = killed;
+    faults_.back().killed_row = "w" + std::to_string(leader_slot);
+    faults_.back().next_in_line = next_node;
+  }
+
   void record(const std::string& kind, const std::string& target, const std::string& row,
               std::int64_t from_us) {
-    faults_.push_back({kind, target, row, from_us, now_us()});
+    chaos::Fault fault;
+    fault.kind = kind;
+    fault.target = target;
+    fault.row = row;
+    fault.from_us = from_us;
+    fault.to_us = now_us();
+    faults_.push_back(std::move(fault));
     log(kind + " " + target + ": done after " +
         std::to_string((faults_.back().to_us - from_us) / 1000) + " ms");
   }
@@ -711,6 +1008,8 @@ class Runner {
       }
       quorum_down_.push_back({from, now_us()});
       record(kind, "all members", "etcd", from);
+    } else if (kind == "freeze-watch") {
+      co_await freeze_watch(ttl);
     }
   }
 
@@ -756,6 +1055,7 @@ class Runner {
   std::vector<chaos::Fault> faults_;
   std::vector<chaos::Interval> quorum_down_;
   std::vector<std::int64_t> raft_leader_lost_;  // a raft leader killed or frozen, then
+  std::vector<std::string> notes_;              // faults skipped, and why: for the summary
   std::int64_t start_us_ = 0, end_us_ = 0, window_from_us_ = 0, window_to_us_ = 0;
   std::int64_t wall_minus_mono_us_ = 0;  // to put the members' log times on our clock
 };

@@ -68,7 +68,8 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   std::ostringstream out;
   out << "chaos run: seed " << run.seed << ", " << run.duration_s << " s of faults ("
       << secs(run.end_us - run.start_us) << " in all), " << run.workers << " workers (TTL "
-      << run.ttl_s << " s, takeover delay " << run.takeover_delay_ms << " ms), " << run.members
+      << run.ttl_s << " s, takeover delay " << run.takeover_delay_ms << " ms"
+      << (run.takeover_delay_chosen ? " chosen for this etcd" : "") << "), " << run.members
       << " etcd members\n";
   out << "faults injected: " << faults.size();
   std::string sep = " (";

@@ -33,7 +33,8 @@ struct RunInfo {
   int members = 0;
   std::int64_t ttl_s = 0;
   std::int64_t takeover_delay_ms = 0;
-  std::int64_t start_us = 0;  ///< time zero of the timeline
+  bool takeover_delay_chosen = false;  // by the workers, from etcd's version
+  std::int64_t start_us = 0;           ///< time zero of the timeline
   std::int64_t end_us = 0;
   std::string command;
   /// Lines for the summary about faults the runner meant to inject and did not (and why).

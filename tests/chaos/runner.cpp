@@ -110,10 +110,11 @@ struct Options {
   std::uint64_t seed = 0;
   int workers = 5;
   int ttl_s = 3;
-  // Passed to every worker: what a deployment on an etcd without the fix for stale-leader
-  // lease revocation (etcd-io/etcd#16822; Debian 12 ships 3.4.23) should run with. See
-  // ParticipantOptions::takeover_delay. 0 runs without it, to show the hazard.
-  int takeover_delay_ms = 200;
+  // Passed to every worker when set (>= 0); unset (-1), the workers choose from etcd's version,
+  // as a deployment would: 200 ms on Debian 12's 3.4.23, which lacks the fix for stale-leader
+  // lease revocation (etcd #15247). See ParticipantOptions::takeover_delay. 0 runs without it,
+  // to show the hazard.
+  int takeover_delay_ms = -1;
   fs::path out;
   std::string worker;
   std::string fixture;
@@ -402,6 +403,16 @@ class Runner {
     run.members = members;
     run.ttl_s = options_.ttl_s;
     run.takeover_delay_ms = options_.takeover_delay_ms;
+    // The delay the workers chose, from any worker's `etcd` event (they all ask the same etcd).
+    for (const auto& w : runs_) {
+      if (run.takeover_delay_ms >= 0) break;
+      for (const auto& e : events_of(w))
+        if (e.event() == "etcd") {
+          run.takeover_delay_ms = e.num("takeover_delay_ms");
+          run.takeover_delay_chosen = true;
+          break;
+        }
+    }
     run.start_us = start_us_;
     run.end_us = end_us_ ? end_us_ : now_us();
     run.command = command;
@@ -496,11 +507,21 @@ class Runner {
     for (const auto port : slot_ports_[slot - 1])
       endpoints +=
           (endpoints.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(port);
-    w.pid = children_.spawn(
-        {options_.worker, "--node", w.node, "--election", election_name, "--ttl",
-         std::to_string(options_.ttl_s), "--takeover-delay",
-         std::to_string(options_.takeover_delay_ms), "--json", "--endpoints", endpoints},
-        w.out, true);
+    std::vector<std::string> argv{options_.worker,
+                                  "--node",
+                                  w.node,
+                                  "--election",
+                                  election_name,
+                                  "--ttl",
+                                  std::to_string(options_.ttl_s),
+                                  "--json",
+                                  "--endpoints",
+                                  endpoints};
+    if (options_.takeover_delay_ms >= 0) {
+      argv.push_back("--takeover-delay");
+      argv.push_back(std::to_string(options_.takeover_delay_ms));
+    }
+    w.pid = children_.spawn(std::move(argv), w.out, true);
     w.started_us = now_us();
     write_text(options_.out / "workers" / (w.node + ".pid"), std::to_string(w.pid) + "\n");
     current_[slot - 1] = runs_.size();
@@ -1100,14 +1121,13 @@ std::optional<Options> parse(int argc, char** argv) {
         o.faults.push_back(kind);
       }
       if (o.faults.empty()) throw std::invalid_argument("--faults needs at least one kind");
-    }
-    else
+    } else
       throw std::invalid_argument("unknown argument " + arg);
   }
   if (o.worker.empty() || o.fixture.empty() || o.out.empty())
     throw std::invalid_argument("--worker, --fixture and --out are required");
   if (o.duration_s < 0 || o.workers < 2 || o.workers > 20 || o.ttl_s < 2 ||
-      o.takeover_delay_ms < 0 || o.slow_link_ms < 0)
+      o.takeover_delay_ms < -1 || o.slow_link_ms < 0)
     throw std::invalid_argument(
         "need --duration >= 0, 2 <= --workers <= 20, --ttl >= 2, --takeover-delay >= 0, "
         "--slow-link-ms >= 0");

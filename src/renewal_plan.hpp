@@ -83,8 +83,17 @@ class RenewalPlan {
   /// The round trip of the last renewal answered.
   std::chrono::nanoseconds last_rtt() const { return last_rtt_; }
 
-  /// How long a renewal may wait for its answer before its stream counts as stuck.
+  /// How long a renewal may wait for its answer before its stream counts as stuck: the
+  /// round-trip timeout, at least 500 ms.
   std::chrono::nanoseconds patience() const { return rtt_.timeout(min_patience); }
+
+  /// The same for a renewal of a lease with renewal period `period`, but never more than the
+  /// period: answers that waited for a raft election (seconds) inflate the estimate, and a
+  /// stuck stream must be hedged while a renewal on another one can still reach etcd before
+  /// the lease's TTL runs out (two periods after the last answered one, a third left).
+  std::chrono::nanoseconds patience(std::chrono::nanoseconds period) const {
+    return std::max<std::chrono::nanoseconds>(min_patience, std::min(patience(), period));
+  }
 
   /// What to do now; call after every event and at next_wake() at the latest.
   std::vector<Action> step(time_point now) {
@@ -108,8 +117,11 @@ class RenewalPlan {
     bool stuck = false;
     if (!streams_.empty()) {
       for (const auto& [lease, sent] : streams_.back().in_flight) {
-        if (now - sent.front() >= patience) stuck = true;
-        wake_at(sent.front() + patience);
+        auto entry = leases_.find(lease);
+        const auto wait =
+            entry == leases_.end() ? patience : this->patience(entry->second.clock->period());
+        if (now - sent.front() >= wait) stuck = true;
+        wake_at(sent.front() + wait);
       }
     }
     if (!leases_.empty() && (streams_.empty() || stuck)) {
@@ -160,7 +172,7 @@ class RenewalPlan {
       primary.in_flight[lease].push_back(now);
       ++counters_.sent;
       actions.push_back({Action::Kind::send, primary.id, lease});
-      wake_at(now + std::min<std::chrono::nanoseconds>(period, patience));
+      wake_at(now + std::min<std::chrono::nanoseconds>(period, this->patience(period)));
     }
     return actions;
   }

@@ -99,10 +99,10 @@ void WatchHub::drop_stream() {
   }
 }
 
-std::chrono::nanoseconds WatchHub::stall_timeout(const ClientCore& core) const {
+std::chrono::nanoseconds WatchHub::stall_timeout() const {
   // Doubled for every stream in a row that stalled without a word: on a link slower than the
   // estimate (nothing learnt yet) a probe must be given time to come back at all.
-  const auto base = core.rtt().timeout(min_stall_timeout);
+  const auto base = rtt_.timeout(min_stall_timeout);
   return std::min<std::chrono::nanoseconds>(base * (1 << std::min(silent_stalls_, 4)),
                                             std::chrono::seconds(16));
 }
@@ -128,12 +128,12 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
     if (!self->stream_) {
       if (now >= self->retry_at_) {
         self->open(*core);
-        next = now + self->stall_timeout(*core);
+        next = now + self->stall_timeout();
       } else {
         next = self->retry_at_;
       }
     } else if (self->progress_sent_) {
-      const auto give_up = *self->progress_sent_ + self->stall_timeout(*core);
+      const auto give_up = *self->progress_sent_ + self->stall_timeout();
       if (now >= give_up) {
         // Nothing at all since the probe: the member is frozen or the path to it is dead.
         // Open the stream again at once; round robin puts it on the next member.
@@ -142,7 +142,7 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
         if (!self->heard_on_stream_) ++self->silent_stalls_;
         self->drop_stream();
         self->open(*core);
-        next = Clock::now() + self->stall_timeout(*core);
+        next = Clock::now() + self->stall_timeout();
       } else {
         next = give_up;
       }
@@ -153,7 +153,7 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
         request.mutable_progress_request();
         self->stream_.write(std::move(request));
         self->progress_sent_ = now;
-        next = now + self->stall_timeout(*core);
+        next = now + self->stall_timeout();
       } else {
         next = due;
       }
@@ -210,7 +210,10 @@ asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
     const bool progress = message->watch_id() == -1 && !message->created() &&
                           !message->canceled() && message->events().empty();
     if (self->progress_sent_) {
-      if (progress) core->rtt().sample(now - *self->progress_sent_);
+      if (progress) {
+        self->rtt_.sample(now - *self->progress_sent_);
+        core->rtt().sample(now - *self->progress_sent_);
+      }
       self->progress_sent_.reset();
     }
     if (!progress) self->handle(*core, *message);

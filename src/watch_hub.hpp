@@ -4,6 +4,7 @@
 
 #include "backoff.hpp"
 #include "client_core.hpp"
+#include "rtt.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -44,7 +45,8 @@ class WatchSink {
 /// - Large responses come in fragments (`fragment`), so values up to etcd's request limit work
 ///   however many of them a catch-up batch holds; the channel takes messages of any size.
 /// - A stalled stream is replaced: once a second a progress request goes out, and when nothing
-///   at all has arrived within the round-trip timeout (at least 500 ms) of it, the member is
+///   at all has arrived within the round-trip timeout of the progress answers seen (at least
+///   500 ms) of it, the member is
 ///   taken for frozen or cut off and the stream is opened again (gRPC's round robin moves it to
 ///   another member); without this, only HTTP/2 keep-alive would notice, seconds later.
 /// - A refused token is renewed once and every watch created again on a new stream.
@@ -97,7 +99,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void create(WatchId id, Watch& w);
   void handle(ClientCore& core, etcdserverpb::WatchResponse& message);
   void refuse_all(boost::system::error_code reason, const std::string& message);
-  std::chrono::nanoseconds stall_timeout(const ClientCore& core) const;
+  std::chrono::nanoseconds stall_timeout() const;
   void poke() { wake_.cancel(); }
 
   boost::asio::steady_timer wake_;
@@ -117,6 +119,9 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   bool reauthenticated_ = false;  // since etcd last accepted a watch
   bool reauthenticating_ = false;
   Backoff backoff_{std::chrono::milliseconds(50), std::chrono::seconds(2)};
+  // From progress answers only: a member answers those itself, so renewals that waited for a
+  // raft election (seconds, in the Client's estimate) do not stretch the stall timeout.
+  RttEstimator rtt_;
 };
 
 }  // namespace election::detail

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -109,25 +110,51 @@ TEST_CASE("a 600 ms round trip keeps a 3 s lease for a minute: late answers stil
   CHECK(clock.deadline() > run.now);
 }
 
-TEST_CASE("a round trip longer than the period is pipelined: one renewal a period, answered or not",
+TEST_CASE("a round trip near the period renews once a period, on one stream",
           "[renewal-plan][slow-link]") {
   Run run;
   LeaseClock clock(t0, 3s, 300ms);  // period 1 s
   bool hold = false;
   run.plan.add(1, &clock, &hold);
-  run.plan.on_rtt_sample(1500ms);
+  run.plan.on_rtt_sample(900ms);
   std::size_t answered = 0;
   while (run.now < t0 + 30s) {
     run.advance_to(run.now + 50ms);
-    while (answered < run.sends.size() && run.sends[answered].at + 1500ms <= run.now) {
+    while (answered < run.sends.size() && run.sends[answered].at + 900ms <= run.now) {
       run.answer(run.sends[answered]);
       ++answered;
     }
     REQUIRE(run.lost.empty());
   }
+  CHECK(run.opened.size() == 1);
   CHECK(run.plan.counters().hedges == 0);
   for (std::size_t i = 1; i < run.sends.size(); ++i)
     CHECK(run.sends[i].at - run.sends[i - 1].at >= 1s - 250ms);
+}
+
+TEST_CASE("a round trip over the period keeps the lease, with streams opened beside slow ones",
+          "[renewal-plan][slow-link]") {
+  // 1.5 s round trip, TTL 3 s (period 1 s): past the period a renewal counts as stuck, so a
+  // second stream is opened; the late answers on the first still renew.
+  Run run;
+  LeaseClock clock(t0, 3s, 300ms);
+  bool hold = false;
+  run.plan.add(1, &clock, &hold);
+  run.plan.on_rtt_sample(1500ms);
+  std::map<RenewalPlan::StreamId, bool> open;
+  std::size_t answered = 0;
+  while (run.now < t0 + 30s) {
+    run.advance_to(run.now + 50ms);
+    for (; answered < run.sends.size() && run.sends[answered].at + 1500ms <= run.now; ++answered) {
+      // A stream the plan closed answers nothing more.
+      if (std::find(run.closed.begin(), run.closed.end(), run.sends[answered].stream) ==
+          run.closed.end())
+        run.answer(run.sends[answered]);
+    }
+    REQUIRE(run.lost.empty());
+  }
+  CHECK(run.plan.stream_count() <= RenewalPlan::max_streams);
+  CHECK(clock.deadline() > run.now);
 }
 
 TEST_CASE(
@@ -250,4 +277,25 @@ TEST_CASE("a stream that breaks before answering is opened again after a backoff
   CHECK(run.plan.next_wake() <= run.now + 50ms);
   run.advance_to(run.now + 60ms);
   CHECK(run.opened.size() == 2);
+}
+
+TEST_CASE("a round-trip estimate inflated by slow answers never delays the hedge past a period",
+          "[renewal-plan]") {
+  // Renewals that waited for a raft election (seconds) inflate the estimate; a stream stuck
+  // after that must still be hedged in time for a 3 s lease, within its period (1 s).
+  Run run;
+  LeaseClock clock(t0, 3s, 300ms);
+  bool hold = true;  // waiting in line: etcd's expiry, not the deadline, is what counts
+  run.plan.add(1, &clock, &hold);
+  run.plan.on_rtt_sample(2500ms);
+  run.plan.on_rtt_sample(3000ms);
+  CHECK(run.plan.patience() > 1s);  // the estimate alone would wait that long
+  run.advance_to(t0 + 800ms);
+  REQUIRE(run.sends.size() == 1);
+  const auto stuck = run.sends[0];
+  run.advance_to(stuck.at + 1s);
+  CHECK(run.plan.counters().hedges == 1);
+  REQUIRE(run.sends.size() == 2);
+  CHECK(run.sends[1].at - stuck.at <= 1s);
+  CHECK(run.sends[1].stream != stuck.stream);
 }

@@ -106,12 +106,6 @@ void set_stop_signals_blocked(bool blocked) {
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
-std::string hex(std::int64_t id) {
-  char out[24];
-  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(id));
-  return out;
-}
-
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
@@ -334,9 +328,10 @@ class Worker {
         // The lease first, so its id and granted TTL can be told before waiting in line.
         const auto lease = co_await participant_->acquire_lease();
         const auto ttl = participant_->granted_ttl().count();
-        events_.emit("campaigning", JsonLine().string("lease", hex(lease)).number("ttl", ttl),
-                     "campaigning in '" + config_.election + "' with lease " + hex(lease) +
-                         " (TTL " + std::to_string(ttl) + " s)");
+        events_.emit("campaigning",
+                     JsonLine().string("lease", election::lease_hex(lease)).number("ttl", ttl),
+                     "campaigning in '" + config_.election + "' with lease " +
+                         election::lease_hex(lease) + " (TTL " + std::to_string(ttl) + " s)");
         won = co_await participant_->campaign();
       } catch (const system_error& e) {
         if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
@@ -361,12 +356,12 @@ class Worker {
     events_.emit("elected",
                  JsonLine()
                      .string("key", key.key)
-                     .number("rev", key.revision)
-                     .string("lease", hex(key.lease))
+                     .number("rev", key.create_revision)
+                     .string("lease", election::lease_hex(key.lease))
                      .number("ttl", granted),
                  "elected: leads with key " + key.key + " (revision " +
-                     std::to_string(key.revision) + ", lease " + hex(key.lease) + ", TTL " +
-                     std::to_string(granted) + " s)");
+                     std::to_string(key.create_revision) + ", lease " +
+                     election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
     std::variant<std::monostate, error_code> ended;
     try {
       // first_of cancels the work when keep_alive() says the leadership is over, and waits
@@ -375,14 +370,14 @@ class Worker {
     } catch (const system_error& e) {
       const bool stopping = e.code() == asio::error::operation_aborted;
       const auto reason = stopping ? std::string("shutdown") : reason_name(e.code());
-      events_.emit("lost", JsonLine().string("reason", reason).number("rev", key.revision),
+      events_.emit("lost", JsonLine().string("reason", reason).number("rev", key.create_revision),
                    "lost the leadership: " +
                        (stopping ? std::string("shutting down, work stopped") : describe(e)));
       throw;
     }
     const error_code reason = ended.index() == 1 ? std::get<1>(ended) : error_code(errc::resigned);
     JsonLine fields;
-    fields.string("reason", reason_name(reason)).number("rev", key.revision);
+    fields.string("reason", reason_name(reason)).number("rev", key.create_revision);
     std::string text = "lost the leadership: " + reason.message();
     if (reason == errc::lease_deadline_passed) {
       if (const auto deadline = participant_->deadline()) {
@@ -418,7 +413,7 @@ class Worker {
       const auto value = JsonLine()
                              .string("node", config_.node)
                              .number("seq", seq)
-                             .number("fence", key.revision)
+                             .number("fence", key.create_revision)
                              .str();
       std::int64_t revision = 0;
       std::string failure;
@@ -439,7 +434,7 @@ class Worker {
       }
       JsonLine fields;
       fields.number("rev", revision).number("seq", seq).boolean("ok", failure.empty());
-      fields.number("fence", key.revision);
+      fields.number("fence", key.create_revision);
       if (!failure.empty()) fields.string("error", failure);
       events_.emit("work", fields,
                    failure.empty() ? "work: wrote " + counter_key_ + " = " + value + " (revision " +

@@ -1,5 +1,6 @@
 #include "async_event.hpp"
 #include "client_core.hpp"
+#include "launch.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -536,6 +537,8 @@ asio::awaitable<void> ClientCore::wait_connected() {
 
 }  // namespace detail
 
+namespace asio = boost::asio;
+
 Client::Client(executor_type executor, ClientOptions options)
     : core_(std::make_shared<detail::ClientCore>(std::move(executor), std::move(options))) {}
 
@@ -545,12 +548,34 @@ Client::executor_type Client::get_executor() const { return core_->executor(); }
 
 const ClientOptions& Client::options() const { return core_->options(); }
 
-boost::asio::awaitable<void> Client::connect() { return core_->connect(); }
+namespace detail {
+namespace {
 
-boost::asio::awaitable<std::string> Client::server_version() {
-  auto core = core_;
+asio::awaitable<void> connect_of(std::shared_ptr<ClientCore> core) { co_await core->connect(); }
+
+asio::awaitable<std::string> server_version_of(std::shared_ptr<ClientCore> core) {
   co_await core->connect();
   co_return co_await core->server_version();
+}
+
+}  // namespace
+}  // namespace detail
+
+asio::awaitable<void> Client::connect() { return detail::connect_of(core_); }
+
+void Client::start_connect(asio::any_completion_handler<void(boost::system::error_code)> handler,
+                           diagnostics* diag) {
+  detail::launch(core_->executor(), detail::connect_of(core_), std::move(handler), diag,
+                 detail::Cancellation::without_effects);
+}
+
+asio::awaitable<std::string> Client::server_version() { return detail::server_version_of(core_); }
+
+void Client::start_server_version(
+    asio::any_completion_handler<void(boost::system::error_code, std::string)> handler,
+    diagnostics* diag) {
+  detail::launch(core_->executor(), detail::server_version_of(core_), std::move(handler), diag,
+                 detail::Cancellation::without_effects);
 }
 
 }  // namespace election

@@ -51,6 +51,10 @@ class ErrcCategory final : public boost::system::error_category {
         return "The election has no leader.";
       case errc::compacted:
         return "The requested revision has been compacted away.";
+      case errc::work_finished:
+        return "The leader's work returned, which ended the leadership.";
+      case errc::work_failed:
+        return "The leader's work failed, which ended the leadership.";
       case errc::tls_failed:
         return "No TLS connection to etcd could be made: the server certificate was not trusted, "
                "the client certificate was refused, or one side does not speak TLS.";
@@ -103,7 +107,8 @@ void throw_error(errc e, const std::string& detail) { throw error(make_error_cod
 
 bool ends_leadership(const boost::system::error_code& ec) noexcept {
   return ec == errc::resigned || ec == errc::lease_expired || ec == errc::lease_deadline_passed ||
-         ec == errc::lease_revoked || ec == errc::key_deleted;
+         ec == errc::lease_revoked || ec == errc::key_deleted || ec == errc::work_finished ||
+         ec == errc::work_failed;
 }
 
 bool is_transient(const boost::system::error_code& ec) noexcept {

@@ -153,7 +153,11 @@ asio::awaitable<void> KeepAliveHub::read(std::shared_ptr<KeepAliveHub> self,
     if (self->plan_.counters().answered != before) {
       core->rtt().sample(self->plan_.last_rtt());
       auto lease = self->leases_.find(reply->id());
-      if (lease != self->leases_.end() && !lost) lease->second->renewed.notify();
+      if (lease != self->leases_.end() && !lost) {
+        auto& state = *lease->second;
+        state.answered_send = state.clock.last_acknowledged_send().time_since_epoch().count();
+        state.renewed.notify();
+      }
     }
     if (lost) self->apply(*lost, core);
   }

@@ -1,13 +1,23 @@
 #include "kv.hpp"
 
+#include "election/lease.hpp"
+
 #include <cstdio>
+
+namespace election {
+
+std::string lease_hex(std::int64_t id) {
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id));
+  return hex;
+}
+
+}  // namespace election
 
 namespace election::detail {
 
 std::string candidate_key(const std::string& election, std::int64_t lease) {
-  char hex[24];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease));
-  return election + "/" + hex;
+  return election + "/" + lease_hex(lease);
 }
 
 etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revision) {

@@ -2,6 +2,7 @@
 #include "access.hpp"
 
 #include "kv.hpp"
+#include "launch.hpp"
 #include "lease_state.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -103,9 +104,52 @@ asio::awaitable<void> Withdrawal::revoke(std::shared_ptr<Withdrawal> self,
 
 }  // namespace detail
 
+namespace detail {
+namespace {
+
+// On the lease's state: a wait or a request outlives the handle if it is moved or destroyed.
+asio::awaitable<boost::system::error_code> wait_lost_of(std::shared_ptr<LeaseState> state) {
+  co_await state->lost_event.wait();
+  co_return state->lost_reason;
+}
+
+asio::awaitable<void> revoke_of(std::shared_ptr<LeaseState> state) {
+  if (state->core->keep_alive_hub) state->core->keep_alive_hub->remove(state->id);
+  state->lose(errc::lease_revoked);
+  co_await revoke_lease(*state->core, state->id);
+}
+
+asio::awaitable<LeaseTimeToLive> time_to_live_of(std::shared_ptr<LeaseState> state) {
+  etcdserverpb::LeaseTimeToLiveRequest request;
+  request.set_id(state->id);
+  request.set_keys(true);
+  auto reply = co_await state->core->call("lease time-to-live", state->core->lease().async(),
+                                          &etcdserverpb::Lease::Stub::async::LeaseTimeToLive,
+                                          std::move(request));
+  LeaseTimeToLive out{
+      std::chrono::seconds(reply.ttl()), std::chrono::seconds(reply.grantedttl()), {}};
+  for (const auto& key : reply.keys()) out.keys.push_back(key);
+  co_return out;
+}
+
+asio::awaitable<Lease> grant_of(std::shared_ptr<ClientCore> core, std::chrono::seconds ttl,
+                                std::chrono::milliseconds margin) {
+  co_return access::lease(co_await grant_lease(std::move(core), ttl, margin));
+}
+
+}  // namespace
+}  // namespace detail
+
 asio::awaitable<Lease> Lease::grant(Client& client, std::chrono::seconds ttl,
                                     LeaseOptions options) {
-  co_return Lease(co_await detail::grant_lease(detail::access::core(client), ttl, options.margin));
+  return detail::grant_of(detail::access::core(client), ttl, options.margin);
+}
+
+void Lease::start_grant(Handler<Lease> handler, Client& client, std::chrono::seconds ttl,
+                        LeaseOptions options, diagnostics* diag) {
+  const auto& core = detail::access::core(client);
+  detail::launch(core->executor(), detail::grant_of(core, ttl, options.margin), std::move(handler),
+                 diag, detail::Cancellation::with_effects);
 }
 
 Lease::Lease(std::shared_ptr<detail::LeaseState> state) : state_(std::move(state)) {}
@@ -131,30 +175,26 @@ boost::system::error_code Lease::lost_reason() const { return state_->lost_reaso
 Lease::clock::time_point Lease::deadline() const { return state_->clock.deadline(); }
 
 asio::awaitable<boost::system::error_code> Lease::wait_lost() {
-  auto state = state_;  // the handle may be moved from while we wait
-  co_await state->lost_event.wait();
-  co_return state->lost_reason;
+  return detail::wait_lost_of(state_);
 }
 
-asio::awaitable<void> Lease::revoke() {
-  auto state = state_;
-  stop_keep_alive();
-  state->lose(errc::lease_revoked);
-  co_await detail::revoke_lease(*state->core, state->id);
+void Lease::start_wait_lost(Handler<boost::system::error_code> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::wait_lost_of(state_), std::move(handler), diag,
+                 detail::Cancellation::without_effects);
 }
 
-asio::awaitable<LeaseTimeToLive> Lease::time_to_live() {
-  auto state = state_;
-  etcdserverpb::LeaseTimeToLiveRequest request;
-  request.set_id(state->id);
-  request.set_keys(true);
-  auto reply = co_await state->core->call("lease time-to-live", state->core->lease().async(),
-                                          &etcdserverpb::Lease::Stub::async::LeaseTimeToLive,
-                                          std::move(request));
-  LeaseTimeToLive out{
-      std::chrono::seconds(reply.ttl()), std::chrono::seconds(reply.grantedttl()), {}};
-  for (const auto& key : reply.keys()) out.keys.push_back(key);
-  co_return out;
+asio::awaitable<void> Lease::revoke() { return detail::revoke_of(state_); }
+
+void Lease::start_revoke(Handler<> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::revoke_of(state_), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
+}
+
+asio::awaitable<LeaseTimeToLive> Lease::time_to_live() { return detail::time_to_live_of(state_); }
+
+void Lease::start_time_to_live(Handler<LeaseTimeToLive> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::time_to_live_of(state_), std::move(handler),
+                 diag, detail::Cancellation::with_effects);
 }
 
 }  // namespace election

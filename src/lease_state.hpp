@@ -11,6 +11,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -28,6 +29,7 @@ class LeaseState {
         id(id),
         requested(requested),
         clock(clock),
+        answered_send(clock.last_acknowledged_send().time_since_epoch().count()),
         lost_event(this->core->executor()),
         renewed(this->core->executor()) {}
 
@@ -46,6 +48,8 @@ class LeaseState {
   const std::int64_t id;
   const std::chrono::seconds requested;
   LeaseClock clock;
+  /// clock.last_acknowledged_send(), for readers on other threads (health probes, metrics).
+  std::atomic<lease_clock::rep> answered_send;
   AsyncEvent lost_event;
   boost::system::error_code lost_reason;
   Notifier renewed;  // notified after every renewal etcd answered

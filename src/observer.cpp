@@ -3,6 +3,7 @@
 
 #include "election_feed.hpp"
 #include "kv.hpp"
+#include "launch.hpp"
 #include "notifier.hpp"
 
 #include <boost/asio/this_coro.hpp>
@@ -77,8 +78,11 @@ Observer::~Observer() {
 
 const std::string& Observer::election() const { return state_->election; }
 
-asio::awaitable<LeaderEvent> Observer::next() {
-  auto s = state_;  // a wait outlives the Observer if it is destroyed meanwhile
+namespace detail {
+namespace {
+
+// On the observer's state: a wait outlives the Observer if it is destroyed meanwhile.
+asio::awaitable<LeaderEvent> next_of(std::shared_ptr<ObserverState> s) {
   if (s->waiting)
     throw_error(errc::invalid_argument,
                 "observer of " + s->election + ": next() is already waiting on this observer");
@@ -117,6 +121,18 @@ asio::awaitable<LeaderEvent> Observer::next() {
     }
     co_await s->wake.wait();
   }
+}
+
+}  // namespace
+}  // namespace detail
+
+asio::awaitable<LeaderEvent> Observer::next() { return detail::next_of(state_); }
+
+void Observer::start_next(
+    asio::any_completion_handler<void(boost::system::error_code, LeaderEvent)> handler,
+    diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::next_of(state_), std::move(handler), diag,
+                 detail::Cancellation::without_effects);
 }
 
 }  // namespace election

@@ -5,6 +5,7 @@
 #include "election/first_of.hpp"
 #include "election_feed.hpp"
 #include "kv.hpp"
+#include "launch.hpp"
 #include "lease_state.hpp"
 #include "term.hpp"
 
@@ -122,50 +123,10 @@ class Busy {
 };
 
 }  // namespace
-}  // namespace detail
 
-Participant::Participant(Client& client, std::string election, std::string value,
-                         ParticipantOptions options) {
-  detail::check_election_name(election);
-  detail::check_value_size(value, "participant value");
-  if (options.ttl.count() <= 0)
-    throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
-  if (options.takeover_delay && options.takeover_delay->count() < 0)
-    throw_error(errc::invalid_argument, "participant takeover delay " +
-                                            std::to_string(options.takeover_delay->count()) +
-                                            " ms is negative");
-  const auto& core = detail::access::core(client);
-  core->claim_election(election);
-  state_ = std::make_shared<detail::ParticipantState>(core, std::move(election), std::move(value),
-                                                      options);
-}
-
-Participant::Participant(Participant&&) noexcept = default;
-
-Participant& Participant::operator=(Participant&& other) noexcept {
-  if (this != &other) {
-    Participant gone(std::move(*this));
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
-
-Participant::~Participant() {
-  if (!state_) return;
-  auto s = state_;
-  if (s->campaign)
-    s->campaign->request_stop(asio::error::operation_aborted,
-                              "campaign: the participant was destroyed");
-  if (s->term) s->term->end(asio::error::operation_aborted);
-  s->withdraw();  // the revocation is in flight before this returns
-  s->core->release_election(s->election);
-}
-
-const std::string& Participant::election() const { return state_->election; }
-const std::string& Participant::value() const { return state_->value; }
-
-asio::awaitable<LeaderKey> Participant::campaign() {
-  auto s = state_;
+// The operations, on the participant's state: an operation in flight holds it, so the
+// Participant may go meanwhile.
+asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
   if (s->campaign)
     throw_error(errc::invalid_argument,
                 "campaign: another campaign() of this participant is in progress");
@@ -210,8 +171,7 @@ asio::awaitable<LeaderKey> Participant::campaign() {
   std::rethrow_exception(failure);
 }
 
-asio::awaitable<std::int64_t> Participant::acquire_lease() {
-  auto s = state_;
+asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState> s) {
   if (s->campaign)
     throw_error(errc::invalid_argument, "acquire_lease: a campaign() is in progress");
   if (s->acquiring)
@@ -224,19 +184,161 @@ asio::awaitable<std::int64_t> Participant::acquire_lease() {
   co_return s->lease->id;
 }
 
-std::optional<std::int64_t> Participant::lease_id() const {
-  if (!state_->lease) return std::nullopt;
-  return state_->lease->id;
-}
-
-asio::awaitable<boost::system::error_code> Participant::keep_alive() {
-  auto s = state_;
+asio::awaitable<boost::system::error_code> keep_alive_of(std::shared_ptr<ParticipantState> s) {
   if (s->campaign)
     throw_error(errc::not_leader, "keep_alive: this participant is campaigning, not leading");
   auto term = s->term;
   if (!term) throw_error(errc::not_leader, "keep_alive: this participant has not won");
   co_await term->ended_event().wait();
   co_return term->reason();
+}
+
+asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s) {
+  if (s->campaign)
+    s->campaign->request_stop(errc::resigned, "campaign: resign() was called while campaigning");
+  // The leader stops believing it leads, and its lease stops being renewed, before anything is
+  // sent: whatever becomes of this call, nothing acts on the old leadership from here on.
+  if (s->term) s->term->end(errc::resigned);
+  auto withdrawal = s->withdraw();
+  if (!withdrawal) co_return;
+  if (!withdrawal->finished()) {
+    asio::steady_timer limit(s->core->executor(), s->core->options().request_timeout);
+    auto waited = co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
+    if (waited.index() == 1)
+      throw_error(errc::timeout,
+                  "resign: etcd did not confirm the lease's revocation within the request "
+                  "timeout; it is tried again in the background until the lease would have "
+                  "expired");
+  }
+  if (withdrawal->result()) throw system_error(withdrawal->result(), withdrawal->message());
+}
+
+asio::awaitable<void> proclaim_of(std::shared_ptr<ParticipantState> s, std::string value) {
+  detail::check_value_size(value, "proclaim");
+  auto term = s->term;
+  if (!term || !term->leading())
+    throw_error(errc::not_leader, "proclaim: this participant does not lead");
+  if (s->proclaiming)
+    throw_error(errc::invalid_argument, "proclaim: another proclaim() is in flight");
+  detail::Busy busy(s->proclaiming);
+  const auto& key = term->key();
+  auto request = detail::guarded_by(key.key, key.create_revision);
+  detail::put_candidate(request, key.key, value, key.lease);
+  auto reply = co_await s->core->call_retrying(
+      "proclaim", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+  if (!reply.succeeded())
+    throw_error(errc::not_leader, "proclaim: leader key " + key.key + " at revision " +
+                                      std::to_string(key.create_revision) + " no longer exists");
+  s->value = std::move(value);
+}
+
+asio::awaitable<std::int64_t> put_if_leader_of(std::shared_ptr<ParticipantState> s, std::string key,
+                                               std::string value) {
+  detail::check_value_size(value, "put_if_leader");
+  s->core->check_outside_elections(key, "put_if_leader");
+  auto term = s->term;
+  if (!term || !term->leading())
+    throw_error(errc::not_leader, "put_if_leader " + key + ": this participant does not lead");
+  const auto& own = term->key();
+  auto request = detail::guarded_by(own.key, own.create_revision);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(value));
+  // Not retried: a write that etcd may have applied is not sent twice.
+  auto reply = co_await s->core->call("put_if_leader", s->core->kv().async(),
+                                      &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+  if (!reply.succeeded())
+    throw_error(errc::not_leader, "put_if_leader " + key + ": etcd refused the write, leader key " +
+                                      own.key + " at revision " +
+                                      std::to_string(own.create_revision) + " no longer exists");
+  co_return reply.header().revision();
+}
+
+asio::awaitable<std::optional<LeaderInfo>> leader_of(std::shared_ptr<ParticipantState> s) {
+  // The lowest create revision under the prefix: what etcd's Election.Leader reads too.
+  etcdserverpb::RangeRequest request;
+  const auto prefix = s->election + "/";
+  request.set_key(prefix);
+  request.set_range_end(detail::prefix_end(prefix));
+  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+  request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
+  request.set_limit(1);
+  auto reply = co_await s->core->call_retrying(
+      "leader", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
+  if (reply.kvs_size() == 0) co_return std::nullopt;
+  co_return detail::to_info(reply.kvs(0));
+}
+
+}  // namespace detail
+
+Participant::Participant(Client& client, std::string election, std::string value,
+                         ParticipantOptions options) {
+  detail::check_election_name(election);
+  detail::check_value_size(value, "participant value");
+  if (options.ttl.count() <= 0)
+    throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
+  if (options.takeover_delay && options.takeover_delay->count() < 0)
+    throw_error(errc::invalid_argument, "participant takeover delay " +
+                                            std::to_string(options.takeover_delay->count()) +
+                                            " ms is negative");
+  const auto& core = detail::access::core(client);
+  core->claim_election(election);
+  state_ = std::make_shared<detail::ParticipantState>(core, std::move(election), std::move(value),
+                                                      options);
+}
+
+Participant::Participant(Participant&&) noexcept = default;
+
+Participant& Participant::operator=(Participant&& other) noexcept {
+  if (this != &other) {
+    Participant gone(std::move(*this));
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Participant::~Participant() {
+  if (!state_) return;
+  auto s = state_;
+  if (s->campaign)
+    s->campaign->request_stop(asio::error::operation_aborted,
+                              "campaign: the participant was destroyed");
+  if (s->term) s->term->end(asio::error::operation_aborted);
+  s->withdraw();  // the revocation is in flight before this returns
+  s->core->release_election(s->election);
+}
+
+const std::string& Participant::election() const { return state_->election; }
+const std::string& Participant::value() const { return state_->value; }
+
+asio::awaitable<LeaderKey> Participant::campaign() { return detail::campaign_of(state_); }
+
+void Participant::start_campaign(Handler<LeaderKey> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::campaign_of(state_), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
+}
+
+asio::awaitable<std::int64_t> Participant::acquire_lease() {
+  return detail::acquire_lease_of(state_);
+}
+
+void Participant::start_acquire_lease(Handler<std::int64_t> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::acquire_lease_of(state_), std::move(handler),
+                 diag, detail::Cancellation::with_effects);
+}
+
+std::optional<std::int64_t> Participant::lease_id() const {
+  if (!state_->lease) return std::nullopt;
+  return state_->lease->id;
+}
+
+asio::awaitable<boost::system::error_code> Participant::keep_alive() {
+  return detail::keep_alive_of(state_);
+}
+
+void Participant::start_keep_alive(Handler<boost::system::error_code> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::keep_alive_of(state_), std::move(handler), diag,
+                 detail::Cancellation::without_effects);
 }
 
 bool Participant::is_leader() const { return state_->term && state_->term->leading(); }
@@ -264,83 +366,46 @@ std::optional<std::chrono::milliseconds> Participant::takeover_delay() const {
   return state_->chosen_delay;
 }
 
-asio::awaitable<void> Participant::resign() {
-  auto s = state_;
-  if (s->campaign)
-    s->campaign->request_stop(errc::resigned, "campaign: resign() was called while campaigning");
-  // The leader stops believing it leads, and its lease stops being renewed, before anything is
-  // sent: whatever becomes of this call, nothing acts on the old leadership from here on.
-  if (s->term) s->term->end(errc::resigned);
-  auto withdrawal = s->withdraw();
-  if (!withdrawal) co_return;
-  if (!withdrawal->finished()) {
-    asio::steady_timer limit(s->core->executor(), s->core->options().request_timeout);
-    auto waited = co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
-    if (waited.index() == 1)
-      throw_error(errc::timeout,
-                  "resign: etcd did not confirm the lease's revocation within the request "
-                  "timeout; it is tried again in the background until the lease would have "
-                  "expired");
-  }
-  if (withdrawal->result()) throw system_error(withdrawal->result(), withdrawal->message());
+asio::awaitable<void> Participant::resign() { return detail::resign_of(state_); }
+
+void Participant::start_resign(Handler<> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::resign_of(state_), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
 }
 
 asio::awaitable<void> Participant::proclaim(std::string value) {
-  auto s = state_;
-  detail::check_value_size(value, "proclaim");
-  auto term = s->term;
-  if (!term || !term->leading())
-    throw_error(errc::not_leader, "proclaim: this participant does not lead");
-  if (s->proclaiming)
-    throw_error(errc::invalid_argument, "proclaim: another proclaim() is in flight");
-  detail::Busy busy(s->proclaiming);
-  const auto& key = term->key();
-  auto request = detail::guarded_by(key.key, key.revision);
-  detail::put_candidate(request, key.key, value, key.lease);
-  auto reply = co_await s->core->call_retrying(
-      "proclaim", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
-  if (!reply.succeeded())
-    throw_error(errc::not_leader, "proclaim: leader key " + key.key + " at revision " +
-                                      std::to_string(key.revision) + " no longer exists");
-  s->value = std::move(value);
+  return detail::proclaim_of(state_, std::move(value));
+}
+
+void Participant::start_proclaim(Handler<> handler, std::string value, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::proclaim_of(state_, std::move(value)),
+                 std::move(handler), diag, detail::Cancellation::with_effects);
 }
 
 asio::awaitable<std::int64_t> Participant::put_if_leader(std::string key, std::string value) {
-  auto s = state_;
-  detail::check_value_size(value, "put_if_leader");
-  s->core->check_outside_elections(key, "put_if_leader");
-  auto term = s->term;
-  if (!term || !term->leading())
-    throw_error(errc::not_leader, "put_if_leader " + key + ": this participant does not lead");
-  const auto& own = term->key();
-  auto request = detail::guarded_by(own.key, own.revision);
-  auto* put = request.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(std::move(value));
-  // Not retried: a write that etcd may have applied is not sent twice.
-  auto reply = co_await s->core->call("put_if_leader", s->core->kv().async(),
-                                      &etcdserverpb::KV::Stub::async::Txn, std::move(request));
-  if (!reply.succeeded())
-    throw_error(errc::not_leader, "put_if_leader " + key + ": etcd refused the write, leader key " +
-                                      own.key + " at revision " + std::to_string(own.revision) +
-                                      " no longer exists");
-  co_return reply.header().revision();
+  return detail::put_if_leader_of(state_, std::move(key), std::move(value));
+}
+
+void Participant::start_put_if_leader(Handler<std::int64_t> handler, std::string key,
+                                      std::string value, diagnostics* diag) {
+  detail::launch(state_->core->executor(),
+                 detail::put_if_leader_of(state_, std::move(key), std::move(value)),
+                 std::move(handler), diag, detail::Cancellation::with_effects);
 }
 
 asio::awaitable<std::optional<LeaderInfo>> Participant::leader() {
-  auto s = state_;
-  // The lowest create revision under the prefix: what etcd's Election.Leader reads too.
-  etcdserverpb::RangeRequest request;
-  const auto prefix = s->election + "/";
-  request.set_key(prefix);
-  request.set_range_end(detail::prefix_end(prefix));
-  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
-  request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-  request.set_limit(1);
-  auto reply = co_await s->core->call_retrying(
-      "leader", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
-  if (reply.kvs_size() == 0) co_return std::nullopt;
-  co_return detail::to_info(reply.kvs(0));
+  return detail::leader_of(state_);
+}
+
+void Participant::start_leader(Handler<std::optional<LeaderInfo>> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::leader_of(state_), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
+}
+
+std::shared_ptr<detail::LeaseState> detail::access::participant_lease(const Participant& p) {
+  const auto& s = *p.state_;
+  if (s.term) return s.term->lease();
+  return s.lease;
 }
 
 Observer Participant::observe() { return Observer(state_->core, state_->election); }

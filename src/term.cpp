@@ -53,7 +53,7 @@ void Term::end(error_code why) {
 void Term::on_view() {
   if (ended() || !feed_->synced() || feed_->revision() < from_ - 1) return;
   const auto* own = feed_->view().find(key_.key);
-  if (!own || own->create_revision != key_.revision) end(errc::key_deleted);
+  if (!own || own->create_revision != key_.create_revision) end(errc::key_deleted);
 }
 
 void Term::on_failed(error_code reason, const std::string&) { end(reason); }

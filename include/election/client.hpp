@@ -1,6 +1,9 @@
 // election::Client: one gRPC channel to an etcd cluster.
 #pragma once
 
+#include "election/detail/initiate.hpp"
+#include "election/error.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -84,6 +87,9 @@ struct ClientOptions {
 
 /// One channel to an etcd cluster, shared by the Leases and Participants made from it.
 ///
+/// Each asynchronous operation comes as an awaitable that throws election::error, and in a
+/// completion-token form (see Participant) that completes with an error_code first.
+///
 /// All objects made from a Client run on its executor, which must not run handlers
 /// concurrently (an io_context run by one thread, or a strand).
 /// Thread safety: distinct objects: safe; shared objects: unsafe.
@@ -105,20 +111,57 @@ class Client {
   executor_type get_executor() const;
   const ClientOptions& options() const;
 
-  /// Completes once a connection to some endpoint is ready and, with a user, etcd accepted the
-  /// credentials. Throws errc::unreachable or errc::tls_failed (with gRPC's last connection
-  /// error) after ClientOptions::connect_timeout, errc::auth_failed for refused credentials.
-  /// Cancellable.
+  /// Connect: waits until a connection to some endpoint is ready and, with a user, etcd
+  /// accepted the credentials. Optional: every operation connects first.
+  ///
+  /// Completes: once connected. Token form: void(error_code).
+  /// Errors: errc::unreachable or errc::tls_failed (with gRPC's last connection error) after
+  ///   ClientOptions::connect_timeout, errc::auth_failed for refused credentials,
+  ///   errc::client_closed.
+  /// Cancellation: terminal, partial, total (nothing is left behind).
   boost::asio::awaitable<void> connect();
 
-  /// The etcd version (e.g. "3.4.23") of the member that answers a Maintenance Status call,
-  /// after connect(); asked once per Client and remembered. Empty when etcd would not say, or
-  /// could not be reached (asked again next time). The default takeover delay follows it
-  /// (default_takeover_delay). Throws errc::client_closed, auth errors, operation_aborted.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_connect(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_connect(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_connect(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_connect(std::move(handler), &diag); });
+  }
+
+  /// Server version: the etcd version (e.g. "3.4.23") of the member that answers a Maintenance
+  /// Status call, after connect(); asked once per Client and remembered. The default takeover
+  /// delay follows it (default_takeover_delay).
+  ///
+  /// Completes with: the version; empty when etcd would not say, or could not be reached (then
+  ///   asked again next time). Token form: void(error_code, std::string).
+  /// Errors: as connect(), and errc::client_closed.
+  /// Cancellation: terminal, partial, total.
   boost::asio::awaitable<std::string> server_version();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::string))
+                CompletionToken = default_token>
+  auto async_server_version(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::string)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_server_version(std::move(handler), nullptr); });
+  }
 
  private:
   friend struct detail::access;
+  void start_connect(boost::asio::any_completion_handler<void(boost::system::error_code)> handler,
+                     diagnostics* diag);
+  void start_server_version(
+      boost::asio::any_completion_handler<void(boost::system::error_code, std::string)> handler,
+      diagnostics* diag);
+
   std::shared_ptr<detail::ClientCore> core_;
 };
 

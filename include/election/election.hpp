@@ -2,6 +2,7 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/clock.hpp"
 #include "election/error.hpp"
 #include "election/first_of.hpp"
 #include "election/lease.hpp"

@@ -73,6 +73,13 @@ enum class errc {
   /// No TLS connection to etcd could be made: the server certificate was not trusted, the client
   /// certificate was refused, or one side does not speak TLS.
   tls_failed,
+
+  // Leadership ending, continued.
+
+  /// The leader's work returned, which ended the leadership.
+  work_finished,
+  /// The leader's work failed, which ended the leadership.
+  work_failed,
 };
 
 /// The category of election::errc; its name is "election". Thread-safe.
@@ -95,7 +102,8 @@ bool is_transient(const boost::system::error_code& ec) noexcept;
 
 /// Whether `ec` is a reason a leadership (or a wait in line) ends without anything being wrong
 /// with the caller's setup: errc::resigned, errc::lease_expired, errc::lease_deadline_passed,
-/// errc::lease_revoked, errc::key_deleted. A campaign again is the answer to each.
+/// errc::lease_revoked, errc::key_deleted, errc::work_finished, errc::work_failed. A campaign
+/// again is the answer to each.
 bool ends_leadership(const boost::system::error_code& ec) noexcept;
 
 /// What the awaitable operations throw: a system_error whose what() says what was being done

@@ -3,6 +3,8 @@
 
 #include "election/client.hpp"
 #include "election/clock.hpp"
+#include "election/detail/initiate.hpp"
+#include "election/error.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -26,6 +28,10 @@ struct LeaseOptions {
   std::chrono::milliseconds margin{-1};
 };
 
+/// A lease id as etcd writes it in keys and etcdctl prints it: lowercase hex, no leading zeros
+/// (a candidate's key is the election name + "/" + this).
+std::string lease_hex(std::int64_t id);
+
 /// What etcd says of a lease right now.
 struct LeaseTimeToLive {
   std::chrono::seconds remaining;  ///< -1 when the lease has expired
@@ -42,23 +48,56 @@ struct LeaseTimeToLive {
 /// (errc::lease_revoked), or the Client closing (errc::client_closed). A broken keep-alive stream
 /// is re-opened with backoff while the deadline allows. Once lost, a lease stays lost.
 ///
-/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
-/// Destroying a Lease stops the keep-alive but does not revoke: the lease then expires after
-/// its TTL. Call revoke() to end it at once.
+/// Each asynchronous operation comes as an awaitable that throws election::error, and in a
+/// completion-token form (see Participant) that completes with an error_code first.
+///
+/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor
+/// (a token form may be initiated from any thread). Destroying a Lease stops the keep-alive but
+/// does not revoke: the lease then expires after its TTL. Call revoke() to end it at once.
 class Lease {
  public:
   using clock = lease_clock;
 
-  /// Waits for a connection (Client::connect), grants a lease with `ttl` and starts keeping it
-  /// alive. etcd raises a TTL under its minimum (2 s by default): ttl() is what was granted.
-  /// Throws errc::invalid_ttl for ttl <= 0, errc::ttl_refused for a TTL etcd refuses,
-  /// errc::unreachable, errc::timeout. Cancellable.
+  /// Grant: waits for a connection (Client::connect), grants a lease with `ttl` and starts
+  /// keeping it alive. etcd raises a TTL under its minimum (2 s by default): ttl() is what was
+  /// granted.
+  ///
+  /// Completes with: the Lease. Token form: void(error_code, Lease) (an empty Lease on error).
+  /// Errors: errc::invalid_ttl (ttl <= 0) and errc::invalid_argument (a margin not shorter
+  ///   than the TTL) before anything is sent, errc::ttl_refused, errc::unreachable,
+  ///   errc::timeout, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial: a lease granted as the cancel lands is not kept alive and
+  ///   expires after its TTL.
   static boost::asio::awaitable<Lease> grant(Client& client, std::chrono::seconds ttl,
                                              LeaseOptions options = {});
 
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, Lease))
+                CompletionToken = default_token>
+  static auto async_grant(Client& client, std::chrono::seconds ttl, LeaseOptions options,
+                          CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, Lease)>(
+        std::forward<CompletionToken>(token), [&client, ttl, options](auto handler) {
+          start_grant(std::move(handler), client, ttl, options, nullptr);
+        });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, Lease))
+                CompletionToken = default_token>
+  static auto async_grant(Client& client, std::chrono::seconds ttl, LeaseOptions options,
+                          diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, Lease)>(
+        std::forward<CompletionToken>(token), [&client, ttl, options, &diag](auto handler) {
+          start_grant(std::move(handler), client, ttl, options, &diag);
+        });
+  }
+
+  /// An empty Lease: what a failed async_grant completes with. Only valid() may be asked of it.
+  Lease() noexcept = default;
   Lease(Lease&&) noexcept;
   Lease& operator=(Lease&&) noexcept;
   ~Lease();
+
+  /// False for an empty Lease (default-constructed or moved from).
+  bool valid() const noexcept { return state_ != nullptr; }
 
   std::int64_t id() const;
   std::chrono::seconds ttl() const;            ///< as granted (or last renewed) by etcd
@@ -72,21 +111,83 @@ class Lease {
   /// time the host spent suspended, as etcd's clock does).
   clock::time_point deadline() const;
 
-  /// Completes when the lease is lost, with the reason. Cancellable (throws operation_aborted).
+  /// Wait lost: waits until the lease is lost.
+  ///
+  /// Completes with: the reason (see the class comment). Token form:
+  ///   void(error_code, error_code reason).
+  /// Errors: operation_aborted when cancelled.
+  /// Cancellation: terminal, partial, total: a cancelled wait changes nothing.
   boost::asio::awaitable<boost::system::error_code> wait_lost();
 
-  /// Stops the keep-alive and revokes the lease; its keys are deleted by etcd at once. The lease
-  /// counts as lost (errc::lease_revoked) even when the request fails; it then expires after its
-  /// TTL. A lease that is already gone on the server is not an error.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_wait_lost(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_wait_lost(std::move(handler), nullptr); });
+  }
+
+  /// Revoke: stops the keep-alive and revokes the lease; etcd deletes its keys at once. The
+  /// lease counts as lost (errc::lease_revoked) even when the request fails; it then expires
+  /// after its TTL. A lease that is already gone on the server is not an error.
+  ///
+  /// Completes: once etcd confirmed. Token form: void(error_code).
+  /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial: the revocation may or may not have landed.
   boost::asio::awaitable<void> revoke();
 
-  /// Asks etcd for the lease's remaining TTL and keys.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_revoke(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_revoke(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_revoke(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_revoke(std::move(handler), &diag); });
+  }
+
+  /// Time to live: asks etcd for the lease's remaining TTL and keys.
+  ///
+  /// Completes with: LeaseTimeToLive (remaining -1 once expired). Token form:
+  ///   void(error_code, LeaseTimeToLive).
+  /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial (a read).
   boost::asio::awaitable<LeaseTimeToLive> time_to_live();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaseTimeToLive))
+                CompletionToken = default_token>
+  auto async_time_to_live(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaseTimeToLive)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_time_to_live(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaseTimeToLive))
+                CompletionToken = default_token>
+  auto async_time_to_live(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaseTimeToLive)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_time_to_live(std::move(handler), &diag); });
+  }
 
  private:
   friend struct detail::access;
+  template <class... Values>
+  using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
+
   explicit Lease(std::shared_ptr<detail::LeaseState> state);
   void stop_keep_alive();
+  static void start_grant(Handler<Lease> handler, Client& client, std::chrono::seconds ttl,
+                          LeaseOptions options, diagnostics* diag);
+  void start_wait_lost(Handler<boost::system::error_code> handler, diagnostics* diag);
+  void start_revoke(Handler<> handler, diagnostics* diag);
+  void start_time_to_live(Handler<LeaseTimeToLive> handler, diagnostics* diag);
+
   std::shared_ptr<detail::LeaseState> state_;
 };
 

@@ -2,6 +2,8 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/detail/initiate.hpp"
+#include "election/error.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -72,16 +74,41 @@ class Observer {
 
   const std::string& election() const;
 
-  /// Waits for the next change. While etcd cannot be reached it keeps retrying (with backoff)
-  /// and waits on; race it against a timer to bound the wait. Cancellable (terminal): a
-  /// cancelled wait loses nothing, also when an event arrives at the moment of the cancel; the
-  /// next call returns it. Throws errc::client_closed, errc::auth_failed and
-  /// errc::permission_denied (once each; the next call tries again), and errc::invalid_argument
-  /// when another next() is already waiting on this Observer.
+  /// Next: waits for the next change of leadership (the first call: the state now). While etcd
+  /// cannot be reached it keeps retrying (with backoff) and waits on; race it against a timer
+  /// to bound the wait.
+  ///
+  /// Completes with: the LeaderEvent. Token form: void(error_code, LeaderEvent).
+  /// Errors: errc::client_closed, errc::auth_failed and errc::permission_denied (each thrown by
+  ///   one call; the next call tries again), errc::invalid_argument when another next() is
+  ///   already waiting on this Observer, operation_aborted when cancelled or when the Observer
+  ///   is destroyed meanwhile.
+  /// Cancellation: terminal, partial, total. A cancelled wait loses nothing, also when an event
+  ///   arrives at the moment of the cancel: the next call returns it.
+  /// Thread safety: the token form may be initiated from any thread; the wait runs on the
+  ///   Client's executor.
   boost::asio::awaitable<LeaderEvent> next();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderEvent))
+                CompletionToken = default_token>
+  auto async_next(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaderEvent)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_next(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderEvent))
+                CompletionToken = default_token>
+  auto async_next(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaderEvent)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_next(std::move(handler), &diag); });
+  }
 
  private:
   friend class Participant;
+  void start_next(
+      boost::asio::any_completion_handler<void(boost::system::error_code, LeaderEvent)> handler,
+      diagnostics* diag);
   Observer(const std::shared_ptr<detail::ClientCore>& core, std::string election);
 
   std::shared_ptr<detail::ObserverState> state_;

@@ -3,6 +3,8 @@
 
 #include "election/client.hpp"
 #include "election/clock.hpp"
+#include "election/detail/initiate.hpp"
+#include "election/error.hpp"
 #include "election/lease.hpp"
 #include "election/observer.hpp"
 
@@ -18,12 +20,12 @@
 
 namespace election {
 
-/// The key that makes a participant the leader. `revision` (the key's create revision) is a
-/// fencing token: every new leader's is larger than any before it.
+/// The key that makes a participant the leader. `create_revision` (the key's create revision)
+/// is a fencing token: every new leader's is larger than any before it.
 struct LeaderKey {
-  std::string name;
-  std::string key;
-  std::int64_t revision = 0;
+  std::string name;                  ///< the election
+  std::string key;                   ///< election name + "/" + the lease in hex
+  std::int64_t create_revision = 0;  ///< the fencing token
   std::int64_t lease = 0;
 };
 
@@ -55,7 +57,8 @@ std::chrono::milliseconds default_takeover_delay(std::string_view version);
 
 namespace detail {
 class ParticipantState;
-}
+struct access;
+}  // namespace detail
 
 /// One candidate in one election.
 ///
@@ -73,18 +76,29 @@ class ParticipantState;
 /// confirms it. No lease is renewed without a campaign or a term that owns it (or
 /// acquire_lease(), for the next campaign).
 ///
+/// Every asynchronous operation comes twice: as an awaitable (`co_await p.campaign()`) that
+/// throws election::error, and in a completion-token form (`p.async_campaign(token)`) for any
+/// Asio token (a callback, use_future, deferred, use_awaitable, as_tuple(...),
+/// redirect_error(...)) that completes with an error_code first and, given a diagnostics
+/// object, fills it with the text the exception would carry. Both run the same compiled code.
+/// The token form honours the token's associated executor (the handler runs there), allocator
+/// and cancellation slot.
+///
 /// Overlapping calls on one Participant: a second campaign() while one runs, campaign() while
 /// leading, a second proclaim() while one is in flight, and acquire_lease() while a campaign
 /// runs fail with errc::invalid_argument; proclaim(), put_if_leader() and keep_alive() while
 /// not leading (also while campaigning) fail with errc::not_leader; resign() during a campaign
-/// withdraws it (the campaign throws errc::resigned); any number of put_if_leader(),
+/// withdraws it (the campaign fails with errc::resigned); any number of put_if_leader(),
 /// keep_alive(), leader() and resign() may run at once.
 ///
-/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
+/// Thread safety: distinct objects: safe. Shared objects: unsafe, except that a token form may
+/// be initiated from any thread: its work runs on the Client's executor. Everything else on the
+/// Client's executor.
 /// Lifetime: the Client should outlive the Participant (one that outlives its Client fails with
-/// errc::client_closed). Destroying a Participant ends what it has in flight (a campaign throws
-/// operation_aborted) and withdraws its lease; prefer `co_await resign()` before, which waits
-/// for the revocation.
+/// errc::client_closed). An operation in flight keeps what it needs alive, so the Participant
+/// may be destroyed meanwhile: that ends a campaign (operation_aborted) and withdraws the lease.
+/// A deferred token form must be launched while the Participant lives. Prefer
+/// `co_await resign()` before destroying it, which waits for etcd to confirm.
 class Participant {
  public:
   /// Throws errc::invalid_election_name (empty, or ending in '/'), errc::invalid_ttl,
@@ -99,49 +113,106 @@ class Participant {
   const std::string& election() const;
   const std::string& value() const;
 
-  /// Grants the lease campaign() will use (or keeps the live one there is) and starts keeping
-  /// it alive, so its id and granted TTL are known before waiting in line. Optional: campaign()
-  /// does it itself. Returns the lease id. Throws as Lease::grant, and errc::invalid_argument
-  /// while a campaign or another acquire_lease() is in progress.
+  /// Acquire lease: grants the lease campaign() will use (or keeps the live one there is) and
+  /// starts keeping it alive, so its id and granted TTL are known before waiting in line.
+  /// Optional: campaign() does it itself.
+  ///
+  /// Completes with: the lease id. Token form: void(error_code, std::int64_t).
+  /// Errors: as Lease::grant; errc::invalid_argument while a campaign or another
+  ///   acquire_lease() is in progress.
+  /// Cancellation: terminal, partial. A lease granted as the cancel lands is kept for the next
+  ///   campaign (or expires after its TTL if the participant goes).
   boost::asio::awaitable<std::int64_t> acquire_lease();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
+                CompletionToken = default_token>
+  auto async_acquire_lease(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::int64_t)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_acquire_lease(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
+                CompletionToken = default_token>
+  auto async_acquire_lease(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::int64_t)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_acquire_lease(std::move(handler), &diag); });
+  }
 
   /// The id of the lease in use (by a campaign, a leadership, or acquire_lease()), if any.
   std::optional<std::int64_t> lease_id() const;
 
-  /// Grants a lease (unless one from acquire_lease() is live), keeps it alive, and waits in
-  /// line until this participant leads. The protocol is etcd's (and etcdctl elect's): the
-  /// candidate's key, the election name and the lease in hex, is created with the lease unless
-  /// it exists, and the one with the lowest create revision leads. The Client's feed of the
-  /// election (one watch, shared with its Observers) says when that is this key, and a read of
-  /// the key confirms it. A dropped connection, a stalled member or a restarted etcd does not
-  /// cost the place in line: the key stays, the watch resumes, and requests that etcd could not
-  /// answer are tried again. A key deleted while in line (an operator's `etcdctl del`) is
-  /// created again, at the back of the line. While in line the lease is not given up when its
-  /// local deadline passes (etcd away longer than the TTL allows): renewals go on, and etcd's
-  /// answer decides. etcd keeps leases across a restart or a change of its raft leader, so the
-  /// candidate keeps its place; a win then waits for a renewal answered within the deadline
-  /// rule before it counts. A win then waits the takeover delay (ParticipantOptions).
+  /// Campaign: grants a lease (unless one from acquire_lease() is live), keeps it alive, and
+  /// waits in line until this participant leads. The protocol is etcd's (and etcdctl elect's):
+  /// the candidate's key, the election name and the lease in hex, is created with the lease
+  /// unless it exists, and the one with the lowest create revision leads. The Client's feed of
+  /// the election (one watch, shared with its Observers) says when that is this key, and a read
+  /// of the key confirms it. A dropped connection, a stalled member or a restarted etcd does not
+  /// cost the place in line: the key stays, the watch resumes, and what etcd could not answer is
+  /// asked again. A key deleted while in line (an operator's `etcdctl del`) is created again, at
+  /// the back of the line. While in line the lease is not given up when its local deadline
+  /// passes (etcd away longer than the TTL allows): renewals go on, and etcd's answer decides;
+  /// a win then waits for a renewal answered within the deadline rule before it counts. A win
+  /// then waits the takeover delay (ParticipantOptions).
   ///
-  /// Cancellable (terminal): a cancelled campaign (a timer with first_of, a cancellation
-  /// signal) withdraws the candidate (revokes its lease, deleting its key even when the win
-  /// raced the cancel) and throws operation_aborted. Throws errc::resigned when resign() is
-  /// called meanwhile, operation_aborted when the participant is destroyed meanwhile,
-  /// errc::lease_expired when etcd says the lease is gone while waiting,
-  /// errc::lease_deadline_passed when no renewal is answered in time at the win,
-  /// errc::unreachable or errc::timeout when etcd cannot be reached to grant the lease,
-  /// errc::client_closed, errc::auth_failed, errc::permission_denied, and
-  /// errc::invalid_argument when already leading or when another campaign() is in progress.
+  /// Completes with: the leader key, once this participant leads. Token form:
+  ///   void(error_code, LeaderKey).
+  /// Errors: errc::resigned (resign() was called meanwhile), operation_aborted (cancelled, or
+  ///   the participant destroyed meanwhile), errc::lease_expired (etcd says the lease is gone),
+  ///   errc::lease_deadline_passed (no renewal answered in time at the win), errc::unreachable
+  ///   or errc::timeout (etcd out of reach to grant the lease), errc::client_closed,
+  ///   errc::auth_failed, errc::permission_denied, errc::invalid_argument (already leading, or
+  ///   another campaign() in progress).
+  /// Cancellation: terminal, partial (not total: it has effects). A cancelled campaign
+  ///   withdraws the candidate: its lease is revoked, which deletes its key, also when the win
+  ///   raced the cancel. It waits up to one request attempt for etcd to confirm, then completes;
+  ///   the revocation goes on in the background.
   boost::asio::awaitable<LeaderKey> campaign();
 
-  /// While leading: waits until leadership ends and returns why: errc::resigned,
-  /// errc::lease_expired, errc::key_deleted, errc::lease_deadline_passed (also what a lost
-  /// connection to etcd becomes: the lease could not be renewed in time), errc::client_closed,
-  /// errc::auth_failed or errc::permission_denied (the election's watch refused),
-  /// operation_aborted (the participant destroyed). After a leadership ended (and before the
-  /// next campaign), returns its reason at once. Throws errc::not_leader when this participant
-  /// never won, or campaigns now. Cancellable (throws operation_aborted; leadership is
-  /// unaffected). The lease is renewed in the background whether or not this is awaited.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderKey))
+                CompletionToken = default_token>
+  auto async_campaign(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaderKey)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_campaign(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderKey))
+                CompletionToken = default_token>
+  auto async_campaign(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, LeaderKey)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_campaign(std::move(handler), &diag); });
+  }
+
+  /// Keep alive: while leading, waits until leadership ends and says why. The lease is renewed
+  /// in the background whether or not this is awaited.
+  ///
+  /// Completes with: why leadership ended: errc::resigned, errc::lease_expired,
+  ///   errc::key_deleted, errc::lease_deadline_passed (also what a lost connection to etcd
+  ///   becomes: the lease could not be renewed in time), errc::client_closed,
+  ///   errc::auth_failed or errc::permission_denied (the election's watch refused),
+  ///   operation_aborted (the participant destroyed). After a leadership ended (and before the
+  ///   next campaign), at once with its reason. Token form: void(error_code, error_code reason).
+  /// Errors: errc::not_leader when this participant never won, or campaigns now.
+  /// Cancellation: terminal, partial, total: a cancelled wait changes nothing.
   boost::asio::awaitable<boost::system::error_code> keep_alive();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_keep_alive(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_keep_alive(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_keep_alive(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_keep_alive(std::move(handler), &diag); });
+  }
 
   /// True while this participant leads: it won, nothing ended its leadership, and the lease's
   /// local deadline has not passed (on lease_clock: time suspended counts).
@@ -161,40 +232,143 @@ class Participant {
   /// chosen from etcd's version); unset before the first campaign chose it.
   std::optional<std::chrono::milliseconds> takeover_delay() const;
 
-  /// Gives up leadership, or the campaign in progress: marks it ended at once (so is_leader()
-  /// is false before any request is sent), stops renewing the lease, and revokes it, which
-  /// deletes the key, with a fresh request deadline; waits for etcd to confirm. Not leading and
-  /// not campaigning: withdraws the lease from acquire_lease() if there is one. Safe to call
-  /// more than once, and at once from several coroutines.
+  /// Resign: gives up leadership, or the campaign in progress: marks it ended at once (so
+  /// is_leader() is false before any request is sent), stops renewing the lease, and revokes
+  /// it, which deletes the key, with a fresh request deadline. Not leading and not campaigning:
+  /// withdraws the lease from acquire_lease() if there is one. Safe to call more than once, and
+  /// at once from several coroutines.
   ///
-  /// Cancellable (terminal): a cancelled resign has still ended the leadership and stopped the
-  /// renewals; the revocation goes on in the background (retried with fresh deadlines until etcd
-  /// confirms it or the lease must have expired). Throws errc::timeout when etcd does not
-  /// confirm within the request timeout (the revocation goes on), errc::client_closed,
-  /// errc::auth_failed, errc::permission_denied (the lease then expires after its TTL).
+  /// Completes: once etcd confirmed the revocation. Token form: void(error_code).
+  /// Errors: errc::timeout when etcd does not confirm within the request timeout (the
+  ///   revocation goes on), errc::client_closed, errc::auth_failed, errc::permission_denied
+  ///   (the lease then expires after its TTL).
+  /// Cancellation: terminal, partial. A cancelled resign has still ended the leadership and
+  ///   stopped the renewals; the revocation goes on in the background, retried with fresh
+  ///   deadlines until etcd confirms it or the lease must have expired.
   boost::asio::awaitable<void> resign();
 
-  /// Sets the leader's value. Throws errc::not_leader when this participant does not lead or
-  /// etcd no longer holds its key as leader, errc::value_too_large, and errc::invalid_argument
-  /// while another proclaim() is in flight.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_resign(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_resign(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_resign(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_resign(std::move(handler), &diag); });
+  }
+
+  /// Proclaim: sets the leader's value, in a transaction guarded by the leader key's create
+  /// revision.
+  ///
+  /// Completes: once etcd applied it. Token form: void(error_code).
+  /// Errors: errc::not_leader (not leading, or etcd no longer holds this participant's key),
+  ///   errc::value_too_large, errc::invalid_argument (another proclaim() in flight),
+  ///   errc::timeout, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial: the value may or may not have been set.
   boost::asio::awaitable<void> proclaim(std::string value);
 
-  /// Writes `key` = `value` only if this participant's leader key still exists with the
-  /// revision it won with: the check is done by etcd in the same transaction, so a write from a
-  /// deposed leader is refused even when it is late. Returns the write's revision. Throws
-  /// errc::not_leader when refused or when this participant does not lead,
-  /// errc::value_too_large, and errc::invalid_argument (before anything is sent) for a key
-  /// under the prefix of an election used on this Client (its own `name/` included): such a
-  /// key would stand in that election's line for ever.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_proclaim(std::string value, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, value = std::move(value)](auto handler) mutable {
+          start_proclaim(std::move(handler), std::move(value), nullptr);
+        });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_proclaim(std::string value, diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code)>(
+        std::forward<CompletionToken>(token),
+        [this, value = std::move(value), &diag](auto handler) mutable {
+          start_proclaim(std::move(handler), std::move(value), &diag);
+        });
+  }
+
+  /// Put if leader: writes `key` = `value` only if this participant's leader key still exists
+  /// with the revision it won with. etcd checks that in the same transaction, so a write from a
+  /// deposed leader is refused even when it is late. Not retried: a write etcd may have applied
+  /// is not sent twice.
+  ///
+  /// Completes with: the write's revision. Token form: void(error_code, std::int64_t).
+  /// Errors: errc::not_leader (refused, or not leading), errc::value_too_large,
+  ///   errc::invalid_argument before anything is sent for a key under the prefix of an election
+  ///   used on this Client (its own `name/` included: such a key would stand in that line for
+  ///   ever), errc::timeout, errc::unreachable, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial: the write may have landed (fenced: only while this
+  ///   participant's key was first in line).
   boost::asio::awaitable<std::int64_t> put_if_leader(std::string key, std::string value);
 
-  /// The election's current leader as etcd sees it, or std::nullopt.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
+                CompletionToken = default_token>
+  auto async_put_if_leader(std::string key, std::string value, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::int64_t)>(
+        std::forward<CompletionToken>(token),
+        [this, key = std::move(key), value = std::move(value)](auto handler) mutable {
+          start_put_if_leader(std::move(handler), std::move(key), std::move(value), nullptr);
+        });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
+                CompletionToken = default_token>
+  auto async_put_if_leader(std::string key, std::string value, diagnostics& diag,
+                           CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::int64_t)>(
+        std::forward<CompletionToken>(token),
+        [this, key = std::move(key), value = std::move(value), &diag](auto handler) mutable {
+          start_put_if_leader(std::move(handler), std::move(key), std::move(value), &diag);
+        });
+  }
+
+  /// Leader: the election's current leader as etcd sees it now (a linearizable read of the key
+  /// with the lowest create revision), or none.
+  ///
+  /// Completes with: std::optional<LeaderInfo>. Token form:
+  ///   void(error_code, std::optional<LeaderInfo>).
+  /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial (a read: nothing is left behind).
   boost::asio::awaitable<std::optional<LeaderInfo>> leader();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 std::optional<LeaderInfo>))
+                CompletionToken = default_token>
+  auto async_leader(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::optional<LeaderInfo>)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_leader(std::move(handler), nullptr); });
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 std::optional<LeaderInfo>))
+                CompletionToken = default_token>
+  auto async_leader(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::optional<LeaderInfo>)>(
+        std::forward<CompletionToken>(token),
+        [this, &diag](auto handler) { start_leader(std::move(handler), &diag); });
+  }
 
   /// An Observer of this participant's election.
   Observer observe();
 
  private:
+  friend struct detail::access;
+  template <class... Values>
+  using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
+
+  // The compiled side of each token form (participant.cpp).
+  void start_acquire_lease(Handler<std::int64_t> handler, diagnostics* diag);
+  void start_campaign(Handler<LeaderKey> handler, diagnostics* diag);
+  void start_keep_alive(Handler<boost::system::error_code> handler, diagnostics* diag);
+  void start_resign(Handler<> handler, diagnostics* diag);
+  void start_proclaim(Handler<> handler, std::string value, diagnostics* diag);
+  void start_put_if_leader(Handler<std::int64_t> handler, std::string key, std::string value,
+                           diagnostics* diag);
+  void start_leader(Handler<std::optional<LeaderInfo>> handler, diagnostics* diag);
+
   std::shared_ptr<detail::ParticipantState> state_;
 };
 

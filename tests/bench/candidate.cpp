@@ -94,8 +94,8 @@ asio::awaitable<int> run(election::Client& client, const Args& args) {
                                         limit.async_wait(asio::use_awaitable)));
   if (campaigned.index() == 1) co_return std::get<1>(campaigned).index() == 0 ? 0 : 3;
   const auto& key = std::get<0>(campaigned);
-  std::printf("leader %lld %llx %s %lld\n", now_us(), static_cast<unsigned long long>(key.lease),
-              key.key.c_str(), static_cast<long long>(key.revision));
+  std::printf("leader %lld %s %s %lld\n", now_us(), election::lease_hex(key.lease).c_str(),
+              key.key.c_str(), static_cast<long long>(key.create_revision));
   std::fflush(stdout);
 
   auto ended = co_await election::first_of(

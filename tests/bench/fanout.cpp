@@ -2,13 +2,14 @@
 // (another Client) proclaims -> each observer's next() returns the new value.
 //
 //   ours:  the clock starts before proclaim() and stops, per observer, when its next() returns.
-//   floor: N raw watches (the library's KeyWatch on the same gRPC bridge, same Client) on one
+//   floor: N raw watches (raw_watch.hpp's KeyWatch, a stream each, on the same gRPC bridge, same
+//   Client) on one
 //          key; a Put -> each watcher's event. Rounds of the two alternate.
 // Every observer's and watcher's event of every round is one sample.
 #include "access.hpp"
 #include "common.hpp"
 
-#include "watch.hpp"
+#include "raw_watch.hpp"
 
 namespace election::bench {
 namespace {

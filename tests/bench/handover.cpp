@@ -15,7 +15,7 @@
 #include "access.hpp"
 #include "common.hpp"
 
-#include "watch.hpp"
+#include "raw_watch.hpp"
 
 #include <csignal>
 #include <iostream>

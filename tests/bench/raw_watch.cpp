@@ -1,4 +1,4 @@
-#include "watch.hpp"
+#include "raw_watch.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>

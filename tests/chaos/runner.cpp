@@ -26,6 +26,7 @@
 #include "proxy.hpp"
 #include "report.hpp"
 
+#include "election/lease.hpp"
 #include "etcd/rpc.grpc.pb.h"
 
 #include <grpcpp/grpcpp.h>
@@ -93,12 +94,6 @@ void write_text(const fs::path& file, const std::string& text) {
 }
 
 // A lease id as leader-worker prints it (and as candidate keys end).
-std::string hex(std::int64_t id) {
-  char out[24];
-  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(id));
-  return out;
-}
-
 std::string trim(std::string s) {
   s.erase(0, s.find_first_not_of(" \t\r\n"));
   s.erase(s.find_last_not_of(" \t\r\n") + 1);
@@ -687,7 +682,7 @@ class Runner {
       else if (!line.empty() && text.rfind(created, 0) == 0)
         line.back().create_revision = std::stoll(text.substr(created.size()));
       else if (!line.empty() && text.rfind(lease, 0) == 0)
-        line.back().lease = hex(std::stoll(text.substr(lease.size())));
+        line.back().lease = election::lease_hex(std::stoll(text.substr(lease.size())));
     }
     std::stable_sort(line.begin(), line.end(), [](const InLine& a, const InLine& b) {
       return a.create_revision < b.create_revision;

@@ -6,7 +6,7 @@
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
-#include "watch.hpp"
+#include "watch_hub.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
@@ -31,7 +31,26 @@ void compact(const std::string& endpoint, std::int64_t revision) {
 
 }  // namespace
 
-TEST_CASE("a watch from a compacted revision fails with errc::compacted", "[watch][compaction]") {
+namespace {
+
+// What a WatchHub watch hears.
+struct Heard : election::detail::WatchSink {
+  std::vector<mvccpb::Event> events;
+  std::int64_t compacted_at = 0;
+  boost::system::error_code refused;
+  void on_events(std::vector<mvccpb::Event> e) override {
+    for (auto& x : e) events.push_back(std::move(x));
+  }
+  void on_compacted(std::int64_t revision) override { compacted_at = revision; }
+  void on_refused(boost::system::error_code reason, const std::string&) override {
+    refused = reason;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a watch from a compacted revision is told so, and one from after it sees the events",
+          "[watch][compaction]") {
   run([]() -> asio::awaitable<void> {
     election::Client client(co_await asio::this_coro::executor,
                             options_for(election::test::fixture_endpoints()));
@@ -43,15 +62,21 @@ TEST_CASE("a watch from a compacted revision fails with errc::compacted", "[watc
     const auto first = co_await p.put_if_leader(key + "-data", "1");
     const auto last = co_await p.put_if_leader(key + "-data", "2");
     compact(client.options().endpoints.front(), last);
-    election::detail::KeyWatch watch(election::detail::access::core(client), key + "-data", {},
-                                     first);
-    boost::system::error_code code;
-    try {
-      co_await watch.next();
-    } catch (const boost::system::system_error& e) {
-      code = e.code();
-    }
-    CHECK(code == errc::compacted);
+    const auto& core = election::detail::access::core(client);
+    auto hub = election::detail::WatchHub::of(core);
+    auto old = std::make_shared<Heard>();
+    auto fresh = std::make_shared<Heard>();
+    hub->watch(key + "-data", {}, first, old);  // over once compacted
+    const auto watching = hub->watch(key + "-data", {}, last, fresh);
+    co_await election::test::require_within(
+        [&] { return old->compacted_at != 0 && !fresh->events.empty(); }, 5s,
+        "the compaction to be told and the last write to be seen");
+    CHECK(old->compacted_at == last);
+    CHECK(old->events.empty());
+    REQUIRE(fresh->events.size() == 1);
+    CHECK(fresh->events[0].kv().value() == "2");
+    CHECK_FALSE(fresh->refused);
+    hub->cancel(watching);
     co_await p.resign();
   });
 }

@@ -304,11 +304,7 @@ TEST_CASE("a candidate whose key is deleted while its watch lags leads with a ne
         asio::co_spawn(executor, campaign(), asio::detached);
         co_await require_within([&] { return p.lease_id().has_value(); }, 5s, "p in line");
         co_await sleep_for(300ms);
-        const auto old_key = name + "/" + [&] {
-          char hex[24];
-          std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(*p.lease_id()));
-          return std::string(hex);
-        }();
+        const auto old_key = name + "/" + election::lease_hex(*p.lease_id());
 
         etcd.move_leader_away_from(frozen_member);
         election::test::Frozen frozen(etcd.pid(frozen_member));
@@ -324,7 +320,7 @@ TEST_CASE("a candidate whose key is deleted while its watch lags leads with a ne
         REQUIRE(state.index() == 0);
         REQUIRE(std::get<0>(state));
         CHECK(std::get<0>(state)->key == old_key);
-        CHECK(std::get<0>(state)->create_revision == won->revision);
+        CHECK(std::get<0>(state)->create_revision == won->create_revision);
         frozen.thaw();
         co_await p.resign();
       },

@@ -30,11 +30,9 @@ std::filesystem::path private_dir(const std::string& name) {
 
 // Revokes a lease through etcdctl, a client that is not ours.
 void revoke_with_etcdctl(std::int64_t id) {
-  char hex[32];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id));
   const auto command =
       "ETCDCTL_API=3 etcdctl --endpoints=" + election::test::fixture_endpoints().front() +
-      " lease revoke " + hex + " >/dev/null";
+      " lease revoke " + election::lease_hex(id) + " >/dev/null";
   REQUIRE(std::system(command.c_str()) == 0);
 }
 

@@ -50,12 +50,6 @@ void etcdctl(const std::vector<std::string>& endpoints, const std::string& args)
   REQUIRE(std::system(command.c_str()) == 0);
 }
 
-std::string hex(std::int64_t id) {
-  char out[24];
-  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(id));
-  return out;
-}
-
 template <class F>
 asio::awaitable<boost::system::error_code> error_of(F f) {
   try {
@@ -76,14 +70,14 @@ TEST_CASE("campaign returns the leader key and resign ends leadership", "[partic
     CHECK_FALSE(p.is_leader());
     auto key = co_await p.campaign();
     CHECK(key.name == name);
-    CHECK(key.key == name + "/" + hex(key.lease));
-    CHECK(key.revision > 0);
+    CHECK(key.key == name + "/" + election::lease_hex(key.lease));
+    CHECK(key.create_revision > 0);
     CHECK(p.is_leader());
     CHECK(p.granted_ttl() == 5s);
     auto leader = co_await p.leader();
     REQUIRE(leader);
     CHECK(leader->value == "node-a");
-    CHECK(leader->create_revision == key.revision);
+    CHECK(leader->create_revision == key.create_revision);
 
     co_await p.resign();
     CHECK_FALSE(p.is_leader());
@@ -161,7 +155,7 @@ TEST_CASE("a waiting candidate keeps its key and place for 10 s on a 2 s TTL", "
         CHECK(a.is_leader());
         co_await a.resign();
         co_await require_within([&] { return b_key.has_value(); }, 2s, "b_key.has_value()");
-        CHECK(b_key->revision == before[1].create_revision());
+        CHECK(b_key->create_revision == before[1].create_revision());
         CHECK(b.is_leader());
         co_await b.resign();
       },
@@ -173,7 +167,7 @@ TEST_CASE("leadership ends when the lease is revoked from outside", "[participan
     election::Client client(co_await asio::this_coro::executor, fixture_options());
     Participant p(client, election::test::unique_name("revoked"), "a", ttl(3s));
     auto key = co_await p.campaign();
-    etcdctl(client.options().endpoints, "lease revoke " + hex(key.lease));
+    etcdctl(client.options().endpoints, "lease revoke " + election::lease_hex(key.lease));
     const auto start = Clock::now();
     // Revoking deletes the key too; whichever etcd tells first ends the leadership.
     const auto reason = co_await p.keep_alive();
@@ -242,7 +236,7 @@ TEST_CASE("a campaign whose lease dies while waiting fails instead of winning", 
     co_await sleep_for(500ms);
     auto keys = co_await candidates(client, name);
     REQUIRE(keys.size() == 2);
-    etcdctl(client.options().endpoints, "lease revoke " + hex(keys[1].lease()));
+    etcdctl(client.options().endpoints, "lease revoke " + election::lease_hex(keys[1].lease()));
     co_await require_within([&] { return b_done; }, 3s, "b_done");
     CHECK(b_error == errc::lease_expired);
     CHECK_FALSE(b.is_leader());
@@ -394,7 +388,7 @@ TEST_CASE("after an etcd crash a waiting candidate campaigns again and keeps its
         CHECK(after[1].create_revision() == before[1].create_revision());
         co_await a.resign();
         co_await require_within([&] { return b_key.has_value(); }, 3s, "b_key.has_value()");
-        CHECK(b_key->revision == before[1].create_revision());
+        CHECK(b_key->create_revision == before[1].create_revision());
         co_await b.resign();
       },
       40s);
@@ -437,7 +431,7 @@ TEST_CASE("a waiting candidate keeps its key and place through an outage past it
                                 "b won or failed");
         INFO("b's campaign: " << b_error.message());
         REQUIRE(b_key.has_value());
-        CHECK(b_key->revision == before[1].create_revision());
+        CHECK(b_key->create_revision == before[1].create_revision());
         CHECK(b.is_leader());
         co_await b.resign();
       },
@@ -455,10 +449,10 @@ TEST_CASE("a fenced write succeeds while leading and is refused by etcd after le
     CHECK(early == errc::not_leader);
     auto a_key = co_await a.campaign();
     auto rev = co_await a.put_if_leader(name + "-data", "from a");
-    CHECK(rev > a_key.revision);
-    etcdctl(client.options().endpoints, "lease revoke " + hex(a_key.lease));
+    CHECK(rev > a_key.create_revision);
+    etcdctl(client.options().endpoints, "lease revoke " + election::lease_hex(a_key.lease));
     auto b_key = co_await b.campaign();
-    CHECK(b_key.revision > a_key.revision);
+    CHECK(b_key.create_revision > a_key.create_revision);
     // a has not even noticed yet, or has: either way etcd refuses its write.
     const auto stale = co_await error_of([&] { return a.put_if_leader(name + "-data", "stale"); });
     CHECK(stale == errc::not_leader);
@@ -486,13 +480,13 @@ TEST_CASE("observe yields the leader, proclaims, new leaders and no leader, in o
     auto e1 = co_await observer.next();
     REQUIRE(e1.has_leader());
     CHECK(e1.leader->value == "a");
-    CHECK(e1.leader->create_revision == a_key.revision);
+    CHECK(e1.leader->create_revision == a_key.create_revision);
 
     co_await a.proclaim("a-2");
     auto e2 = co_await observer.next();
     REQUIRE(e2.has_leader());
     CHECK(e2.leader->value == "a-2");
-    CHECK(e2.leader->create_revision == a_key.revision);
+    CHECK(e2.leader->create_revision == a_key.create_revision);
 
     std::optional<election::LeaderKey> b_key;
     asio::co_spawn(
@@ -504,7 +498,7 @@ TEST_CASE("observe yields the leader, proclaims, new leaders and no leader, in o
     REQUIRE(e3.has_leader());
     CHECK(e3.leader->value == "b");
     co_await require_within([&] { return b_key.has_value(); }, 2s, "b_key.has_value()");
-    CHECK(e3.leader->create_revision == b_key->revision);
+    CHECK(e3.leader->create_revision == b_key->create_revision);
 
     co_await b.resign();
     auto e4 = co_await observer.next();
@@ -631,7 +625,7 @@ TEST_CASE("100 participants on one client: one leader at a time, in campaign ord
           asio::co_spawn(
               client.get_executor(),
               [&, i]() -> asio::awaitable<void> {
-                won_revision[i] = (co_await ps[i]->campaign()).revision;
+                won_revision[i] = (co_await ps[i]->campaign()).create_revision;
               },
               asio::detached);
         }

@@ -122,12 +122,6 @@ election::ClientOptions auth_options(const SecureEtcd& etcd, std::string user = 
   return options;
 }
 
-std::string hex(std::int64_t id) {
-  char out[24];
-  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(id));
-  return out;
-}
-
 std::string unique(const std::string& what) {
   static int counter = 0;
   return std::string(prefix) + what + "-" + std::to_string(::getpid()) + "-" +
@@ -204,7 +198,7 @@ void election_scenario(const SecureEtcd& etcd, const election::ClientOptions& op
         co_await a.resign();
         const bool b_won = co_await wait_until([&] { return b_key.has_value(); }, 5s);
         REQUIRE(b_won);
-        CHECK(b_key->key == name + "/" + hex(*b.lease_id()));
+        CHECK(b_key->key == name + "/" + election::lease_hex(*b.lease_id()));
         auto second = co_await observer.next();
         REQUIRE(second.has_leader());
         CHECK(second.leader->value == "b");
@@ -213,7 +207,7 @@ void election_scenario(const SecureEtcd& etcd, const election::ClientOptions& op
         auto b_fence = co_await b.put_if_leader(fenced, "from-b");
         CHECK(b_fence > fence);
 
-        etcd.ctl("lease revoke " + hex(*b.lease_id()));
+        etcd.ctl("lease revoke " + election::lease_hex(*b.lease_id()));
         auto reason = co_await b.keep_alive();
         CHECK((reason == errc::lease_expired || reason == errc::key_deleted));
         CHECK_FALSE(b.is_leader());
@@ -403,7 +397,7 @@ TEST_CASE("an expiring token is renewed mid-campaign and mid-leadership and mid-
         co_await a.resign();
         const bool b_won = co_await wait_until([&] { return b_key.has_value(); }, 10s);
         REQUIRE(b_won);
-        CHECK(b_key->revision == b_place);  // the same key: the place in line was kept
+        CHECK(b_key->create_revision == b_place);  // the same key: the place in line was kept
         CHECK(b.is_leader());
         auto second = co_await observer.next();
         REQUIRE(second.has_leader());
@@ -575,7 +569,7 @@ TEST_CASE("an observer and a waiting campaign ride out etcd away while their tok
         co_await a.resign();
         const bool b_won = co_await wait_until([&] { return b_key.has_value(); }, 10s);
         REQUIRE(b_won);
-        CHECK(b_key->revision == b_place);  // the same key: its place in line was kept
+        CHECK(b_key->create_revision == b_place);  // the same key: its place in line was kept
         const bool observed = co_await wait_until(
             [&] { return seen.has_value() && seen->has_leader() && seen->leader->value == "b"; },
             5s);

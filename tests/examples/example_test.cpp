@@ -1,0 +1,99 @@
+// The examples run as a user runs them: separate processes against the fixture's etcd.
+#include "support/etcd_cluster.hpp"
+#include "support/process.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::filesystem::path out_file(const std::string& name) {
+  const auto dir = std::filesystem::path(ELECTION_TEST_WORK_DIR);
+  std::filesystem::create_directories(dir);
+  return dir / (name + "-" + std::to_string(::getpid()) + ".out");
+}
+
+bool wait_for_text(const election::test::ChildProcess& p, const std::string& text,
+                   std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (p.output().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// Keys under `prefix` in the fixture's etcd, as etcdctl lists them.
+long keys_under(const std::string& prefix) {
+  const auto command =
+      "ETCDCTL_API=3 etcdctl --endpoints=" + election::test::fixture_endpoints().front() +
+      " get --prefix " + prefix + " --keys-only 2>/dev/null";
+  std::FILE* out = ::popen(command.c_str(), "r");
+  if (!out) return -1;
+  char line[512];
+  long count = 0;
+  while (std::fgets(line, sizeof line, out))
+    if (line[0] != '\n') ++count;
+  return ::pclose(out) == 0 ? count : -1;
+}
+
+std::string text_of(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace
+
+TEST_CASE("the README's first example is examples/quickstart.cpp, verbatim", "[example]") {
+  const auto readme = text_of(ELECTION_SOURCE_DIR "/README.md");
+  const auto section = readme.find("## The API in short");
+  REQUIRE(section != std::string::npos);
+  const auto open = readme.find("```cpp\n", section);
+  REQUIRE(open != std::string::npos);
+  const auto begin = open + 7;
+  const auto end = readme.find("```", begin);
+  REQUIRE(end != std::string::npos);
+  CHECK(readme.substr(begin, end - begin) ==
+        text_of(ELECTION_SOURCE_DIR "/examples/quickstart.cpp"));
+}
+
+TEST_CASE("quickstart leads, works, and on SIGTERM withdraws at once", "[example]") {
+  election::test::ChildProcess quickstart(
+      {ELECTION_QUICKSTART, election::test::fixture_endpoints().front()}, out_file("quickstart"));
+  INFO(quickstart.output());
+  REQUIRE(wait_for_text(quickstart, "leading with jobs/scheduler/", 10s));
+  REQUIRE(wait_for_text(quickstart, "wrote 1 at revision", 5s));
+  CHECK(keys_under("jobs/scheduler/") == 1);
+  quickstart.signal(SIGTERM);
+  REQUIRE(quickstart.wait_for(5s));
+  CHECK(quickstart.wait() == 0);
+  CHECK(keys_under("jobs/scheduler/") == 0);  // revoked on the way out, not left for its TTL
+}
+
+TEST_CASE("callbacks leads from a plain thread, writes, is refused, and resigns", "[example]") {
+  election::test::ChildProcess callbacks(
+      {ELECTION_CALLBACKS, election::test::fixture_endpoints().front()}, out_file("callbacks"));
+  REQUIRE(callbacks.wait_for(20s));
+  const auto output = callbacks.output();
+  INFO(output);
+  CHECK(callbacks.wait() == 0);
+  CHECK_THAT(output, Catch::Contains("leading with jobs/callbacks/"));
+  CHECK_THAT(output, Catch::Contains("wrote 2 at revision"));
+  CHECK_THAT(output, Catch::Contains("refused: put_if_leader: key 'jobs/callbacks/oops'"));
+  CHECK_THAT(output,
+             Catch::Contains("leadership ended: Leadership was given up through resign()."));
+  CHECK_THAT(output, Catch::Contains("resigned"));
+  CHECK(keys_under("jobs/callbacks/") == 0);
+}

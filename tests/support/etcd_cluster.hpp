@@ -38,7 +38,7 @@
 #define ELECTION_ETCD_FIXTURE_SCRIPT "cmake/etcd-fixture.sh"
 #endif
 #ifndef ELECTION_ETCD_LEASH
-#define ELECTION_ETCD_LEASH ""  // e.g. the benchmarks: no leash unless ETCD_FIXTURE_LEASH names one
+#define ELECTION_ETCD_LEASH ""  // no leash unless ETCD_FIXTURE_LEASH names one
 #endif
 
 namespace election::test {

@@ -20,6 +20,9 @@ PACKAGES=(
   openssl
   # scripts/demo.sh reads the workers' JSON lines with jq
   jq
+  # election::prometheus and leader-worker --metrics; the Prometheus server and promtool the
+  # metrics test scrapes them with
+  prometheus-cpp-dev prometheus
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

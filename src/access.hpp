@@ -3,10 +3,15 @@
 #pragma once
 
 #include "election/client.hpp"
+#include "election/leadership.hpp"
 #include "election/lease.hpp"
+#include "election/metrics.hpp"
 #include "election/participant.hpp"
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 
 namespace election::detail {
 
@@ -16,6 +21,14 @@ struct access {
   static Lease lease(std::shared_ptr<LeaseState> state) { return Lease(std::move(state)); }
   /// The lease of a participant's current (or last) leadership (participant.cpp).
   static std::shared_ptr<LeaseState> participant_lease(const Participant& participant);
+  /// Calls `f` each time a campaign of `participant` has its key in line (participant.cpp).
+  static void on_in_line(Participant& participant, std::function<void()> f);
+
+  /// For metrics exporters on other threads: probes that keep nothing alive and return nothing
+  /// once their object is gone (client.cpp, leadership.cpp).
+  static std::function<std::optional<ClientMetrics>()> client_probe(const Client& client);
+  static std::function<std::optional<std::pair<LeadershipMetrics, Health>>()> leadership_probe(
+      const Leadership& leadership);
 };
 
 }  // namespace election::detail

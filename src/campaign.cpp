@@ -143,6 +143,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
           }
           const auto [created, revision] = std::get<0>(entered);
           step = engine.entered(created, revision);
+          if (request.in_line) request.in_line();
         } catch (const system_error& e) {
           failed = engine.failed(Do::enter, e.code(), e.what());
         }

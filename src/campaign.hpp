@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,9 @@ struct CampaignRequest {
   std::chrono::seconds ttl;
   std::chrono::milliseconds margin;
   std::chrono::milliseconds takeover_delay;
+  /// Called on the Client's executor each time the candidate's key is in line (entered, or
+  /// entered again after it was deleted); may be empty.
+  std::function<void()> in_line;
 };
 
 struct Won {

@@ -1,4 +1,5 @@
 #include "async_event.hpp"
+#include "access.hpp"
 #include "client_core.hpp"
 #include "launch.hpp"
 
@@ -547,6 +548,15 @@ Client::~Client() { core_->close(); }
 Client::executor_type Client::get_executor() const { return core_->executor(); }
 
 const ClientOptions& Client::options() const { return core_->options(); }
+
+ClientMetrics Client::metrics() const { return core_->stats().snapshot(); }
+
+std::function<std::optional<ClientMetrics>()> detail::access::client_probe(const Client& client) {
+  return [weak = std::weak_ptr<ClientCore>(client.core_)]() -> std::optional<ClientMetrics> {
+    if (auto core = weak.lock()) return core->stats().snapshot();
+    return std::nullopt;
+  };
+}
 
 namespace detail {
 namespace {

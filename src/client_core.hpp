@@ -5,6 +5,7 @@
 #include "backoff.hpp"
 #include "election/client.hpp"
 #include "election/error.hpp"
+#include "election/metrics.hpp"
 #include "grpc_bridge.hpp"
 #include "rtt.hpp"
 #include "throw.hpp"
@@ -20,6 +21,8 @@
 #include <grpcpp/channel.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -50,11 +53,48 @@ class ElectionFeed;
 struct AuthAttempt;
 struct VersionQuery;
 
-/// What a Client's streams have done, for metrics and tests.
+/// What a Client's background work has done: written on its executor, read from any thread
+/// (Client::metrics()). See election::ClientMetrics for each field.
 struct ClientStats {
-  std::uint64_t keep_alive_streams = 0;  // LeaseKeepAlive streams opened
-  std::uint64_t watch_streams = 0;       // Watch streams opened
-  std::uint64_t watch_stalls = 0;        // Watch streams given up on for silence
+  std::atomic<std::uint64_t> renewals_sent{0};
+  std::atomic<std::uint64_t> renewals_answered{0};
+  std::atomic<std::uint64_t> renewals_late{0};
+  std::array<std::atomic<std::uint64_t>, Histogram::bounds.size()> renewal_buckets{};
+  std::atomic<std::uint64_t> renewal_count{0};
+  std::atomic<std::int64_t> renewal_sum_ns{0};
+  std::atomic<std::uint64_t> keep_alive_streams{0};
+  std::atomic<std::uint64_t> keep_alive_hedges{0};
+  std::atomic<std::uint64_t> watch_streams{0};
+  std::atomic<std::uint64_t> watch_stalls{0};
+  std::atomic<std::uint64_t> leases{0};
+  std::atomic<std::uint64_t> watches{0};
+
+  void observe_renewal(std::chrono::nanoseconds rtt) {
+    const double seconds = std::chrono::duration<double>(rtt).count();
+    for (std::size_t i = 0; i < Histogram::bounds.size(); ++i)
+      if (seconds <= Histogram::bounds[i]) renewal_buckets[i].fetch_add(1, std::memory_order_relaxed);
+    renewal_count.fetch_add(1, std::memory_order_relaxed);
+    renewal_sum_ns.fetch_add(rtt.count(), std::memory_order_relaxed);
+  }
+
+  ClientMetrics snapshot() const {
+    ClientMetrics m;
+    m.renewals_sent = renewals_sent.load();
+    m.renewals_answered = renewals_answered.load();
+    m.renewals_late = renewals_late.load();
+    for (std::size_t i = 0; i < Histogram::bounds.size(); ++i)
+      m.renewal_seconds.buckets[i] = renewal_buckets[i].load();
+    m.renewal_seconds.count = renewal_count.load();
+    m.renewal_seconds.sum = std::chrono::duration<double>(
+                                std::chrono::nanoseconds(renewal_sum_ns.load())).count();
+    m.keep_alive_streams = keep_alive_streams.load();
+    m.keep_alive_hedges = keep_alive_hedges.load();
+    m.watch_streams = watch_streams.load();
+    m.watch_stalls = watch_stalls.load();
+    m.leases = leases.load();
+    m.watches = watches.load();
+    return m;
+  }
 };
 
 class ClientCore {

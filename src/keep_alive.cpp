@@ -31,6 +31,16 @@ void KeepAliveHub::add(const std::shared_ptr<LeaseState>& lease,
                  [](std::exception_ptr) {});
 }
 
+void KeepAliveHub::count(ClientCore& core) const {
+  auto& stats = core.stats();
+  const auto& c = plan_.counters();
+  stats.renewals_sent.store(c.sent, std::memory_order_relaxed);
+  stats.renewals_answered.store(c.answered, std::memory_order_relaxed);
+  stats.renewals_late.store(c.late, std::memory_order_relaxed);
+  stats.keep_alive_hedges.store(c.hedges, std::memory_order_relaxed);
+  stats.leases.store(leases_.size(), std::memory_order_relaxed);
+}
+
 void KeepAliveHub::remove(std::int64_t id) {
   plan_.remove(id);
   if (leases_.erase(id) && leases_.empty()) poke();  // the loop ends and closes the streams
@@ -97,6 +107,7 @@ asio::awaitable<void> KeepAliveHub::drive(std::shared_ptr<KeepAliveHub> self,
     const auto hedges = self->plan_.counters().hedges;
     const auto stuck = self->plan_.primary();
     for (const auto& action : self->plan_.step(core->time().now())) self->apply(action, core);
+    self->count(*core);
     if (self->plan_.counters().hedges != hedges && stuck) {
       auto peer = self->peers_.find(*stuck);
       core->report(ClientEvent::Kind::keep_alive_hedged,
@@ -152,6 +163,8 @@ asio::awaitable<void> KeepAliveHub::read(std::shared_ptr<KeepAliveHub> self,
     auto lost = self->plan_.on_reply(stream, reply->id(), std::chrono::seconds(reply->ttl()), now);
     if (self->plan_.counters().answered != before) {
       core->rtt().sample(self->plan_.last_rtt());
+      core->stats().observe_renewal(self->plan_.last_rtt());
+      self->count(*core);
       auto lease = self->leases_.find(reply->id());
       if (lease != self->leases_.end() && !lost) {
         auto& state = *lease->second;

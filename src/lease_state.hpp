@@ -136,6 +136,7 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
 
   void apply(const RenewalPlan::Action& action, const std::shared_ptr<ClientCore>& core);
   void lose(std::int64_t id, boost::system::error_code reason);
+  void count(ClientCore& core) const;  // the plan's counters into the Client's metrics
   void lose_all(boost::system::error_code reason);
   void poke() { wake_.cancel(); }
 

@@ -78,6 +78,12 @@ Observer::~Observer() {
 
 const std::string& Observer::election() const { return state_->election; }
 
+std::optional<std::vector<LeaderInfo>> Observer::candidates() const {
+  const auto& feed = state_->feed;
+  if (!feed || !feed->synced()) return std::nullopt;
+  return feed->view().line();
+}
+
 namespace detail {
 namespace {
 

@@ -81,7 +81,8 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     if (!delay) delay = default_takeover_delay(co_await core->server_version());
     chosen_delay = delay;
     // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
-    CampaignRequest request{core, election, value, options.ttl, options.lease.margin, *delay};
+    CampaignRequest request{core,   election, value, options.ttl, options.lease.margin,
+                            *delay, on_in_line};
     co_return co_await run_campaign(std::move(request), lease);
   }
 
@@ -106,6 +107,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::optional<std::chrono::milliseconds> chosen_delay;
   bool proclaiming = false;
   bool acquiring = false;
+  std::function<void()> on_in_line;  // CampaignRequest::in_line of every campaign
 };
 
 namespace {
@@ -269,6 +271,22 @@ asio::awaitable<std::optional<LeaderInfo>> leader_of(std::shared_ptr<Participant
   co_return detail::to_info(reply.kvs(0));
 }
 
+asio::awaitable<std::vector<LeaderInfo>> candidates_of(std::shared_ptr<ParticipantState> s) {
+  etcdserverpb::RangeRequest request;
+  const auto prefix = s->election + "/";
+  request.set_key(prefix);
+  request.set_range_end(prefix_end(prefix));
+  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+  request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
+  auto reply = co_await s->core->call_retrying("candidates", s->core->kv().async(),
+                                               &etcdserverpb::KV::Stub::async::Range,
+                                               std::move(request));
+  std::vector<LeaderInfo> line;
+  line.reserve(static_cast<std::size_t>(reply.kvs_size()));
+  for (const auto& kv : reply.kvs()) line.push_back(to_info(kv));
+  co_return line;
+}
+
 }  // namespace detail
 
 Participant::Participant(Client& client, std::string election, std::string value,
@@ -402,10 +420,23 @@ void Participant::start_leader(Handler<std::optional<LeaderInfo>> handler, diagn
                  detail::Cancellation::with_effects);
 }
 
+asio::awaitable<std::vector<LeaderInfo>> Participant::candidates() {
+  return detail::candidates_of(state_);
+}
+
+void Participant::start_candidates(Handler<std::vector<LeaderInfo>> handler, diagnostics* diag) {
+  detail::launch(state_->core->executor(), detail::candidates_of(state_), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
+}
+
 std::shared_ptr<detail::LeaseState> detail::access::participant_lease(const Participant& p) {
   const auto& s = *p.state_;
   if (s.term) return s.term->lease();
   return s.lease;
+}
+
+void detail::access::on_in_line(Participant& p, std::function<void()> f) {
+  p.state_->on_in_line = std::move(f);
 }
 
 Observer Participant::observe() { return Observer(state_->core, state_->election); }

@@ -11,6 +11,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 namespace election::detail {
@@ -19,13 +20,14 @@ class BootTimer;
 
 /// lease_clock time for one Client, with a skew that tests add to act out a suspended host
 /// (boot time jumps ahead while the monotonic clock, and so every Asio timer, stood still).
-/// In production the skew is always 0. Use on the Client's executor.
+/// In production the skew is always 0. now() is safe from any thread; the rest is for the
+/// Client's executor.
 class TimeSource {
  public:
   using time_point = lease_clock::time_point;
   using duration = lease_clock::duration;
 
-  time_point now() const { return lease_clock::now() + skew_; }
+  time_point now() const { return lease_clock::now() + skew(); }
 
   /// As if the host had been suspended for `d` just now: now() moves on by `d`, and every
   /// BootTimer on this source looks again at its expiry (as a real CLOCK_BOOTTIME timer would
@@ -33,14 +35,15 @@ class TimeSource {
   void suspend_for(duration d);
 
   /// The skew to subtract from a time on this source to get real boot time.
-  duration skew() const { return skew_; }
+  duration skew() const { return duration(skew_.load(std::memory_order_relaxed)); }
 
  private:
   friend class BootTimer;
   void add(BootTimer* t) { timers_.push_back(t); }
   void remove(BootTimer* t) { std::erase(timers_, t); }
 
-  duration skew_{0};
+  // Atomic: health probes and metrics read now() from other threads.
+  std::atomic<duration::rep> skew_{0};
   std::vector<BootTimer*> timers_;
 };
 
@@ -86,7 +89,7 @@ class BootTimer {
 };
 
 inline void TimeSource::suspend_for(duration d) {
-  skew_ += d;
+  skew_.fetch_add(d.count(), std::memory_order_relaxed);
   for (auto* t : timers_) t->arm();
 }
 

@@ -37,6 +37,7 @@ WatchHub::WatchId WatchHub::watch(std::string key, std::string range_end,
   auto& w = watches_[id] =
       Watch{std::move(key), std::move(range_end), start_revision, std::move(sink), 0, {}};
   if (stream_) create(id, w);
+  if (auto core = core_.lock()) core->stats().watches.store(watches_.size());
   if (!running_) {
     if (auto core = core_.lock()) {
       running_ = true;
@@ -55,6 +56,7 @@ void WatchHub::cancel(WatchId id) {
     stream_.write(std::move(request));
   }
   watches_.erase(it);
+  if (auto core = core_.lock()) core->stats().watches.store(watches_.size());
   if (watches_.empty()) poke();  // the loop ends and closes the stream
 }
 

@@ -3,6 +3,7 @@
 
 #include "election/detail/initiate.hpp"
 #include "election/error.hpp"
+#include "election/metrics.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -110,6 +111,9 @@ class Client {
 
   executor_type get_executor() const;
   const ClientOptions& options() const;
+
+  /// What the keep-alive and the watch streams have done so far. Safe from any thread.
+  ClientMetrics metrics() const;
 
   /// Connect: waits until a connection to some endpoint is ready and, with a user, etcd
   /// accepted the credentials. Optional: every operation connects first.

@@ -5,6 +5,8 @@
 #include "election/clock.hpp"
 #include "election/error.hpp"
 #include "election/first_of.hpp"
+#include "election/leadership.hpp"
 #include "election/lease.hpp"
+#include "election/metrics.hpp"
 #include "election/observer.hpp"
 #include "election/participant.hpp"

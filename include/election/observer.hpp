@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace election {
 
@@ -103,6 +104,11 @@ class Observer {
         std::forward<CompletionToken>(token),
         [this, &diag](auto handler) { start_next(std::move(handler), &diag); });
   }
+
+  /// The election's line as this Observer's feed has it now, without a read: every candidate,
+  /// the leader first (the line in create-revision order, etcd's). Unset until the first
+  /// next() has read the election, and while the feed is stopped after a failure.
+  std::optional<std::vector<LeaderInfo>> candidates() const;
 
  private:
   friend class Participant;

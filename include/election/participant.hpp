@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace election {
 
@@ -351,6 +352,24 @@ class Participant {
         [this, &diag](auto handler) { start_leader(std::move(handler), &diag); });
   }
 
+  /// Candidates: every candidate in the election's line, in order (the leader first), from one
+  /// linearizable read of the prefix. Observer::candidates() has the same from its feed,
+  /// without a read.
+  ///
+  /// Completes with: the line. Token form: void(error_code, std::vector<LeaderInfo>).
+  /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
+  /// Cancellation: terminal, partial (a read).
+  boost::asio::awaitable<std::vector<LeaderInfo>> candidates();
+
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 std::vector<LeaderInfo>))
+                CompletionToken = default_token>
+  auto async_candidates(CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::vector<LeaderInfo>)>(
+        std::forward<CompletionToken>(token),
+        [this](auto handler) { start_candidates(std::move(handler), nullptr); });
+  }
+
   /// An Observer of this participant's election.
   Observer observe();
 
@@ -368,6 +387,7 @@ class Participant {
   void start_put_if_leader(Handler<std::int64_t> handler, std::string key, std::string value,
                            diagnostics* diag);
   void start_leader(Handler<std::optional<LeaderInfo>> handler, diagnostics* diag);
+  void start_candidates(Handler<std::vector<LeaderInfo>> handler, diagnostics* diag);
 
   std::shared_ptr<detail::ParticipantState> state_;
 };

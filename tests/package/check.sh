@@ -54,11 +54,20 @@ cmake -S "$consumer" -B "$work/find-package" -G Ninja -DCMAKE_BUILD_TYPE=Release
   -DCMAKE_PREFIX_PATH="$work/prefix"
 cmake --build "$work/find-package" -j "$jobs"
 timeout 60 "$work/find-package/app"
+# election::prometheus comes with the package when prometheus-cpp was found at its build.
+if [[ -f $work/prefix/include/election/prometheus.hpp ]]; then
+  [[ -x $work/find-package/app-prometheus ]] || {
+    echo "check.sh: election::prometheus was installed but the consumer did not find it" >&2
+    exit 1
+  }
+  timeout 60 "$work/find-package/app-prometheus"
+fi
 
 step "consumer with add_subdirectory(${src})"
 cmake -S "$consumer" -B "$work/subdirectory" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DUSE_SUBDIRECTORY=ON -DELECTION_SOURCE_DIR="$src"
 cmake --build "$work/subdirectory" -j "$jobs"
 timeout 60 "$work/subdirectory/app"
+if [[ -x $work/subdirectory/app-prometheus ]]; then timeout 60 "$work/subdirectory/app-prometheus"; fi
 
 step "passed"

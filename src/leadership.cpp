@@ -1,0 +1,504 @@
+#include "election/leadership.hpp"
+
+#include "election/first_of.hpp"
+
+#include "access.hpp"
+#include "async_event.hpp"
+#include "backoff.hpp"
+#include "client_core.hpp"
+#include "launch.hpp"
+#include "lease_state.hpp"
+#include "throw.hpp"
+#include "time_source.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdio>
+#include <mutex>
+
+namespace election {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using boost::system::system_error;
+
+std::string reason_name(const error_code& reason) {
+  if (reason == errc::resigned) return "resigned";
+  if (reason == errc::lease_expired) return "lease-expired";
+  if (reason == errc::lease_revoked) return "lease-revoked";
+  if (reason == errc::key_deleted) return "key-deleted";
+  if (reason == errc::lease_deadline_passed) return "deadline-passed";
+  if (reason == errc::client_closed) return "client-closed";
+  if (reason == errc::work_finished) return "work-finished";
+  if (reason == errc::work_failed) return "work-failed";
+  if (reason == asio::error::operation_aborted) return "shutdown";
+  return reason.category().name() + std::string(":") + std::to_string(reason.value());
+}
+
+const char* state_name(Health::State state) {
+  switch (state) {
+    case Health::State::idle: return "idle";
+    case Health::State::campaigning: return "campaigning";
+    case Health::State::leading: return "leading";
+    case Health::State::retrying: return "retrying";
+    case Health::State::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+namespace {
+
+using Time = TimeSource::time_point;
+
+// What no retry cures: refused credentials, no permission, bad input, the client gone. What
+// passes by itself and what merely ends a leadership are retried.
+bool needs_a_person(const error_code& ec) {
+  return !is_transient(ec) && !ends_leadership(ec) && ec != asio::error::operation_aborted;
+}
+
+std::string seconds_text(TimeSource::duration d) {
+  char out[32];
+  std::snprintf(out, sizeof out, "%.1f s", std::chrono::duration<double>(d).count());
+  return out;
+}
+
+bool cancelled_now(const asio::cancellation_state& state) {
+  return state.cancelled() != asio::cancellation_type::none;
+}
+
+asio::awaitable<void> wait_until(BootTimer& timer, Time at) {
+  timer.expires_at(at);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+}  // namespace
+
+class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
+ public:
+  LeadershipState(Client& client, std::string election, std::string value, Leadership::Work work,
+                  LeadershipOptions options, LeadershipHooks hooks,
+                  std::chrono::milliseconds stale_after)
+      : core(access::core(client)),
+        participant(client, std::move(election), std::move(value), options.participant),
+        work(std::move(work)),
+        options(options),
+        hooks(std::move(hooks)),
+        stale_after(stale_after),
+        stopping(core->executor()) {}
+
+  // Called once, after construction: the hook holds only a weak reference.
+  void attach() {
+    access::on_in_line(participant, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        std::lock_guard lock(self->mutex);
+        self->failing_since.reset();  // in line: campaigning works
+      }
+    });
+  }
+
+  // --- on the Client's executor ------------------------------------------------------------
+
+  void request_stop() {
+    if (!stopping.is_set()) stopping.set();
+  }
+
+  void set_state(Health::State s) {
+    std::lock_guard lock(mutex);
+    state = s;
+  }
+
+  Time now() const { return core->time().now(); }
+
+  // The send time of the lease's last renewal etcd answered.
+  static Time answered(const LeaseState& lease) {
+    return Time(TimeSource::duration(lease.answered_send.load()));
+  }
+
+  // The first instant etcd could let another candidate in: the TTL from that send time (etcd
+  // counts it from when the renewal arrived, later).
+  static Time expiry(const LeaseState& lease) { return answered(lease) + lease.clock.ttl(); }
+
+  // Reports every leadership change. The Observer retries what passes by itself inside; what
+  // it throws needs a person (or is the client closing), and ends run().
+  asio::awaitable<void> observe() {
+    Observer observer = participant.observe();
+    asio::steady_timer pause(core->executor());
+    Backoff backoff(options.retry_initial, options.retry_max);
+    for (;;) {
+      std::optional<LeaderEvent> event;
+      try {
+        event = co_await observer.next();
+      } catch (const system_error& e) {
+        if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
+      }
+      if (!event) {
+        pause.expires_after(backoff.next());
+        co_await pause.async_wait(asio::use_awaitable);
+        continue;
+      }
+      backoff.reset();
+      {
+        std::lock_guard lock(mutex);
+        ++metrics.observer_events;
+      }
+      if (hooks.leader_changed) hooks.leader_changed(*event);
+    }
+  }
+
+  // The work, spawned on its own so that its end and the leadership's can be waited for apart.
+  asio::awaitable<void> run_work(LeaderKey key, std::shared_ptr<std::optional<std::string>> failure,
+                                 std::shared_ptr<bool> cancelled) {
+    try {
+      co_await work(participant, key);
+    } catch (const system_error& e) {
+      // Its cancellation, once the leadership ended, is how it should stop.
+      if (!(*cancelled && e.code() == asio::error::operation_aborted)) *failure = e.what();
+    } catch (const std::exception& e) {
+      *failure = e.what();
+    } catch (...) {
+      *failure = "an exception that is not a std::exception";
+    }
+  }
+
+  // One leadership: the work runs until the leadership ends (or the work does), then the work
+  // is stopped and waited for, and the loss reported. A cancellation (run() stopping) that comes
+  // meanwhile is noted, not obeyed, until the work has stopped; lead() then throws it. Noting it
+  // means a fresh cancellation state, so that the clean-up's waits are not cut short by the
+  // cancellation already delivered (each is delivered once). Inline, not in a helper coroutine:
+  // co_await of an awaitable throws at once while the state is cancelled.
+  asio::awaitable<void> lead(const LeaderKey& key) {
+    auto executor = co_await asio::this_coro::executor;
+    const auto lease = access::participant_lease(participant);
+    {
+      std::lock_guard lock(mutex);
+      state = Health::State::leading;
+      leading = true;
+      work_running = true;
+      term_lease = lease;
+      metrics.is_leader = true;
+      ++metrics.terms_won;
+    }
+    if (hooks.elected) hooks.elected(key);
+
+    auto done = std::make_shared<AsyncEvent>(executor);
+    auto cancel = std::make_shared<asio::cancellation_signal>();
+    auto failure = std::make_shared<std::optional<std::string>>();
+    auto cancelled = std::make_shared<bool>(false);
+    asio::co_spawn(executor, run_work(key, failure, cancelled),
+                   asio::bind_cancellation_slot(
+                       cancel->slot(), [done, cancel](std::exception_ptr) { done->set(); }));
+
+    LeadershipLost lost{key, {}, {}, {}, true};
+    bool stopped = false;
+    bool work_ended = false;
+    try {
+      auto ended = co_await first_of(done->wait(), participant.keep_alive());
+      work_ended = ended.index() == 0;
+      if (!work_ended) lost.reason = std::get<1>(ended);
+    } catch (const system_error&) {
+      stopped = true;
+    }
+    if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
+    if (stopped) co_await asio::this_coro::reset_cancellation_state();
+    lost.deadline = participant.deadline();
+    if (work_ended) {
+      // The work returned or threw while leading: that ends the leadership.
+      lost.reason = *failure ? errc::work_failed : errc::work_finished;
+      if (*failure) lost.message = **failure;
+      if (!stopped) {  // else run() resigns
+        bool cut = false;
+        try {
+          co_await participant.resign();
+        } catch (const system_error& e) {
+          // The revocation goes on in the background; the next campaign has a new lease.
+          cut = e.code() == asio::error::operation_aborted;
+        }
+        if (cut) stopped = true;
+      }
+    } else {
+      if (!lost.reason) lost.reason = asio::error::operation_aborted;
+      {
+        std::lock_guard lock(mutex);
+        leading = false;
+        metrics.is_leader = false;
+        limit = lease ? expiry(*lease) : now();
+      }
+      if (!done->is_set()) {
+        *cancelled = true;
+        cancel->emit(asio::cancellation_type::terminal);
+        BootTimer timer(executor, core->time());
+        bool late = false;
+        while (!done->is_set() && !late) {
+          try {
+            auto first = co_await first_of(done->wait(), wait_until(timer, *limit));
+            late = first.index() == 1;
+          } catch (const system_error&) {
+            stopped = true;
+          }
+          if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
+          if (stopped) co_await asio::this_coro::reset_cancellation_state();
+        }
+        if (!done->is_set()) {
+          {
+            std::lock_guard lock(mutex);
+            ++metrics.work_overruns;
+          }
+          lost.work_stopped_in_time = false;
+          if (hooks.work_overran) hooks.work_overran(key);
+          while (!done->is_set()) {
+            try {
+              co_await done->wait();
+            } catch (const system_error&) {
+              stopped = true;
+            }
+            if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
+            if (stopped) co_await asio::this_coro::reset_cancellation_state();
+          }
+        }
+      }
+    }
+    {
+      std::lock_guard lock(mutex);
+      leading = false;
+      work_running = false;
+      metrics.is_leader = false;
+      term_lease.reset();
+      limit.reset();
+      ++metrics.ends_by_reason[reason_name(lost.reason)];
+    }
+    if (hooks.lost) hooks.lost(lost);
+    if (stopped) throw system_error(asio::error::operation_aborted);
+  }
+
+  asio::awaitable<void> campaign_loop() {
+    asio::steady_timer pause(core->executor());
+    Backoff backoff(options.retry_initial, options.retry_max);
+    for (;;) {
+      std::optional<LeaderKey> won;
+      std::exception_ptr failed;
+      error_code code;
+      std::string message;
+      set_state(Health::State::campaigning);
+      {
+        std::lock_guard lock(mutex);
+        in_line_since = now();
+      }
+      try {
+        const auto lease = co_await participant.acquire_lease();
+        if (hooks.campaigning) hooks.campaigning({lease, participant.granted_ttl()});
+        won = co_await participant.campaign();
+      } catch (const std::exception&) {
+        failed = std::current_exception();
+        diagnostics diag;
+        code = to_error(failed, &diag);
+        message = diag.message();
+      }
+      {
+        std::lock_guard lock(mutex);
+        metrics.time_in_line += now() - *in_line_since;
+        in_line_since.reset();
+      }
+      if (code == asio::error::operation_aborted || (failed && needs_a_person(code)))
+        std::rethrow_exception(failed);
+      if (won) {
+        {
+          std::lock_guard lock(mutex);
+          failing_since.reset();
+        }
+        backoff.reset();
+        co_await lead(*won);
+      }
+      const auto delay = backoff.next();
+      if (failed) {
+        {
+          std::lock_guard lock(mutex);
+          state = Health::State::retrying;
+          if (!failing_since) failing_since = now();
+          last_failure = message;
+          ++metrics.retried_errors;
+        }
+        if (hooks.retrying) hooks.retrying({code, message, delay});
+      }
+      pause.expires_after(delay);
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+  }
+
+  asio::awaitable<void> run() {
+    if (running) throw_error(errc::invalid_argument, "leadership: run() is already running");
+    running = true;
+    std::exception_ptr failure;
+    bool stopped = false;
+    try {
+      auto ended = co_await first_of(first_of(campaign_loop(), observe()), stopping.wait());
+      stopped = ended.index() == 1;
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    // However it ended, the work has stopped (lead() waited for it). Give the leadership up
+    // with fresh deadlines, also when this coroutine was cancelled.
+    bool cancelled = false;
+    if (cancelled_now(co_await asio::this_coro::cancellation_state)) cancelled = true;
+    if (cancelled) co_await asio::this_coro::reset_cancellation_state();
+    std::exception_ptr resign_failure;
+    try {
+      co_await participant.resign();
+    } catch (...) {
+      resign_failure = std::current_exception();
+    }
+    running = false;
+    set_state(Health::State::stopped);
+    if (!stopped && failure) {
+      if (cancelled) throw system_error(asio::error::operation_aborted);
+      std::rethrow_exception(failure);
+    }
+    if (resign_failure) std::rethrow_exception(resign_failure);
+  }
+
+  // --- from any thread -----------------------------------------------------------------------
+
+  Health health() const {
+    std::lock_guard lock(mutex);
+    Health h;
+    h.state = state;
+    const auto t = now();
+    if (leading && term_lease) {
+      const auto stale = t - answered(*term_lease);
+      if (stale > stale_after) {
+        h.healthy = false;
+        h.reason = "leading, but no renewal has been answered for " + seconds_text(stale) +
+                   ": the keep-alive is wedged (a blocked executor?)";
+      }
+    }
+    if (!leading && work_running && limit && t >= *limit) {
+      h.healthy = false;
+      h.reason = "the work has run on " + seconds_text(t - *limit) +
+                 " after its leadership ended and another candidate could lead: it ignores its "
+                 "cancellation or blocks the executor";
+    }
+    if (failing_since && t - *failing_since > options.failing_for) {
+      h.healthy = false;
+      h.reason = "campaigning has failed for " + seconds_text(t - *failing_since) + ": " +
+                 last_failure;
+    }
+    return h;
+  }
+
+  LeadershipMetrics snapshot() const {
+    std::lock_guard lock(mutex);
+    auto m = metrics;
+    const auto t = now();
+    if (leading && term_lease) m.since_renewal = t - answered(*term_lease);
+    if (in_line_since) m.time_in_line += t - *in_line_since;
+    return m;
+  }
+
+  std::shared_ptr<ClientCore> core;
+  Participant participant;
+  Leadership::Work work;
+  const LeadershipOptions options;
+  LeadershipHooks hooks;
+  const std::chrono::milliseconds stale_after;
+  AsyncEvent stopping;
+  bool running = false;
+
+  // What health() and metrics() read from other threads.
+  mutable std::mutex mutex;
+  Health::State state = Health::State::idle;
+  LeadershipMetrics metrics;
+  bool leading = false;       // from the win until keep_alive() says it ended
+  bool work_running = false;  // from the win until the work has stopped
+  std::shared_ptr<LeaseState> term_lease;
+  std::optional<Time> limit;  // once the leadership ended: when another could lead
+  std::optional<Time> in_line_since;
+  std::optional<Time> failing_since;
+  std::string last_failure;
+};
+
+}  // namespace detail
+
+Leadership::Leadership(Client& client, std::string election, std::string value, Work work,
+                       LeadershipOptions options, LeadershipHooks hooks) {
+  using std::chrono::milliseconds;
+  const auto ms = [](milliseconds d) { return std::to_string(d.count()) + " ms"; };
+  if (!work) throw_error(errc::invalid_argument, "leadership: no work given");
+  if (options.retry_initial.count() <= 0 || options.retry_max < options.retry_initial)
+    throw_error(errc::invalid_argument,
+                "leadership: retry_initial must be positive and at most retry_max (got " +
+                    ms(options.retry_initial) + " and " + ms(options.retry_max) + ")");
+  const auto ttl = std::chrono::duration_cast<milliseconds>(options.participant.ttl);
+  const auto stale = options.renewal_stale_after.value_or(ttl);
+  if (stale < ttl)
+    throw_error(errc::invalid_argument,
+                "leadership: renewal_stale_after of " + ms(stale) + " is under the TTL of " +
+                    ms(ttl) + ": a keep-alive that works would be called wedged");
+  if (options.failing_for.count() <= 0)
+    throw_error(errc::invalid_argument,
+                "leadership: failing_for must be positive (got " + ms(options.failing_for) + ")");
+  state_ = std::make_shared<detail::LeadershipState>(client, std::move(election), std::move(value),
+                                                     std::move(work), options, std::move(hooks),
+                                                     stale);
+  state_->attach();
+}
+
+Leadership::Leadership(Leadership&&) noexcept = default;
+Leadership& Leadership::operator=(Leadership&& other) noexcept {
+  if (this != &other) {
+    if (state_) stop();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Leadership::~Leadership() {
+  if (state_) stop();
+}
+
+const std::string& Leadership::election() const { return state_->participant.election(); }
+
+asio::awaitable<void> Leadership::run() {
+  // On a coroutine of its own: its clean-up resets that coroutine's cancellation state, which
+  // must not be the caller's. The caller's cancellation reaches it through co_spawn.
+  auto s = state_;
+  co_await asio::co_spawn(s->core->executor(), s->run(), asio::use_awaitable);
+}
+
+void Leadership::start_run(asio::any_completion_handler<void(error_code)> handler,
+                           diagnostics* diag) {
+  auto s = state_;
+  detail::launch(
+      s->core->executor(),
+      [](std::shared_ptr<detail::LeadershipState> s) -> asio::awaitable<void> {
+        co_await s->run();
+      }(s),
+      std::move(handler), diag, detail::Cancellation::with_effects);
+}
+
+void Leadership::stop() {
+  asio::post(state_->core->executor(), [weak = std::weak_ptr<detail::LeadershipState>(state_)] {
+    if (auto s = weak.lock()) s->request_stop();
+  });
+}
+
+std::function<std::optional<std::pair<LeadershipMetrics, Health>>()>
+detail::access::leadership_probe(const Leadership& leadership) {
+  return [weak = std::weak_ptr<LeadershipState>(leadership.state_)]()
+             -> std::optional<std::pair<LeadershipMetrics, Health>> {
+    if (auto s = weak.lock()) return std::pair{s->snapshot(), s->health()};
+    return std::nullopt;
+  };
+}
+
+Health Leadership::health() const { return state_->health(); }
+LeadershipMetrics Leadership::metrics() const { return state_->snapshot(); }
+const Participant& Leadership::participant() const { return state_->participant; }
+
+}  // namespace election

@@ -1,20 +1,31 @@
 // leader-worker: one node of a pool in which only the leader works.
 //
-// It campaigns in an etcd election. While it leads it works: once a second it writes a counter
-// through a fenced write, which etcd applies only while this node's leader key still exists.
-// When the leadership ends, the work is cancelled, and has stopped, before the node says "lost";
-// then it campaigns again. Meanwhile it prints every leader change it observes. On SIGINT or
-// SIGTERM it stops the work, resigns and revokes its lease (the next candidate takes over in
-// milliseconds), and exits 0.
+// It runs an election::Leadership: the library's leader loop campaigns, runs this node's work
+// while it leads, cancels the work when the leadership ends (and waits until it has stopped
+// before the node says "lost"), and campaigns again, for as long as the process runs. The work:
+// once a second it writes a counter through a fenced write, which etcd applies only while this
+// node's leader key still exists. The loop's hooks print every leader change observed. With
+// --metrics it serves /metrics and /healthz. On SIGINT or SIGTERM it stops the loop: the work
+// stops, the leadership is resigned and the lease revoked (the next candidate takes over in
+// milliseconds), and it exits 0.
 //
+// What is left here: the flags, the work, and the output.
 // One io_context, one thread: every coroutine here runs on it, so none of them needs a lock.
 #include "json_line.hpp"
 
 #include <election/election.hpp>
+#ifdef LEADER_WORKER_METRICS
+#include "http_endpoint.hpp"
+
+#include <election/prometheus.hpp>
+#include <prometheus/text_serializer.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -29,8 +40,9 @@
 #include <ctime>
 #include <exception>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -53,6 +65,16 @@ constexpr auto connect_timeout = 3s;
 // lease expires after its TTL instead.
 constexpr auto resign_limit = 800ms;
 
+// --metrics [HOST:]PORT: loopback unless a host says otherwise.
+struct MetricsAddress {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string text() const {
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
+  }
+};
+
 struct Config {
   std::string node;
   std::string host = "127.0.0.1";
@@ -66,25 +88,7 @@ struct Config {
   std::string user;          // --user name[:password]
   std::string password;      // from --password-file, $LEADER_WORKER_PASSWORD, --user or
                              // --password; never printed
-};
-
-// Delays that double from `initial` up to `cap`, each drawn from [d/2, d], so that workers that
-// failed together do not retry in lock-step.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds cap)
-      : initial_(initial), cap_(cap), current_(initial), random_(std::random_device{}()) {}
-  std::chrono::milliseconds next() {
-    const auto ceiling = current_;
-    current_ = std::min(cap_, current_ * 2);
-    return std::chrono::milliseconds(
-        std::uniform_int_distribution<std::int64_t>(ceiling.count() / 2, ceiling.count())(random_));
-  }
-  void reset() { current_ = initial_; }
-
- private:
-  std::chrono::milliseconds initial_, cap_, current_;
-  std::minstd_rand random_;
+  std::optional<MetricsAddress> metrics;  // --metrics
 };
 
 std::int64_t micros(Clock::time_point t) {
@@ -112,24 +116,6 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-// Short, stable names for why a leadership ended: what scripts match on.
-std::string reason_name(const error_code& reason) {
-  if (reason == errc::resigned) return "resigned";
-  if (reason == errc::lease_expired) return "lease-expired";
-  if (reason == errc::lease_revoked) return "lease-revoked";
-  if (reason == errc::key_deleted) return "key-deleted";
-  if (reason == errc::lease_deadline_passed) return "deadline-passed";
-  if (reason == errc::client_closed) return "client-closed";
-  return reason.category().name() + std::string(":") + std::to_string(reason.value());
-}
-
-// A failure no retry cures: refused credentials, no permission, bad input, the client gone.
-// What passes by itself (election::is_transient) and what merely ends a leadership are retried.
-bool needs_a_person(const error_code& ec) {
-  return !election::is_transient(ec) && !election::ends_leadership(ec) &&
-         ec != asio::error::operation_aborted;
-}
-
 std::string one_line(std::string text) {
   for (auto& c : text)
     if (c == '\n' || c == '\r') c = ' ';
@@ -138,13 +124,14 @@ std::string one_line(std::string text) {
 
 // Boost's system_error::what() ends in " [category:value]" (and a source location): noise on a
 // line meant for people, so it goes.
-std::string describe(const system_error& e) {
-  std::string text = e.what();
-  const auto tag = " [" + std::string(e.code().category().name()) + ":";
+std::string strip_tag(std::string text, const error_code& code) {
+  const auto tag = " [" + std::string(code.category().name()) + ":";
   if (const auto at = text.rfind(tag); at != std::string::npos && text.back() == ']')
     text.erase(at);
   return text;
 }
+
+std::string describe(const system_error& e) { return strip_tag(e.what(), e.code()); }
 
 // What the worker prints. Each line is written whole and flushed at once: the output is read
 // while the process runs, and a SIGKILL must not lose what was already said.
@@ -218,55 +205,104 @@ class Worker {
     options.password = config_.password;
     // Where the long-lived streams are, and when one moves off a member that stopped answering.
     options.on_event = [this](const election::ClientEvent& e) { stream_event(e); };
-    election::ParticipantOptions participant_options;
-    participant_options.ttl = std::chrono::seconds(config_.ttl);
+    election::LeadershipOptions leadership_options;
+    leadership_options.participant.ttl = std::chrono::seconds(config_.ttl);
     if (config_.takeover_delay_ms)
-      participant_options.takeover_delay = std::chrono::milliseconds(*config_.takeover_delay_ms);
-    // Bad endpoints and election names are refused here, before anything is sent.
+      leadership_options.participant.takeover_delay =
+          std::chrono::milliseconds(*config_.takeover_delay_ms);
+    leadership_options.retry_max = 1s;  // back in line soon after an outage
+    // Bad endpoints, election names and a --metrics address that cannot be bound are refused
+    // here, before anything is sent.
     std::optional<election::Client> client;
-    std::optional<election::Participant> participant;
+    std::optional<election::Leadership> leadership;
     try {
       client.emplace(executor, options);
-      participant.emplace(*client, config_.election, config_.node, participant_options);
+      leadership.emplace(*client, config_.election, config_.node, work(), leadership_options,
+                         hooks());
     } catch (const system_error& e) {
       events_.fatal(describe(e));
       co_return 2;
     }
-    client_ = &*client;
-    participant_ = &*participant;
+    leadership_ = &*leadership;
+#ifdef LEADER_WORKER_METRICS
+    // The collector holds no reference: it outlives what it reports on safely.
+    auto collector = std::make_shared<election::prometheus::Collector>();
+    std::optional<leader_worker::HttpEndpoint> http;
+    if (config_.metrics) {
+      collector->add(*client);
+      collector->add(*leadership);
+      try {
+        http.emplace(executor, config_.metrics->host, config_.metrics->port,
+                     http_handler(*collector, *leadership));
+      } catch (const std::exception& e) {
+        events_.fatal("--metrics " + config_.metrics->text() + ": " + e.what());
+        co_return 2;
+      }
+      asio::co_spawn(executor, http->serve(), asio::detached);
+    }
+#endif
 
     asio::signal_set signals(executor, SIGINT, SIGTERM);
+    // Past resign_limit after the signal the process exits anyway (the resign is cancelled).
+    asio::steady_timer limit(executor, asio::steady_timer::time_point::max());
+    // Expires at the first signal: a start-up still waiting for etcd gives up at once.
+    asio::steady_timer stop_requested(executor, asio::steady_timer::time_point::max());
+    bool stopping = false;
+    signals.async_wait([&](const error_code& ec, int) {
+      if (ec) return;
+      stopping = true;
+      leadership->stop();
+      stop_requested.expires_at(asio::steady_timer::time_point::min());
+      limit.expires_after(resign_limit);
+      // A second signal during the clean-up ends the process at once.
+      signals.async_wait([](const error_code& ec, int) {
+        if (ec) return;
+        static constexpr char message[] = "leader-worker: second signal: exiting at once\n";
+        (void)!::write(STDERR_FILENO, message, sizeof message - 1);
+        std::_Exit(1);
+      });
+    });
     // main() blocked these until now: a signal that came during start-up was held, and is
     // delivered to the signal_set here instead of killing the process.
     set_stop_signals_blocked(false);
     int code = 0;
     try {
-      auto stopped =
-          co_await election::first_of(signals.async_wait(asio::use_awaitable), lifecycle());
-      (void)stopped;  // a signal: the lifecycle never ends on its own without an error
+      auto ended = co_await election::first_of(lifecycle(*client, *leadership, stop_requested),
+                                               wait(limit));
+      if (ended.index() == 1) {
+        events_.fatal("resign did not finish within " + std::to_string(resign_limit.count()) +
+                      " ms; the lease expires after its TTL");
+        code = 1;
+      } else if (campaigned_) {
+        events_.emit("resigned", JsonLine(), "resigned: leader key deleted, lease revoked");
+      }
     } catch (const system_error& e) {
-      events_.fatal(describe(e));
-      code = 1;
+      if (!(stopping && e.code() == asio::error::operation_aborted)) {
+        events_.fatal(stopping ? "resign failed: " + describe(e) + "; the lease expires after its TTL"
+                               : describe(e));
+        code = 1;
+      }
     }
-    // A second signal during the clean-up ends the process at once.
-    signals.async_wait([](const error_code& ec, int) {
-      if (ec) return;
-      static constexpr char message[] = "leader-worker: second signal: exiting at once\n";
-      (void)!::write(STDERR_FILENO, message, sizeof message - 1);
-      std::_Exit(1);
-    });
-    const int left = co_await leave();
     signals.cancel();
-    participant.reset();
+    leadership_ = nullptr;
+    leadership.reset();
     client.reset();
-    co_return code != 0 ? code : left;
+    co_return code;
   }
 
  private:
-  // Connects, then campaigns and observes until an error (or a cancellation) stops it.
-  asio::awaitable<void> lifecycle() {
+  // Connects (failing fast when etcd cannot be reached at start) and says which takeover delay
+  // the campaigns use, unless stopped first; then runs the leader loop until stop().
+  asio::awaitable<void> lifecycle(election::Client& client, election::Leadership& leadership,
+                                  asio::steady_timer& stop_requested) {
+    auto started = co_await election::first_of(start(client), wait(stop_requested));
+    if (started.index() == 1) co_return;  // a signal before etcd was reached
+    co_await leadership.run();
+  }
+
+  asio::awaitable<void> start(election::Client& client) {
     try {
-      co_await client_->connect();
+      co_await client.connect();
     } catch (const system_error& e) {
       // Refused credentials or certificates: the library's message says which, "cannot reach"
       // would mislead.
@@ -276,8 +312,18 @@ class Worker {
       throw system_error(e.code(), "cannot reach etcd at " + join(config_.endpoints) + " within " +
                                        std::to_string(connect_timeout.count()) + " s");
     }
-    co_await report_takeover_delay();
-    co_await election::first_of(elect_loop(), observe_loop());
+    co_await report_takeover_delay(client);
+  }
+
+  // Completes when the timer expires; a timer set again meanwhile is waited for again.
+  static asio::awaitable<void> wait(asio::steady_timer& timer) {
+    for (;;) {
+      error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) co_return;
+      const auto state = co_await asio::this_coro::cancellation_state;
+      if (state.cancelled() != asio::cancellation_type::none) throw system_error(ec);
+    }
   }
 
   void stream_event(const election::ClientEvent& e) {
@@ -295,8 +341,8 @@ class Worker {
   }
 
   // Says which takeover delay the campaigns use, and why: the flag, or etcd's version.
-  asio::awaitable<void> report_takeover_delay() {
-    const auto version = co_await client_->server_version();
+  asio::awaitable<void> report_takeover_delay(election::Client& client) {
+    const auto version = co_await client.server_version();
     const bool from_flag = config_.takeover_delay_ms.has_value();
     const auto delay = from_flag ? std::chrono::milliseconds(*config_.takeover_delay_ms)
                                  : election::default_takeover_delay(version);
@@ -316,85 +362,88 @@ class Worker {
                      why + ")");
   }
 
-  asio::awaitable<void> elect_loop() {
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer pause(executor);
-    Backoff backoff(100ms, 1s);  // back in line soon after an outage
-    for (;;) {
+  // What the leader loop reports, as the worker's events.
+  election::LeadershipHooks hooks() {
+    election::LeadershipHooks h;
+    h.campaigning = [this](const election::CampaignStarted& c) {
       campaigned_ = true;
-      std::optional<election::LeaderKey> won;
-      std::string failure;
-      try {
-        // The lease first, so its id and granted TTL can be told before waiting in line.
-        const auto lease = co_await participant_->acquire_lease();
-        const auto ttl = participant_->granted_ttl().count();
-        events_.emit("campaigning",
-                     JsonLine().string("lease", election::lease_hex(lease)).number("ttl", ttl),
-                     "campaigning in '" + config_.election + "' with lease " +
-                         election::lease_hex(lease) + " (TTL " + std::to_string(ttl) + " s)");
-        won = co_await participant_->campaign();
-      } catch (const system_error& e) {
-        if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
-        failure = describe(e);
+      const auto lease = election::lease_hex(c.lease);
+      events_.emit("campaigning", JsonLine().string("lease", lease).number("ttl", c.ttl.count()),
+                   "campaigning in '" + config_.election + "' with lease " + lease + " (TTL " +
+                       std::to_string(c.ttl.count()) + " s)");
+    };
+    h.elected = [this](const election::LeaderKey& key) {
+      const auto granted = leadership_->participant().granted_ttl().count();
+      events_.emit("elected",
+                   JsonLine()
+                       .string("key", key.key)
+                       .number("rev", key.create_revision)
+                       .string("lease", election::lease_hex(key.lease))
+                       .number("ttl", granted),
+                   "elected: leads with key " + key.key + " (revision " +
+                       std::to_string(key.create_revision) + ", lease " +
+                       election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) +
+                       " s)");
+    };
+    h.lost = [this](const election::LeadershipLost& lost) { report_lost(lost); };
+    h.work_overran = [this](const election::LeaderKey& key) {
+      events_.error("the work of the leadership at revision " +
+                    std::to_string(key.create_revision) +
+                    " is still running after its turn ended");
+    };
+    h.leader_changed = [this](const election::LeaderEvent& change) {
+      if (change.leader) {
+        const auto& leader = *change.leader;
+        events_.emit("leader",
+                     JsonLine()
+                         .string("value", leader.value)
+                         .string("key", leader.key)
+                         .number("rev", leader.create_revision),
+                     "observed: the leader is " + leader.value + " (key " + leader.key +
+                         ", revision " + std::to_string(leader.create_revision) + ")");
+      } else {
+        events_.emit("no-leader", JsonLine(), "observed: the election has no leader");
       }
-      if (!won) {
-        const auto delay = backoff.next();
-        events_.error("campaign failed: " + failure + "; campaigning again in " +
-                      std::to_string(delay.count()) + " ms");
-        pause.expires_after(delay);
-        co_await pause.async_wait(asio::use_awaitable);
-        continue;
-      }
-      backoff.reset();
-      co_await lead(*won);
-    }
+    };
+    h.retrying = [this](const election::RetryScheduled& r) {
+      events_.error("campaign failed: " + strip_tag(r.message, r.error) +
+                    "; campaigning again in " + std::to_string(r.next_attempt_in.count()) + " ms");
+    };
+    return h;
   }
 
-  // One term: work until the leadership ends, then say why.
-  asio::awaitable<void> lead(election::LeaderKey key) {
-    const auto granted = participant_->granted_ttl().count();
-    events_.emit("elected",
-                 JsonLine()
-                     .string("key", key.key)
-                     .number("rev", key.create_revision)
-                     .string("lease", election::lease_hex(key.lease))
-                     .number("ttl", granted),
-                 "elected: leads with key " + key.key + " (revision " +
-                     std::to_string(key.create_revision) + ", lease " +
-                     election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
-    std::variant<std::monostate, error_code> ended;
-    try {
-      // first_of cancels the work when keep_alive() says the leadership is over, and waits
-      // for it to stop: nothing is written after "lost" is printed.
-      ended = co_await election::first_of(work_loop(key), participant_->keep_alive());
-    } catch (const system_error& e) {
-      const bool stopping = e.code() == asio::error::operation_aborted;
-      const auto reason = stopping ? std::string("shutdown") : reason_name(e.code());
-      events_.emit("lost", JsonLine().string("reason", reason).number("rev", key.create_revision),
-                   "lost the leadership: " +
-                       (stopping ? std::string("shutting down, work stopped") : describe(e)));
-      throw;
+  void report_lost(const election::LeadershipLost& lost) {
+    const auto rev = lost.key.create_revision;
+    if (lost.reason == asio::error::operation_aborted) {
+      events_.emit("lost", JsonLine().string("reason", "shutdown").number("rev", rev),
+                   "lost the leadership: shutting down, work stopped");
+      return;
     }
-    const error_code reason = ended.index() == 1 ? std::get<1>(ended) : error_code(errc::resigned);
     JsonLine fields;
-    fields.string("reason", reason_name(reason)).number("rev", key.create_revision);
-    std::string text = "lost the leadership: " + reason.message();
-    if (reason == errc::lease_deadline_passed) {
-      if (const auto deadline = participant_->deadline()) {
-        fields.number("deadline_us", micros(on_monotonic(*deadline)));
-        text += " (the local deadline passed " +
-                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   election::lease_clock::now() - *deadline)
-                                   .count()) +
-                " ms ago)";
-      }
+    fields.string("reason", election::reason_name(lost.reason)).number("rev", rev);
+    std::string text = "lost the leadership: " + lost.reason.message();
+    if (!lost.message.empty()) text += " (" + lost.message + ")";
+    if (lost.reason == errc::lease_deadline_passed && lost.deadline) {
+      fields.number("deadline_us", micros(on_monotonic(*lost.deadline)));
+      text += " (the local deadline passed " +
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 election::lease_clock::now() - *lost.deadline)
+                                 .count()) +
+              " ms ago)";
     }
+    if (!lost.work_stopped_in_time) text += "; the work stopped late";
     events_.emit("lost", fields, text + "; work stopped");
   }
 
-  // Ticks once a second, the first time at once; each tick writes the counter through the
-  // fenced write. Never returns: the term's end cancels it.
-  asio::awaitable<void> work_loop(election::LeaderKey key) {
+  // The leader's work: ticks once a second, the first time at once; each tick writes the
+  // counter through the fenced write. Never returns: the leadership's end cancels it.
+  election::Leadership::Work work() {
+    return [this](election::Participant& me, const election::LeaderKey& key) {
+      return work_loop(me, key);
+    };
+  }
+
+  asio::awaitable<void> work_loop(election::Participant& me, election::LeaderKey key) {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer tick(executor);
     asio::steady_timer limit(executor);
@@ -403,9 +452,9 @@ class Worker {
       tick.expires_at(next);
       co_await tick.async_wait(asio::use_awaitable);
       next = std::max(next + 1s, Clock::now());
-      // Past the local deadline the term is over even if keep_alive() has not said so yet.
-      const auto deadline = participant_->deadline();
-      if (!participant_->is_leader() || !deadline) continue;
+      // Past the local deadline the term is over even if the loop has not said so yet.
+      const auto deadline = me.deadline();
+      if (!me.is_leader() || !deadline) continue;
 
       const auto seq = ++seq_;
       // The value names its writer and the fence it is written under, so etcd's history alone
@@ -421,7 +470,7 @@ class Worker {
       // such a write is given up on (etcd may still have applied it, fenced: before the end).
       limit.expires_at(on_monotonic(*deadline));
       try {
-        auto written = co_await election::first_of(participant_->put_if_leader(counter_key_, value),
+        auto written = co_await election::first_of(me.put_if_leader(counter_key_, value),
                                                    limit.async_wait(asio::use_awaitable));
         if (written.index() == 0)
           revision = std::get<0>(written);
@@ -443,75 +492,29 @@ class Worker {
     }
   }
 
-  // Prints every leader change. The observer rides out what passes by itself (etcd away, no
-  // raft leader) inside; what cannot get better (a closed client, refused credentials, no
-  // permission) ends the process.
-  asio::awaitable<void> observe_loop() {
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer pause(executor);
-    Backoff backoff(500ms, 5s);
-    election::Observer observer = participant_->observe();
-    for (;;) {
-      std::optional<election::LeaderEvent> next;
-      std::string failure;
-      try {
-        next = co_await observer.next();
-      } catch (const system_error& e) {
-        if (e.code() == asio::error::operation_aborted || needs_a_person(e.code())) throw;
-        failure = describe(e);
+#ifdef LEADER_WORKER_METRICS
+  // /metrics: the Prometheus text format; /healthz: 200 "ok STATE" or 503 and the reason.
+  static leader_worker::HttpEndpoint::Handler http_handler(
+      const election::prometheus::Collector& collector, const election::Leadership& leadership) {
+    return [&collector, &leadership](std::string_view path) -> leader_worker::HttpResponse {
+      if (path == "/metrics")
+        return {200, "text/plain; version=0.0.4; charset=utf-8",
+                prometheus::TextSerializer().Serialize(collector.Collect())};
+      if (path == "/healthz") {
+        const auto h = leadership.health();
+        const std::string state = election::state_name(h.state);
+        if (h.healthy) return {200, "text/plain; charset=utf-8", "ok " + state + "\n"};
+        return {503, "text/plain; charset=utf-8", "unhealthy " + state + ": " + h.reason + "\n"};
       }
-      if (!next) {
-        const auto delay = backoff.next();
-        events_.error("observing failed: " + failure + "; trying again in " +
-                      std::to_string(delay.count()) + " ms");
-        pause.expires_after(delay);
-        co_await pause.async_wait(asio::use_awaitable);
-        continue;
-      }
-      backoff.reset();
-      const auto& change = *next;
-      if (change.leader) {
-        const auto& leader = *change.leader;
-        events_.emit("leader",
-                     JsonLine()
-                         .string("value", leader.value)
-                         .string("key", leader.key)
-                         .number("rev", leader.create_revision),
-                     "observed: the leader is " + leader.value + " (key " + leader.key +
-                         ", revision " + std::to_string(leader.create_revision) + ")");
-      } else {
-        events_.emit("no-leader", JsonLine(), "observed: the election has no leader");
-      }
-    }
+      return {404, "text/plain; charset=utf-8", "not found: try /metrics or /healthz\n"};
+    };
   }
-
-  // Resigns (which also revokes the lease) with fresh deadlines, bounded in time.
-  asio::awaitable<int> leave() {
-    if (!campaigned_) co_return 0;
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer limit(executor, resign_limit);
-    std::string failure;
-    try {
-      auto done = co_await election::first_of(participant_->resign(),
-                                              limit.async_wait(asio::use_awaitable));
-      if (done.index() == 1)
-        failure = "resign did not finish within " + std::to_string(resign_limit.count()) + " ms";
-    } catch (const system_error& e) {
-      failure = std::string("resign failed: ") + describe(e);
-    }
-    if (!failure.empty()) {
-      events_.fatal(failure + "; the lease expires after its TTL");
-      co_return 1;
-    }
-    events_.emit("resigned", JsonLine(), "resigned: leader key deleted, lease revoked");
-    co_return 0;
-  }
+#endif
 
   const Config& config_;
   Events& events_;
   std::string counter_key_;
-  election::Client* client_ = nullptr;
-  election::Participant* participant_ = nullptr;
+  election::Leadership* leadership_ = nullptr;
   bool campaigned_ = false;
   std::int64_t seq_ = 0;
 };
@@ -519,6 +522,35 @@ class Worker {
 // Where --user NAME finds its password when no flag gives it: the environment is readable only
 // by this user (and root), unlike the command line.
 constexpr const char* password_variable = "LEADER_WORKER_PASSWORD";
+
+// [HOST:]PORT, [IPV6]:PORT. Returns what is wrong with it, if anything.
+std::optional<std::string> parse_metrics_address(const std::string& text, Config& config) {
+#ifndef LEADER_WORKER_METRICS
+  (void)text;
+  (void)config;
+  return "this leader-worker was built without prometheus-cpp (install prometheus-cpp-dev)";
+#else
+  MetricsAddress address;
+  std::string port = text;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return std::string("expected [IPV6]:PORT");
+    address.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
+    if (colon > 0) address.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    return std::string("expected [HOST:]PORT with PORT a number");
+  const auto number = std::stoi(port);
+  if (number < 1 || number > 65535) return std::string("the port must be 1 to 65535");
+  address.port = static_cast<std::uint16_t>(number);
+  config.metrics = address;
+  return std::nullopt;
+#endif
+}
 
 // Returns an exit code when the process should end now (--help, bad input).
 std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
@@ -540,8 +572,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "  leader (value, key, rev)   no-leader   error (message)\n"
       "A node acts as leader from `elected` until its next `lost` or `resigned`, or until the\n"
       "`deadline_us` of that `lost`, whichever is earlier.\n"
-      "Exit: 0 after SIGINT/SIGTERM, 1 on a runtime failure (etcd unreachable, resign failed),\n"
-      "2 on bad input.\n"
+      "--metrics: /metrics has election_is_leader, election_terms_won_total,\n"
+      "election_leadership_ends_total{reason}, election_renewal_seconds and more; /healthz\n"
+      "answers 503 when renewals are wedged, the work outlived its turn, or campaigning has\n"
+      "failed for a minute.\n"
+      "Exit: 0 after SIGINT/SIGTERM, 1 on a runtime failure (etcd unreachable, credentials\n"
+      "refused, resign failed), 2 on bad input (also a --metrics address that cannot be bound).\n"
       "Credentials: prefer --user NAME with --password-file FILE or $LEADER_WORKER_PASSWORD;\n"
       "a password on the command line is visible to every local user in /proc/PID/cmdline.");
   std::vector<std::string> endpoints;
@@ -575,6 +611,11 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
                  "default: 200 on etcd before 3.4.31 and 3.5.13, 0 after (printed at start)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}));
   app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
+  std::string metrics;
+  app.add_option("--metrics", metrics,
+                 "Serve /metrics (Prometheus text format) and /healthz (200 when healthy, 503 "
+                 "and the reason when not) on [HOST:]PORT; HOST defaults to 127.0.0.1: name an "
+                 "address to listen beyond loopback");
   // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
   app.add_option("--cacert", config.tls.ca_file,
                  "CA bundle (PEM) to verify etcd's TLS certificate with; implies TLS");
@@ -613,6 +654,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     const bool ipv6 = config.host.find(':') != std::string::npos && config.host.front() != '[';
     config.endpoints = {(ipv6 ? "[" + config.host + "]" : config.host) + ":" +
                         std::to_string(config.port)};
+  }
+  if (!metrics.empty()) {
+    if (const auto error = parse_metrics_address(metrics, config)) {
+      std::fprintf(stderr, "leader-worker: --metrics %s: %s\n", metrics.c_str(), error->c_str());
+      return 2;
+    }
   }
   if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
     std::fprintf(stderr, "leader-worker: --cert and --key go together\n");

@@ -1,7 +1,8 @@
-// The README's first example, as it is there: a service that leads an election, works while it
-// leads, and campaigns again when its leadership ends. SIGINT or SIGTERM stops it: the campaign
-// withdraws (or the work stops and the participant's lease is revoked), so the next candidate
-// leads at once. ctest runs it against the fixture's etcd (tests/examples).
+// The README's loop underneath Leadership, as it is there: the same service as quickstart.cpp
+// written on Participant: campaign, race the work against keep_alive(), campaign again. SIGINT
+// or SIGTERM stops it: the campaign withdraws (or the work stops and the participant's lease is
+// revoked), so the next candidate leads at once. ctest runs it against the fixture's etcd
+// (tests/examples).
 #include <boost/asio.hpp>
 #include <election/election.hpp>
 

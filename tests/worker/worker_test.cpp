@@ -4,6 +4,7 @@
 #include "support/names.hpp"
 #include "support/process.hpp"
 #include "worker/json_lines.hpp"
+#include "worker/worker_process.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -22,10 +23,6 @@
 
 #include <unistd.h>
 
-#ifndef ELECTION_LEADER_WORKER
-#error "ELECTION_LEADER_WORKER must name the leader-worker program"
-#endif
-
 using namespace std::chrono_literals;
 using election::test::ChildProcess;
 using election::test::WorkerEvent;
@@ -33,86 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The TTL the workers ask for: short, so the SIGKILL failover is quick.
-constexpr std::int64_t ttl_s = 3;
-
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-double seconds(std::int64_t us) { return static_cast<double>(us) / 1e6; }
-
-std::filesystem::path work_dir(const std::string& name) {
-  auto dir =
-      std::filesystem::path(ELECTION_TEST_WORK_DIR) / (name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
-std::string read_text(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::string fixture_endpoint_list() {
-  std::string out;
-  for (const auto& e : election::test::fixture_endpoints()) out += (out.empty() ? "" : ",") + e;
-  return out;
-}
-
-/// Polls `ready` every 20 ms until it holds or `limit` passes; returns its last value.
-bool poll(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (!ready()) {
-    if (Clock::now() >= end) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
-
-class Worker {
- public:
-  Worker(std::string node, const std::vector<std::string>& args, const std::filesystem::path& dir)
-      : node_(std::move(node)), out_(dir / (node_ + ".jsonl")), process_(argv(args), out_) {}
-
-  const std::string& node() const { return node_; }
-  ChildProcess& process() { return process_; }
-  const ChildProcess& process() const { return process_; }
-  std::vector<WorkerEvent> events() const {
-    return election::test::parse_worker_events(process_.output());
-  }
-  std::string stderr_text() const { return read_text(out_.string() + ".err"); }
-
-  /// The events named `name`, optionally only those that satisfy `also`.
-  std::vector<WorkerEvent> events(const std::string& name,
-                                  const std::function<bool(const WorkerEvent&)>& also = {}) const {
-    std::vector<WorkerEvent> out;
-    for (auto& e : events())
-      if (e.event() == name && (!also || also(e))) out.push_back(e);
-    return out;
-  }
-
- private:
-  static std::vector<std::string> argv(const std::vector<std::string>& args) {
-    std::vector<std::string> out{ELECTION_LEADER_WORKER};
-    out.insert(out.end(), args.begin(), args.end());
-    return out;
-  }
-
-  std::string node_;
-  std::filesystem::path out_;
-  ChildProcess process_;
-};
-
-std::vector<std::string> worker_args(const std::string& node, const std::string& election_name) {
-  return {"--node",     node,          "--endpoints", fixture_endpoint_list(),
-          "--election", election_name, "--ttl",       std::to_string(ttl_s),
-          "--json"};
-}
+using namespace worker_test;
 
 bool accepted(const WorkerEvent& e) { return e.flag("ok"); }
 
@@ -453,7 +371,8 @@ TEST_CASE("--help explains every flag and exits 0", "[worker]") {
   CHECK(r.code == 0);
   CHECK(r.err.empty());
   for (const char* flag :
-       {"--node", "--host", "--port", "--endpoints", "--election", "--ttl", "--json"}) {
+       {"--node", "--host", "--port", "--endpoints", "--election", "--ttl", "--json",
+        "--metrics"}) {
     INFO(flag);
     CHECK(r.out.find(flag) != std::string::npos);
   }

@@ -69,17 +69,36 @@ TEST_CASE("the README's first example is examples/quickstart.cpp, verbatim", "[e
         text_of(ELECTION_SOURCE_DIR "/examples/quickstart.cpp"));
 }
 
-TEST_CASE("quickstart leads, works, and on SIGTERM withdraws at once", "[example]") {
-  election::test::ChildProcess quickstart(
-      {ELECTION_QUICKSTART, election::test::fixture_endpoints().front()}, out_file("quickstart"));
-  INFO(quickstart.output());
-  REQUIRE(wait_for_text(quickstart, "leading with jobs/scheduler/", 10s));
-  REQUIRE(wait_for_text(quickstart, "wrote 1 at revision", 5s));
+TEST_CASE("the README's loop underneath is examples/manual_loop.cpp, verbatim", "[example]") {
+  const auto readme = text_of(ELECTION_SOURCE_DIR "/README.md");
+  const auto block = "```cpp\n" + text_of(ELECTION_SOURCE_DIR "/examples/manual_loop.cpp") + "```";
+  CHECK(readme.find(block) != std::string::npos);
+}
+
+namespace {
+
+// Both lead, work, and on SIGTERM leave the line at once: the key is gone, not left for its TTL.
+void leads_works_and_withdraws(const char* program, const std::string& name) {
+  election::test::ChildProcess p({program, election::test::fixture_endpoints().front()},
+                                 out_file(name));
+  INFO(p.output());
+  REQUIRE(wait_for_text(p, "leading with jobs/scheduler/", 10s));
+  REQUIRE(wait_for_text(p, "wrote 1 at revision", 5s));
   CHECK(keys_under("jobs/scheduler/") == 1);
-  quickstart.signal(SIGTERM);
-  REQUIRE(quickstart.wait_for(5s));
-  CHECK(quickstart.wait() == 0);
-  CHECK(keys_under("jobs/scheduler/") == 0);  // revoked on the way out, not left for its TTL
+  p.signal(SIGTERM);
+  REQUIRE(p.wait_for(5s));
+  CHECK(p.wait() == 0);
+  CHECK(keys_under("jobs/scheduler/") == 0);
+}
+
+}  // namespace
+
+TEST_CASE("quickstart leads, works, and on SIGTERM resigns at once", "[example]") {
+  leads_works_and_withdraws(ELECTION_QUICKSTART, "quickstart");
+}
+
+TEST_CASE("manual_loop leads, works, and on SIGTERM withdraws at once", "[example]") {
+  leads_works_and_withdraws(ELECTION_MANUAL_LOOP, "manual-loop");
 }
 
 TEST_CASE("callbacks leads from a plain thread, writes, is refused, and resigns", "[example]") {

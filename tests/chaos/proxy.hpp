@@ -43,39 +43,37 @@ using asio::ip::tcp;
 class Proxy {
  public:
   Proxy(asio::any_io_executor executor, tcp::endpoint target)
-      : executor_(std::move(executor)),
-        target_(std::move(target)),
-        acceptor_(executor_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)) {
-    asio::co_spawn(executor_, accept_loop(), asio::detached);
+      : state_(std::make_shared<State>(std::move(executor), std::move(target))) {
+    asio::co_spawn(state_->executor, accept_loop(state_), asio::detached);
   }
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
   ~Proxy() { close(); }
 
-  std::uint16_t port() const { return port_; }
-  bool is_cut() const { return cut_; }
+  std::uint16_t port() const { return state_->port; }
+  bool is_cut() const { return state_->cut; }
 
   /// Holds every byte read from now on back by `each_way` before it is passed on, in both
   /// directions; 0 (the default) passes bytes on as they come. Negative counts as 0.
   void set_delay(std::chrono::milliseconds each_way) {
-    *delay_ = std::max(each_way, std::chrono::milliseconds::zero());
+    *state_->delay = std::max(each_way, std::chrono::milliseconds::zero());
   }
-  std::chrono::milliseconds delay() const { return *delay_; }
+  std::chrono::milliseconds delay() const { return *state_->delay; }
 
   void cut() {
-    cut_ = true;
-    drop_all();
+    state_->cut = true;
+    state_->drop_all();
   }
 
   void heal() {
-    cut_ = false;
-    drop_all();
+    state_->cut = false;
+    state_->drop_all();
   }
 
   void close() {
     boost::system::error_code ignored;
-    acceptor_.close(ignored);
-    drop_all();
+    state_->acceptor.close(ignored);
+    state_->drop_all();
   }
 
  private:
@@ -131,42 +129,61 @@ class Proxy {
   };
   using LinkPtr = std::shared_ptr<Link>;
 
-  void drop_all() {
-    for (auto& link : links_) link->close();
-    links_.clear();
-  }
+  // What the accept loop and the links' coroutines share with the Proxy: they may still run after
+  // the Proxy is gone (a pending accept completes, aborted, once the acceptor is closed), so they
+  // hold this, never the Proxy.
+  struct State {
+    State(asio::any_io_executor ex, tcp::endpoint to)
+        : executor(std::move(ex)),
+          target(std::move(to)),
+          acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0)),
+          port(acceptor.local_endpoint().port()) {}
+    void drop_all() {
+      for (auto& link : links) link->close();
+      links.clear();
+    }
+    void forget_closed() {
+      links.remove_if([](const LinkPtr& link) { return !link->down.is_open(); });
+    }
+    asio::any_io_executor executor;
+    tcp::endpoint target;
+    tcp::acceptor acceptor;
+    std::uint16_t port;
+    std::list<LinkPtr> links;  // held here too: a blackholed link has no coroutine
+    bool cut = false;
+    Delay delay = std::make_shared<std::chrono::milliseconds>(0);
+  };
+  using StatePtr = std::shared_ptr<State>;
 
-  asio::awaitable<void> accept_loop() {
+  static asio::awaitable<void> accept_loop(StatePtr state) {
     for (;;) {
-      auto link = std::make_shared<Link>(executor_, delay_);
+      auto link = std::make_shared<Link>(state->executor, state->delay);
       boost::system::error_code ec;
-      co_await acceptor_.async_accept(link->down, asio::redirect_error(asio::use_awaitable, ec));
+      co_await state->acceptor.async_accept(link->down,
+                                            asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        if (!acceptor_.is_open()) co_return;
+        if (!state->acceptor.is_open()) co_return;
         continue;
       }
-      forget_closed();
-      links_.push_back(link);
+      state->forget_closed();
+      state->links.push_back(link);
       // Blackholed: held open, never read, until heal() or close() drops it.
-      if (!cut_) asio::co_spawn(executor_, serve(link), asio::detached);
+      if (!state->cut) asio::co_spawn(state->executor, serve(state, link), asio::detached);
     }
   }
 
-  void forget_closed() {
-    links_.remove_if([](const LinkPtr& link) { return !link->down.is_open(); });
-  }
-
-  asio::awaitable<void> serve(LinkPtr link) {
+  static asio::awaitable<void> serve(StatePtr state, LinkPtr link) {
     boost::system::error_code ec;
-    co_await link->up.async_connect(target_, asio::redirect_error(asio::use_awaitable, ec));
+    co_await link->up.async_connect(state->target, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || link->closed) {
       link->close();
       co_return;
     }
-    asio::co_spawn(executor_, read(link, &Link::down, &Link::to_up), asio::detached);
-    asio::co_spawn(executor_, write(link, &Link::to_up, &Link::up), asio::detached);
-    asio::co_spawn(executor_, read(link, &Link::up, &Link::to_down), asio::detached);
-    asio::co_spawn(executor_, write(link, &Link::to_down, &Link::down), asio::detached);
+    const auto& ex = state->executor;
+    asio::co_spawn(ex, read(link, &Link::down, &Link::to_up), asio::detached);
+    asio::co_spawn(ex, write(link, &Link::to_up, &Link::up), asio::detached);
+    asio::co_spawn(ex, read(link, &Link::up, &Link::to_down), asio::detached);
+    asio::co_spawn(ex, write(link, &Link::to_down, &Link::down), asio::detached);
   }
 
   // Reads one side into its flow, each chunk due at its arrival + the delay, until that side
@@ -225,13 +242,7 @@ class Proxy {
     link->close();
   }
 
-  asio::any_io_executor executor_;
-  tcp::endpoint target_;
-  tcp::acceptor acceptor_;
-  std::uint16_t port_ = acceptor_.local_endpoint().port();
-  std::list<LinkPtr> links_;  // held here too: a blackholed link has no coroutine
-  bool cut_ = false;
-  Delay delay_ = std::make_shared<std::chrono::milliseconds>(0);
+  StatePtr state_;
 };
 
 }  // namespace chaos

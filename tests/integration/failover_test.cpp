@@ -131,8 +131,11 @@ TEST_CASE("a waiting candidate and an observer carry on when a member crashes",
       [&]() -> asio::awaitable<void> {
         election::Client client(co_await asio::this_coro::executor, options_for(etcd));
         const auto name = election::test::unique_name("waiting");
-        election::Participant a(client, name, "a", ttl(5s));
-        election::Participant b(client, name, "b", ttl(5s));
+        // TTL 10 s: a crashed raft leader costs an election (1-2 s) and the keep-alive a new
+        // stream on a live member; at TTL 5 s (a 4.5 s deadline) an ASan build in CI once lost
+        // the lease to its local deadline on one of the three crashes, safely but not the point.
+        election::Participant a(client, name, "a", ttl(10s));
+        election::Participant b(client, name, "b", ttl(10s));
         election::Observer observer(client, name);
         co_await a.campaign();
         boost::system::error_code a_ended;

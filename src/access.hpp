@@ -7,6 +7,7 @@
 #include "election/lease.hpp"
 #include "election/metrics.hpp"
 #include "election/participant.hpp"
+#include "election/session.hpp"
 
 #include <functional>
 #include <memory>
@@ -19,6 +20,11 @@ struct access {
   static const std::shared_ptr<ClientCore>& core(const Client& client) { return client.core_; }
   static const std::shared_ptr<LeaseState>& state(const Lease& lease) { return lease.state_; }
   static Lease lease(std::shared_ptr<LeaseState> state) { return Lease(std::move(state)); }
+  static const std::shared_ptr<SessionState>& session(const Session& session) {
+    return session.state_;
+  }
+  static const std::shared_ptr<ClientCore>& session_core(const Session& session);  // session.cpp
+  static const SessionOptions& session_options(const Session& session);            // session.cpp
   /// The lease of a participant's current (or last) leadership (participant.cpp).
   static std::shared_ptr<LeaseState> participant_lease(const Participant& participant);
   /// Calls `f` each time a campaign of `participant` has its key in line (participant.cpp).

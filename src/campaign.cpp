@@ -51,12 +51,14 @@ class FeedWatch : public FeedListener {
   std::optional<std::pair<error_code, std::string>> failure;
 };
 
-// In line, a lease is held past its local deadline (see LeaseState::hold_past_deadline).
+// In line, a lease is held past its local deadline (see LeaseState::hold_past_deadline). A
+// Session's lease is held for good: the campaign leaves it as it is.
 class HoldPastDeadline {
  public:
   ~HoldPastDeadline() { release(); }
   void hold(const std::shared_ptr<LeaseState>& lease) {
     release();
+    if (lease->shared) return;
     lease_ = lease;
     lease_->hold_past_deadline = true;
   }

@@ -91,6 +91,10 @@ void KeepAliveHub::apply(const Action& action, const std::shared_ptr<ClientCore>
       streams_.erase(action.stream);  // cancels the call; its reader stops
       peers_.erase(action.stream);
       break;
+    case Action::Kind::deadline:
+      if (auto it = leases_.find(action.lease); it != leases_.end())
+        it->second->deadline_passed.notify();
+      break;
     case Action::Kind::lose:
       lose(action.lease, action.reason);
       break;

@@ -59,4 +59,12 @@ boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease, 
   }
 }
 
+boost::asio::awaitable<void> delete_key(ClientCore& core, std::string key, bool linger) {
+  etcdserverpb::DeleteRangeRequest request;
+  request.set_key(std::move(key));
+  co_await core.call_retrying("delete", core.kv().async(),
+                              &etcdserverpb::KV::Stub::async::DeleteRange, std::move(request),
+                              linger);
+}
+
 }  // namespace election::detail

@@ -63,4 +63,7 @@ boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std:
 boost::asio::awaitable<void> revoke_lease(ClientCore& core, std::int64_t lease,
                                           bool linger = false);
 
+/// Deletes `key` (one that does not exist is not an error). `linger` as for revoke_lease.
+boost::asio::awaitable<void> delete_key(ClientCore& core, std::string key, bool linger = false);
+
 }  // namespace election::detail

@@ -83,16 +83,16 @@ asio::awaitable<void> wait_until(BootTimer& timer, Time at) {
 
 class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
  public:
-  LeadershipState(Client& client, std::string election, std::string value, Leadership::Work work,
+  LeadershipState(std::shared_ptr<ClientCore> core, Participant participant, Leadership::Work work,
                   LeadershipOptions options, LeadershipHooks hooks,
                   std::chrono::milliseconds stale_after)
-      : core(access::core(client)),
-        participant(client, std::move(election), std::move(value), options.participant),
+      : core(std::move(core)),
+        participant(std::move(participant)),
         work(std::move(work)),
         options(options),
         hooks(std::move(hooks)),
         stale_after(stale_after),
-        stopping(core->executor()) {}
+        stopping(this->core->executor()) {}
 
   // Called once, after construction: the hook holds only a weak reference.
   void attach() {
@@ -423,10 +423,11 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
   std::string last_failure;
 };
 
-}  // namespace detail
+namespace {
 
-Leadership::Leadership(Client& client, std::string election, std::string value, Work work,
-                       LeadershipOptions options, LeadershipHooks hooks) {
+// Checks a Leadership's options; returns its renewal_stale_after. `ttl` is the lease's.
+std::chrono::milliseconds checked(const Leadership::Work& work, const LeadershipOptions& options,
+                                  std::chrono::seconds lease_ttl) {
   using std::chrono::milliseconds;
   const auto ms = [](milliseconds d) { return std::to_string(d.count()) + " ms"; };
   if (!work) throw_error(errc::invalid_argument, "leadership: no work given");
@@ -434,7 +435,7 @@ Leadership::Leadership(Client& client, std::string election, std::string value, 
     throw_error(errc::invalid_argument,
                 "leadership: retry_initial must be positive and at most retry_max (got " +
                     ms(options.retry_initial) + " and " + ms(options.retry_max) + ")");
-  const auto ttl = std::chrono::duration_cast<milliseconds>(options.participant.ttl);
+  const auto ttl = std::chrono::duration_cast<milliseconds>(lease_ttl);
   const auto stale = options.renewal_stale_after.value_or(ttl);
   if (stale < ttl)
     throw_error(errc::invalid_argument,
@@ -443,9 +444,30 @@ Leadership::Leadership(Client& client, std::string election, std::string value, 
   if (options.failing_for.count() <= 0)
     throw_error(errc::invalid_argument,
                 "leadership: failing_for must be positive (got " + ms(options.failing_for) + ")");
-  state_ = std::make_shared<detail::LeadershipState>(client, std::move(election), std::move(value),
-                                                     std::move(work), options, std::move(hooks),
-                                                     stale);
+  return stale;
+}
+
+}  // namespace
+
+}  // namespace detail
+
+Leadership::Leadership(Client& client, std::string election, std::string value, Work work,
+                       LeadershipOptions options, LeadershipHooks hooks) {
+  const auto stale = detail::checked(work, options, options.participant.ttl);
+  Participant participant(client, std::move(election), std::move(value), options.participant);
+  state_ = std::make_shared<detail::LeadershipState>(detail::access::core(client),
+                                                     std::move(participant), std::move(work),
+                                                     options, std::move(hooks), stale);
+  state_->attach();
+}
+
+Leadership::Leadership(Session& session, std::string election, std::string value, Work work,
+                       LeadershipOptions options, LeadershipHooks hooks) {
+  const auto stale = detail::checked(work, options, detail::access::session_options(session).ttl);
+  Participant participant(session, std::move(election), std::move(value), options.participant);
+  state_ = std::make_shared<detail::LeadershipState>(detail::access::session_core(session),
+                                                     std::move(participant), std::move(work),
+                                                     options, std::move(hooks), stale);
   state_->attach();
 }
 

@@ -62,7 +62,20 @@ std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease)
   }
   lease->lose(errc::lease_revoked);
   // Runs inline up to the first request, which is in flight when this returns.
-  asio::co_spawn(core->executor(), revoke(self, std::move(lease)), [](std::exception_ptr) {});
+  asio::co_spawn(core->executor(), retry(self, std::move(lease), {}), [](std::exception_ptr) {});
+  return self;
+}
+
+std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> lease,
+                                                  std::string key) {
+  auto self = std::make_shared<Withdrawal>(lease->core->executor());
+  if (lease->lost()) {
+    self->finish({}, {});  // the lease is gone, and its keys with it
+    return self;
+  }
+  auto executor = lease->core->executor();
+  asio::co_spawn(executor, retry(self, std::move(lease), std::move(key)),
+                 [](std::exception_ptr) {});
   return self;
 }
 
@@ -73,8 +86,8 @@ void Withdrawal::finish(boost::system::error_code result, std::string message) {
   done.set();
 }
 
-asio::awaitable<void> Withdrawal::revoke(std::shared_ptr<Withdrawal> self,
-                                         std::shared_ptr<LeaseState> lease) {
+asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
+                                        std::shared_ptr<LeaseState> lease, std::string key) {
   auto& core = *lease->core;
   const auto now = core.time().now();
   const auto give_up =
@@ -85,12 +98,16 @@ asio::awaitable<void> Withdrawal::revoke(std::shared_ptr<Withdrawal> self,
     boost::system::error_code failed;
     std::string message;
     try {
-      co_await revoke_lease(core, lease->id, true);
+      if (key.empty())
+        co_await revoke_lease(core, lease->id, true);
+      else
+        co_await delete_key(core, key, true);
     } catch (const boost::system::system_error& e) {
       failed = e.code();
       message = e.what();
     }
     if (!failed) break;
+    if (!key.empty() && lease->lost()) break;  // the lease went, and its keys with it
     // Only a passing failure is worth another try, and only while the lease could still live.
     if (!is_transient(failed) || core.time().now() >= give_up) {
       self->finish(failed, message);

@@ -31,7 +31,8 @@ class LeaseState {
         clock(clock),
         answered_send(clock.last_acknowledged_send().time_since_epoch().count()),
         lost_event(this->core->executor()),
-        renewed(this->core->executor()) {}
+        renewed(this->core->executor()),
+        deadline_passed(this->core->executor()) {}
 
   void lose(boost::system::error_code reason) {
     if (lost_event.is_set()) return;
@@ -53,6 +54,12 @@ class LeaseState {
   AsyncEvent lost_event;
   boost::system::error_code lost_reason;
   Notifier renewed;  // notified after every renewal etcd answered
+  /// Notified when the local deadline of a lease held past it passes (a lease not held is lost
+  /// then instead): the leaderships on it end, the candidates in line stay.
+  Notifier deadline_passed;
+  /// A Session's lease, shared by many participants: always held past its local deadline, so
+  /// only etcd's word (TTL 0), a revocation or the client closing ends it.
+  bool shared = false;
   /// Set while its participant waits in line: the local deadline passing does not give the
   /// lease up, because nothing is done on its strength until the win. Renewals go on, and only
   /// etcd's word (TTL 0) or the client closing ends it: after an etcd outage longer than the
@@ -74,22 +81,29 @@ boost::asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<
 /// have expired anyway (its deadline + a TTL + 2 s, as etcd extends every lease by its TTL and
 /// an election timeout when its raft leader changes). The first try starts before start()
 /// returns, so a Client destroyed right after still lets it land (ClientCore::close).
+///
+/// For a Session's lease, shared by other participants, start_key() takes one candidate key
+/// off it instead: the key is deleted, retried the same way, and the lease is left alone.
 class Withdrawal {
  public:
   static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease);
+  static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease,
+                                               std::string key);
 
   explicit Withdrawal(boost::asio::any_io_executor executor) : done(std::move(executor)) {}
 
   bool finished() const { return done.is_set(); }
-  /// Once finished: empty when etcd confirmed the revocation (or had the lease no more).
+  /// Once finished: empty when etcd confirmed the revocation or the deletion (or had the lease
+  /// no more).
   const boost::system::error_code& result() const { return result_; }
   const std::string& message() const { return message_; }
 
   AsyncEvent done;
 
  private:
-  static boost::asio::awaitable<void> revoke(std::shared_ptr<Withdrawal> self,
-                                             std::shared_ptr<LeaseState> lease);
+  // Tries `attempt` until it succeeds, fails for good, or the lease must have expired.
+  static boost::asio::awaitable<void> retry(std::shared_ptr<Withdrawal> self,
+                                            std::shared_ptr<LeaseState> lease, std::string key);
   void finish(boost::system::error_code result, std::string message);
 
   boost::system::error_code result_;

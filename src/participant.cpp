@@ -7,6 +7,7 @@
 #include "kv.hpp"
 #include "launch.hpp"
 #include "lease_state.hpp"
+#include "session_state.hpp"
 #include "term.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -62,16 +63,23 @@ struct CampaignRun {
 class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
  public:
   ParticipantState(std::shared_ptr<ClientCore> core, std::string election, std::string value,
-                   ParticipantOptions options)
+                   ParticipantOptions options, std::shared_ptr<SessionState> session)
       : core(std::move(core)),
         election(std::move(election)),
         value(std::move(value)),
-        options(options) {}
+        options(options),
+        session(std::move(session)) {}
 
   // Takes the lease out of use: no renewal from now on, its revocation in the background.
+  // A Session's lease is not this participant's to revoke: its key is deleted instead.
   // Returns that withdrawal, or the one still running from before, or nothing.
   std::shared_ptr<Withdrawal> withdraw() {
-    if (lease) withdrawal = Withdrawal::start(std::exchange(lease, nullptr));
+    if (lease && session) {
+      auto key = candidate_key(election, lease->id);
+      withdrawal = Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key));
+    } else if (lease) {
+      withdrawal = Withdrawal::start(std::exchange(lease, nullptr));
+    }
     if (withdrawal && withdrawal->finished() && !withdrawal->result()) return nullptr;
     return withdrawal;
   }
@@ -80,6 +88,17 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     auto delay = options.takeover_delay;
     if (!delay) delay = default_takeover_delay(co_await core->server_version());
     chosen_delay = delay;
+    if (session) {
+      // The last key's deletion lands first (this participant's, or a destroyed one's in the
+      // same election): a retried delete must not take the new key.
+      if (auto w = withdrawal; w && !w->finished()) co_await w->done.wait();
+      if (auto it = session->leaving.find(election); it != session->leaving.end()) {
+        auto w = it->second.lock();
+        if (w && !w->finished()) co_await w->done.wait();
+        session->leaving.erase(election);
+      }
+      if (!lease || lease->lost()) lease = co_await session->current();
+    }
     // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
     CampaignRequest request{core,   election, value, options.ttl, options.lease.margin,
                             *delay, on_in_line};
@@ -104,6 +123,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::shared_ptr<Term> term;              // the current or last leadership
   std::shared_ptr<CampaignRun> campaign;   // the campaign in progress
   std::shared_ptr<Withdrawal> withdrawal;  // the last lease taken out of use
+  std::shared_ptr<SessionState> session;   // for a participant on a Session's lease
   std::optional<std::chrono::milliseconds> chosen_delay;
   bool proclaiming = false;
   bool acquiring = false;
@@ -181,7 +201,10 @@ asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState>
   if (s->lease && s->lease->lost()) s->withdraw();
   if (!s->lease) {
     detail::Busy busy(s->acquiring);
-    s->lease = co_await detail::grant_lease(s->core, s->options.ttl, s->options.lease.margin);
+    if (s->session)
+      s->lease = co_await s->session->current();
+    else
+      s->lease = co_await detail::grant_lease(s->core, s->options.ttl, s->options.lease.margin);
   }
   co_return s->lease->id;
 }
@@ -302,7 +325,30 @@ Participant::Participant(Client& client, std::string election, std::string value
   const auto& core = detail::access::core(client);
   core->claim_election(election);
   state_ = std::make_shared<detail::ParticipantState>(core, std::move(election), std::move(value),
-                                                      options);
+                                                      options, nullptr);
+}
+
+Participant::Participant(Session& session, std::string election, std::string value,
+                         ParticipantOptions options) {
+  detail::check_election_name(election);
+  detail::check_value_size(value, "participant value");
+  if (options.takeover_delay && options.takeover_delay->count() < 0)
+    throw_error(errc::invalid_argument, "participant takeover delay " +
+                                            std::to_string(options.takeover_delay->count()) +
+                                            " ms is negative");
+  const auto& shared = detail::access::session(session);
+  // The session's TTL stands for this participant's: Leadership and granted_ttl() read it.
+  options.ttl = shared->options.ttl;
+  options.lease = shared->options.lease;
+  shared->claim(election);
+  try {
+    shared->core->claim_election(election);
+  } catch (...) {
+    shared->release(election);
+    throw;
+  }
+  state_ = std::make_shared<detail::ParticipantState>(shared->core, std::move(election),
+                                                      std::move(value), options, shared);
 }
 
 Participant::Participant(Participant&&) noexcept = default;
@@ -322,8 +368,12 @@ Participant::~Participant() {
     s->campaign->request_stop(asio::error::operation_aborted,
                               "campaign: the participant was destroyed");
   if (s->term) s->term->end(asio::error::operation_aborted);
-  s->withdraw();  // the revocation is in flight before this returns
+  auto withdrawal = s->withdraw();  // the revocation is in flight before this returns
   s->core->release_election(s->election);
+  if (s->session) {
+    s->session->release(s->election);
+    if (withdrawal && !withdrawal->finished()) s->session->leaving[s->election] = withdrawal;
+  }
 }
 
 const std::string& Participant::election() const { return state_->election; }

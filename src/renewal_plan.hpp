@@ -32,7 +32,8 @@ namespace election::detail {
 ///   old stream stays open until nothing in flight on it could still move a deadline, so its
 ///   late answers still count; at most three streams are open at once.
 /// - A lease is lost the moment its local deadline passes (unless it is held past it, while its
-///   candidate waits in line), and when etcd answers TTL 0.
+///   candidate waits in line, or for good, a Session's: then a `deadline` action says that its
+///   deadline passed, once per deadline), and when etcd answers TTL 0.
 class RenewalPlan {
  public:
   using clock = LeaseClock::clock;
@@ -43,7 +44,7 @@ class RenewalPlan {
   static constexpr std::chrono::milliseconds min_patience{500};
 
   struct Action {
-    enum class Kind { open_stream, send, close_stream, lose };
+    enum class Kind { open_stream, send, close_stream, lose, deadline };
     Kind kind;
     StreamId stream = 0;
     std::int64_t lease = 0;
@@ -65,7 +66,7 @@ class RenewalPlan {
   /// Starts renewing `lease`. The caller keeps `lease_clock` and `hold_past_deadline` alive
   /// until remove(); the first renewal is due a period after the grant was sent.
   void add(std::int64_t lease, LeaseClock* lease_clock, const bool* hold_past_deadline) {
-    leases_[lease] = Entry{lease_clock, hold_past_deadline};
+    leases_[lease] = Entry{lease_clock, hold_past_deadline, {}};
   }
 
   /// Stops renewing `lease`; answers still on their way are ignored.
@@ -107,6 +108,10 @@ class RenewalPlan {
         actions.push_back({Action::Kind::lose, 0, it->first, errc::lease_deadline_passed});
         it = leases_.erase(it);
         continue;
+      }
+      if (c.expired(now) && it->second.reported != c.deadline()) {
+        it->second.reported = c.deadline();
+        actions.push_back({Action::Kind::deadline, 0, it->first, errc::lease_deadline_passed});
       }
       if (!c.expired(now)) wake_at(c.deadline());
       ++it;
@@ -232,6 +237,7 @@ class RenewalPlan {
   struct Entry {
     LeaseClock* clock;
     const bool* hold;
+    time_point reported;  // the deadline a `deadline` action was last given for
   };
   struct Stream {
     StreamId id;

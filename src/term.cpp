@@ -60,8 +60,17 @@ void Term::on_failed(error_code reason, const std::string&) { end(reason); }
 
 asio::awaitable<void> Term::watch_lease(std::shared_ptr<Term> self) {
   auto lease = self->lease_;
-  auto result = co_await first_of(lease->lost_event.wait(), self->ended_.wait());
-  if (result.index() == 0) self->end(lease->lost_reason);
+  // A lease of its own is lost at its deadline; a Session's lives on past it (its candidates in
+  // line keep their place), and says when the deadline passed.
+  while (!self->ended()) {
+    auto result = co_await first_of(first_of(lease->lost_event.wait(), self->ended_.wait()),
+                                    lease->deadline_passed.wait());
+    if (result.index() == 0) {
+      if (std::get<0>(result).index() == 0) self->end(lease->lost_reason);
+      co_return;
+    }
+    if (lease->past_deadline()) self->end(errc::lease_deadline_passed);
+  }
 }
 
 }  // namespace election::detail

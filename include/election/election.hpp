@@ -10,3 +10,4 @@
 #include "election/metrics.hpp"
 #include "election/observer.hpp"
 #include "election/participant.hpp"
+#include "election/session.hpp"

@@ -147,6 +147,13 @@ class Leadership {
   /// failing_for that is not positive; and what Participant's constructor throws.
   Leadership(Client& client, std::string election, std::string value, Work work,
              LeadershipOptions options = {}, LeadershipHooks hooks = {});
+  /// The same on `session`'s lease, shared with the session's other elections: its TTL and
+  /// lease options are the session's (those in options.participant are not used), and what
+  /// Participant's Session constructor throws is thrown here too. Losing the session's lease
+  /// ends this leadership like any other loss, and run() campaigns again on the session's next
+  /// lease; stopping this Leadership deletes its key and leaves the lease alone.
+  Leadership(Session& session, std::string election, std::string value, Work work,
+             LeadershipOptions options = {}, LeadershipHooks hooks = {});
   Leadership(Leadership&&) noexcept;
   Leadership& operator=(Leadership&&) noexcept;
   /// Stops it (see stop()) if it runs.

@@ -7,6 +7,7 @@
 #include "election/error.hpp"
 #include "election/lease.hpp"
 #include "election/observer.hpp"
+#include "election/session.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -106,6 +107,19 @@ class Participant {
   /// errc::value_too_large, and errc::invalid_argument for a negative takeover delay or an
   /// election name that nests with another one used on the same Client ("a" and "a/b").
   Participant(Client& client, std::string election, std::string value,
+              ParticipantOptions options = {});
+  /// A participant on `session`'s lease, shared with the session's other elections: campaign()
+  /// uses the session's live lease (granting it first if there is none), options.ttl and
+  /// options.lease are not used (the session's are). Its key is the election + "/" + the lease
+  /// in hex, so one Session has at most one participant per election. resign(), a term's end
+  /// and the destructor delete this participant's key only; the lease and the session's other
+  /// participants are left alone. Losing the session's lease ends this participant's
+  /// leadership (errc::lease_expired, errc::lease_revoked) or campaign like any other loss;
+  /// the next campaign() is made on the session's next lease. The Session may go first: the
+  /// participant's campaigns then fail with errc::invalid_argument.
+  /// Throws what the Client constructor throws (not errc::invalid_ttl), and
+  /// errc::invalid_argument when `session` already has a participant in `election`.
+  Participant(Session& session, std::string election, std::string value,
               ParticipantOptions options = {});
   Participant(Participant&&) noexcept;
   Participant& operator=(Participant&&) noexcept;

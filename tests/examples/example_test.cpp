@@ -75,6 +75,12 @@ TEST_CASE("the README's loop underneath is examples/manual_loop.cpp, verbatim", 
   CHECK(readme.find(block) != std::string::npos);
 }
 
+TEST_CASE("the README's shards example is examples/shards.cpp, verbatim", "[example]") {
+  const auto readme = text_of(ELECTION_SOURCE_DIR "/README.md");
+  const auto block = "```cpp\n" + text_of(ELECTION_SOURCE_DIR "/examples/shards.cpp") + "```";
+  CHECK(readme.find(block) != std::string::npos);
+}
+
 namespace {
 
 // Both lead, work, and on SIGTERM leave the line at once: the key is gone, not left for its TTL.
@@ -115,4 +121,36 @@ TEST_CASE("callbacks leads from a plain thread, writes, is refused, and resigns"
              Catch::Contains("leadership ended: Leadership was given up through resign()."));
   CHECK_THAT(output, Catch::Contains("resigned"));
   CHECK(keys_under("jobs/callbacks/") == 0);
+}
+
+TEST_CASE("shards leads eight elections on one lease and on SIGTERM leaves them all", "[example]") {
+  election::test::ChildProcess p({ELECTION_SHARDS, election::test::fixture_endpoints().front()},
+                                 out_file("shards"));
+  const auto leading = [&] {
+    const auto out = p.output();
+    int n = 0;
+    for (auto at = out.find("leading jobs/shard-"); at != std::string::npos;
+         at = out.find("leading jobs/shard-", at + 1))
+      ++n;
+    return n;
+  };
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (leading() < 8 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(20ms);
+  const auto output = p.output();
+  INFO(output);
+  REQUIRE(leading() == 8);
+  // One lease for all eight: every line names the same one.
+  const auto first = output.find(" with lease ");
+  REQUIRE(first != std::string::npos);
+  const auto lease = output.substr(first, output.find('\n', first) - first);
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("leading ", 0) == 0) CHECK(line.substr(line.find(" with lease ")) == lease);
+  for (int shard = 0; shard < 8; ++shard)
+    CHECK(keys_under("jobs/shard-" + std::to_string(shard) + "/") == 1);
+  p.signal(SIGTERM);
+  REQUIRE(p.wait_for(5s));
+  CHECK(p.wait() == 0);
+  for (int shard = 0; shard < 8; ++shard)
+    CHECK(keys_under("jobs/shard-" + std::to_string(shard) + "/") == 0);
 }

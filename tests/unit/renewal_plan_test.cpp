@@ -32,6 +32,7 @@ struct Run {
   std::vector<Sent> sends;
   std::vector<RenewalPlan::StreamId> opened, closed;
   std::map<std::int64_t, errc> lost;
+  std::vector<std::pair<std::int64_t, TimePoint>> deadlines;  // `deadline` actions, as given
   TimePoint now = t0;
 
   void step() {
@@ -50,6 +51,9 @@ struct Run {
         break;
       case Kind::lose:
         lost[a.lease] = a.reason;
+        break;
+      case Kind::deadline:
+        deadlines.push_back({a.lease, now});
         break;
     }
   }
@@ -224,6 +228,36 @@ TEST_CASE("a lease is lost at its deadline, unless held past it while in line", 
   run.advance_to(t0 + 10s);
   CHECK_FALSE(run.lost.count(2));
   CHECK(run.plan.has(2));  // still renewed: etcd's answer decides
+}
+
+TEST_CASE("a lease held past its deadline says once per deadline that it passed",
+          "[renewal-plan][session]") {
+  Run run;
+  LeaseClock shared(t0, 3s, 300ms);
+  bool held = true;  // a Session's lease: held for good
+  run.plan.add(1, &shared, &held);
+  run.advance_to(t0 + 2699ms);  // nothing answered: etcd away
+  CHECK(run.deadlines.empty());
+  run.advance_to(t0 + 2700ms);
+  REQUIRE(run.deadlines.size() == 1);
+  CHECK(run.deadlines[0].first == 1);
+  CHECK(run.deadlines[0].second == t0 + 2700ms);
+  run.advance_to(t0 + 8s);
+  CHECK(run.deadlines.size() == 1);  // once for that deadline, however long it stays passed
+  CHECK(run.lost.empty());
+  REQUIRE(run.plan.has(1));
+  // etcd is back: an answer moves the deadline on, and its passing is said again.
+  REQUIRE_FALSE(run.sends.empty());
+  run.answer(run.sends.back());
+  REQUIRE(shared.deadline() > run.now);
+  const auto next = shared.deadline();
+  // No answer to anything sent from here on: the new deadline passes too.
+  const auto answered = run.sends.size();
+  run.advance_to(next + 1ms);
+  CHECK(run.sends.size() > answered);
+  REQUIRE(run.deadlines.size() == 2);
+  CHECK(run.deadlines[1].second >= next);
+  CHECK(run.lost.empty());
 }
 
 TEST_CASE("a time 30 s on (a suspended host) loses the lease at the next look",

@@ -214,6 +214,8 @@ ClientCore::ClientCore(asio::any_io_executor executor, ClientOptions options)
   if (options_.connect_timeout <= std::chrono::milliseconds::zero() ||
       options_.request_timeout <= std::chrono::milliseconds::zero())
     throw_error(errc::invalid_argument, "connect_timeout and request_timeout must be positive");
+  if (options_.max_requests_in_flight == 0)
+    throw_error(errc::invalid_argument, "ClientOptions::max_requests_in_flight must be positive");
   const Target target = make_target(options_.endpoints);
   const auto& tls = options_.tls;
   const bool tls_options = !tls.ca_file.empty() || !tls.cert_file.empty() ||

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "backoff.hpp"
+#include "call_limiter.hpp"
 #include "election/client.hpp"
 #include "election/error.hpp"
 #include "election/metrics.hpp"
@@ -208,6 +209,7 @@ class ClientCore {
                                         UnaryMethod<AsyncStub, Request, Response> method,
                                         Request request) {
     if (tracker_->closed()) throw_error(errc::client_closed, what);
+    auto turn = co_await limiter_.acquire();
     if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
     const auto seen = token_generation_;
     // The request is kept for one retry with a new token; only then is it worth a copy.
@@ -235,6 +237,11 @@ class ClientCore {
                                                  UnaryMethod<AsyncStub, Request, Response> method,
                                                  Request request, bool linger = false) {
     using namespace std::chrono;
+    if (tracker_->closed()) throw_error(errc::client_closed, what);
+    // A lingering request (a revocation, a withdrawn key) goes out at once, so that it is in
+    // flight before a closing Client stops sending; the rest wait their turn.
+    CallLimiter::Slot turn;
+    if (!linger) turn = co_await limiter_.acquire();
     if (tracker_->closed()) throw_error(errc::client_closed, what);
     if (has_credentials() && token_generation_ == 0) co_await refresh_token(0);
     const auto end = steady_clock::now() + options_.request_timeout;
@@ -287,6 +294,7 @@ class ClientCore {
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<CallTracker> tracker_ = std::make_shared<CallTracker>();
+  CallLimiter limiter_{executor_, options_.max_requests_in_flight};
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;

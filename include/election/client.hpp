@@ -64,6 +64,12 @@ struct ClientOptions {
   /// Deadline of every unary request. Long-lived streams have none.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
 
+  /// Unary requests of this Client in flight at once; the rest wait their turn, first come
+  /// first served, and a request's deadline starts when it is sent. Thousands of campaigns
+  /// started together then cost etcd a steady queue instead of a burst whose attempts time out
+  /// and are sent again. Must be positive.
+  std::size_t max_requests_in_flight = 256;
+
   /// HTTP/2 keep-alive pings on an idle connection with open streams, so a member that hangs
   /// (SIGSTOP, a VM freeze, a dead network path) is noticed and what waits on it (a campaign
   /// in line, an observer's watch) moves to another member: at most time + timeout after the

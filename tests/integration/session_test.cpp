@@ -323,3 +323,51 @@ TEST_CASE("Leaderships on one session lead their elections and all come back aft
       },
       40s);
 }
+
+TEST_CASE("5000 campaigns in 5000 elections started at once all lead with a 1 s request timeout",
+          "[session][scale]") {
+  run(
+      []() -> asio::awaitable<void> {
+        auto options = fixture_options();
+        // Attempts of 500 ms (the least): 5000 lease grants sent at once are not all answered
+        // that soon, and each retry only adds to the pile. Waiting their turn, they are.
+        options.request_timeout = 1s;
+        election::Client client(co_await asio::this_coro::executor, options);
+        const auto base = unique_name("herd");
+        constexpr int n = 5000;
+        election::ParticipantOptions each;
+        each.ttl = 10s;
+        each.takeover_delay = 0ms;
+        std::vector<std::unique_ptr<Participant>> shards;
+        int won = 0, failed = 0;
+        std::string failure;
+        auto ex = co_await asio::this_coro::executor;
+        for (int i = 0; i < n; ++i) {
+          shards.push_back(
+              std::make_unique<Participant>(client, base + "/" + std::to_string(i), "v", each));
+          Participant* p = shards.back().get();
+          asio::co_spawn(
+              ex,
+              [p, &won]() -> asio::awaitable<void> {
+                co_await p->campaign();
+                ++won;
+              },
+              [&](std::exception_ptr e) {
+                if (!e) return;
+                ++failed;
+                try {
+                  std::rethrow_exception(e);
+                } catch (const std::exception& x) {
+                  if (failure.empty()) failure = x.what();
+                }
+              });
+        }
+        co_await require_within([&] { return won + failed == n; }, 80s, "every campaign to end");
+        INFO("the first failure: " << failure);
+        CHECK(failed == 0);
+        CHECK(won == n);
+        shards.clear();
+        co_await sleep_for(500ms);
+      },
+      100s);
+}

@@ -123,6 +123,7 @@ struct Config {
   std::filesystem::path out;        // results: <out>/<scenario>.tsv
   std::filesystem::path work;       // private etcd data dirs; children's stderr (last run's)
   std::string candidate;            // path of bench-candidate
+  std::string worker;               // path of leader-worker (the process-level handover)
   std::string etcdctl = "etcdctl";  // the Go client that ships with etcd
   int n = 0;                        // observers/participants, if not the mode's default
   int idle_seconds = 0;             // scale's idle window, if not the mode's default
@@ -305,6 +306,9 @@ int run_failover(const Config& config);
 int run_fanout(const Config& config);
 int run_scale(const Config& config);
 int run_startup(const Config& config);
+/// The shards scenario: runs `self shards-one` once per size and way of holding leases.
+int run_shards(const Config& config, const std::string& self);
+int run_shards_one(const Config& config, bool session_mode);
 int run_report(const std::filesystem::path& out, const std::string& command,
                const std::string& mode);
 

@@ -2,9 +2,9 @@
 // (another Client) proclaims -> each observer's next() returns the new value.
 //
 //   ours:  the clock starts before proclaim() and stops, per observer, when its next() returns.
-//   floor: N raw watches (raw_watch.hpp's KeyWatch, a stream each, on the same gRPC bridge, same
-//   Client) on one
-//          key; a Put -> each watcher's event. Rounds of the two alternate.
+//   floor: one raw watch (raw_watch.hpp's KeyWatch, a stream of its own, on the same gRPC
+//          bridge and Client) on one key; a Put -> its event: what etcd and the transport cost
+//          one watcher, so the ratio says what telling N observers adds. Rounds alternate.
 // Every observer's and watcher's event of every round is one sample.
 #include "access.hpp"
 #include "common.hpp"
@@ -19,7 +19,8 @@ int index_of(const std::string& value) { return std::stoi(value.substr(1)); }
 
 struct Fanout {
   int n = 0;
-  int rounds = 0;  // measured; events per observer: initial + warm-up + rounds
+  int floor_n = 1;  // raw watches of the floor
+  int rounds = 0;   // measured; events per observer: initial + warm-up + rounds
   std::vector<std::string> endpoints;
   std::optional<Client> obs_client, leader_client;
   std::optional<Participant> leader;
@@ -67,16 +68,16 @@ struct Fanout {
     }
   }
 
-  asio::awaitable<void> wait_all(std::vector<int>& count, int idx, std::chrono::seconds limit,
-                                 const char* what) {
-    co_await require_within([&] { return count[idx] >= n || failure; }, limit, what);
+  asio::awaitable<void> wait_all(std::vector<int>& count, int idx, int need,
+                                 std::chrono::seconds limit, const char* what) {
+    co_await require_within([&] { return count[idx] >= need || failure; }, limit, what);
     check();
   }
 
   asio::awaitable<void> run() {
     auto ex = co_await asio::this_coro::executor;
     ours_at.assign(events(), std::vector<std::int64_t>(n, 0));
-    floor_at = ours_at;
+    floor_at.assign(events(), std::vector<std::int64_t>(floor_n, 0));
     ours_count.assign(events(), 0);
     floor_count = ours_count;
     ours_sent.assign(events(), 0);
@@ -96,13 +97,13 @@ struct Fanout {
       auto done = [this](std::exception_ptr e) { on_done(e); };
       asio::co_spawn(ex, loop, done);
     }
-    co_await wait_all(ours_count, 0, 60s, "every observer's first event");
+    co_await wait_all(ours_count, 0, n, 120s, "every observer's first event");
     setup_ms = ms(now_us() - setup_start);
 
     floor_key = unique("fanout-floor");
     const auto revision =
         co_await put_key(*election::detail::access::core(*leader_client), floor_key, "f0");
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; i < floor_n; ++i) {
       watchers.push_back(std::make_unique<detail::KeyWatch>(
           election::detail::access::core(*obs_client), floor_key, std::string{}, revision + 1));
       auto loop = [this, i]() -> asio::awaitable<void> { co_await watch(i); };
@@ -116,18 +117,16 @@ struct Fanout {
       const std::string tag = std::to_string(k);
       ours_sent[k] = now_us();
       co_await leader->proclaim("e" + tag);
-      co_await wait_all(ours_count, k, k == 1 ? 60s : 20s, "every observer's event");
+      co_await wait_all(ours_count, k, n, k == 1 ? 60s : 20s, "every observer's event");
       co_await sleep_for(50ms);
       floor_sent[k] = now_us();
       co_await put_key(*election::detail::access::core(*leader_client), floor_key, "f" + tag);
-      co_await wait_all(floor_count, k, k == 1 ? 60s : 20s, "every watcher's event");
+      co_await wait_all(floor_count, k, floor_n, k == 1 ? 60s : 20s, "every watcher's event");
       co_await sleep_for(50ms);
     }
     for (int k = 2; k < events(); ++k) {
-      for (int i = 0; i < n; ++i) {
-        ours.add(ms(ours_at[k][i] - ours_sent[k]));
-        floor.add(ms(floor_at[k][i] - floor_sent[k]));
-      }
+      for (int i = 0; i < n; ++i) ours.add(ms(ours_at[k][i] - ours_sent[k]));
+      for (int i = 0; i < floor_n; ++i) floor.add(ms(floor_at[k][i] - floor_sent[k]));
     }
 
     // Every loop has ended with its last event.
@@ -146,14 +145,14 @@ int run_fanout(const Config& config) {
   Etcd etcd(config, "fanout");
   IoThread io;
   Fanout f;
-  f.n = config.n > 0 ? config.n : config.quick ? 100 : 1000;
+  f.n = config.n > 0 ? config.n : config.quick ? 100 : 10000;
   f.rounds = config.quick ? 3 : 20;
   f.endpoints = etcd.endpoints();
   io.sync(f.run(), config.quick ? 60s : 300s, "fan-out");
 
   Results results("fanout");
   const std::string n = std::to_string(f.n);
-  const std::string floor_name = "floor: " + n + " raw watches, put -> event";
+  const std::string floor_name = "floor: one raw watch, put -> event";
   char note[160];
   std::snprintf(note, sizeof note,
                 "%d proclaims x %d observers; setting up the %d observers (first event each) took "
@@ -162,7 +161,7 @@ int run_fanout(const Config& config) {
   results.add(Row{"observe fan-out p50 (" + n + " observers)", "ms", f.ours.percentile(50),
                   floor_name, f.floor.percentile(50), "", -1, f.ours.size(), note});
   results.add(Row{"observe fan-out p99 (" + n + " observers)", "ms", f.ours.percentile(99),
-                  floor_name, f.floor.percentile(99), "< 20 ms", f.ours.percentile(99) < 20 ? 1 : 0,
+                  floor_name, f.floor.percentile(99), "< 50 ms", f.ours.percentile(99) < 50 ? 1 : 0,
                   f.ours.size(), ""});
   results.add(Row{"observe fan-out max (" + n + " observers)", "ms", f.ours.max(), floor_name,
                   f.floor.max(), "", -1, f.ours.size(), ""});

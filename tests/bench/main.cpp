@@ -1,7 +1,8 @@
 // election-bench: the benchmarks of issue #6, one scenario per run, each on a private etcd.
 //
-//   election-bench handover|failover|fanout|scale|startup [--quick] [--out DIR]
-//                  [--candidate PATH] [--etcdctl PATH] [--n N] [--idle SECONDS]
+//   election-bench handover|failover|fanout|scale|shards|startup [--quick] [--out DIR]
+//                  [--candidate PATH] [--worker PATH] [--etcdctl PATH] [--n N]
+//                  [--idle SECONDS] [--lease each|session]
 //   election-bench report [--out DIR] [--mode quick|full] [--command TEXT]
 //
 // A scenario prints its table and writes DIR/<scenario>.tsv; `report` joins them into
@@ -18,6 +19,9 @@
 #ifndef ELECTION_BENCH_WORK_DIR
 #define ELECTION_BENCH_WORK_DIR "bench-work"
 #endif
+#ifndef ELECTION_BENCH_WORKER
+#define ELECTION_BENCH_WORKER "leader-worker"
+#endif
 #ifndef ELECTION_BENCH_CANDIDATE
 #define ELECTION_BENCH_CANDIDATE "bench-candidate"
 #endif
@@ -26,8 +30,10 @@ namespace {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "election-bench: " << why << "\n"
-            << "usage: election-bench handover|failover|fanout|scale|startup [--quick] [--out DIR]"
-               " [--candidate PATH] [--etcdctl PATH] [--n N] [--idle SECONDS]\n"
+            << "usage: election-bench handover|failover|fanout|scale|shards|startup [--quick]"
+               " [--out DIR]"
+               " [--candidate PATH] [--worker PATH] [--etcdctl PATH] [--n N] [--idle SECONDS]"
+               " [--lease each|session]\n"
                "       election-bench report [--out DIR] [--mode quick|full] [--command TEXT]\n";
   std::exit(2);
 }
@@ -42,7 +48,8 @@ int main(int argc, char** argv) {
   config.out = "bench-results";
   config.work = ELECTION_BENCH_WORK_DIR;
   config.candidate = ELECTION_BENCH_CANDIDATE;
-  std::string mode = "full", command;
+  config.worker = ELECTION_BENCH_WORKER;
+  std::string mode = "full", command, lease = "each";
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> std::string {
@@ -55,12 +62,17 @@ int main(int argc, char** argv) {
       config.out = value();
     } else if (flag == "--candidate") {
       config.candidate = value();
+    } else if (flag == "--worker") {
+      config.worker = value();
     } else if (flag == "--etcdctl") {
       config.etcdctl = value();
     } else if (flag == "--n") {
       config.n = std::stoi(value());
     } else if (flag == "--idle") {
       config.idle_seconds = std::stoi(value());
+    } else if (flag == "--lease") {
+      lease = value();
+      if (lease != "each" && lease != "session") usage("--lease is each or session");
     } else if (flag == "--mode") {
       mode = value();
     } else if (flag == "--command") {
@@ -80,6 +92,9 @@ int main(int argc, char** argv) {
     if (scenario == "fanout") return run_fanout(config);
     if (scenario == "scale") return run_scale(config);
     if (scenario == "startup") return run_startup(config);
+    if (scenario == "shards")
+      return run_shards(config, std::filesystem::read_symlink("/proc/self/exe").string());
+    if (scenario == "shards-one") return run_shards_one(config, lease == "session");
     if (scenario == "report") return run_report(config.out, command, mode);
   } catch (const std::exception& e) {
     std::cerr << "election-bench " << scenario << ": " << e.what() << std::endl;

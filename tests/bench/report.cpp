@@ -106,7 +106,8 @@ std::string md_cell(std::string s) {
 
 int run_report(const std::filesystem::path& out, const std::string& command,
                const std::string& mode) {
-  const std::vector<std::string> order{"handover", "failover", "fanout", "scale", "startup"};
+  const std::vector<std::string> order{"handover", "failover", "fanout",
+                                       "scale",    "shards",   "startup"};
   std::vector<Entry> entries;
   std::vector<std::string> missing;
   for (const auto& scenario : order) {

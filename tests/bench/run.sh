@@ -8,14 +8,15 @@
 #   --bin-dir DIR  where election-bench and bench-candidate are; without it, build/release
 #                  (RelWithDebInfo, no sanitizers) is configured and built first
 #   --quick        few rounds, 100 instead of 1,000 observers/participants (the ctest smoke run)
-#   --only S       run only scenario S (handover, failover, fanout, scale, startup); repeatable
+#   --only S       run only scenario S (handover, failover, fanout, scale, shards, startup);
+#                  repeatable
 #
-# Full mode takes about 2½ minutes (plus the build). Benchmark on a quiet machine: the load
+# Full mode takes about 6 minutes (plus the build). Benchmark on a quiet machine: the load
 # average at the start is recorded beside the results. Exits non-zero if a scenario could not
 # run (a missed target is reported in the table, not as a failure).
 set -euo pipefail
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 invocation="tests/bench/run.sh${*:+ $*}"
@@ -49,14 +50,14 @@ fi
 [[ -x $bin/election-bench && -x $bin/bench-candidate ]] ||
   { echo "run.sh: no election-bench and bench-candidate in $bin" >&2; exit 1; }
 
-scenarios=(handover failover fanout scale startup)
+scenarios=(handover failover fanout scale shards startup)
 ((${#only[@]})) && scenarios=("${only[@]}")
 mode=full
 flags=()
 ((quick)) && { mode=quick; flags=(--quick); }
 
 mkdir -p "$out"
-rm -f "$out"/{handover,failover,fanout,scale,startup}.tsv "$out"/bench-results.{md,json}
+rm -f "$out"/{handover,failover,fanout,scale,shards,startup}.tsv "$out"/bench-results.{md,json}
 ELECTION_BENCH_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 : "${ELECTION_BENCH_REVISION:=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)}"
 export ELECTION_BENCH_LOAD ELECTION_BENCH_REVISION

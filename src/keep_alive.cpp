@@ -93,7 +93,7 @@ void KeepAliveHub::apply(const Action& action, const std::shared_ptr<ClientCore>
       break;
     case Action::Kind::deadline:
       if (auto it = leases_.find(action.lease); it != leases_.end())
-        it->second->deadline_passed.notify();
+        it->second->deadline_passed();
       break;
     case Action::Kind::lose:
       lose(action.lease, action.reason);

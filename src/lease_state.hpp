@@ -10,6 +10,7 @@
 #include "time_source.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -17,8 +18,26 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace election::detail {
+
+/// Told what happens to a lease, on the lease's executor, after the keep-alive (or whoever lost
+/// it) has moved on: a leadership listens instead of keeping a coroutine waiting, so that ten
+/// thousand of them on one Session's lease cost a table entry each.
+class LeaseListener {
+ public:
+  /// The lease is gone (etcd's TTL 0, its deadline for a lease not held past it, a revocation,
+  /// the client closing). Called once.
+  virtual void on_lease_lost(boost::system::error_code reason) = 0;
+  /// The local deadline of a lease held past it passed (see LeaseState::deadline_passed()).
+  virtual void on_lease_deadline() = 0;
+
+ protected:
+  ~LeaseListener() = default;
+};
 
 /// What the Lease handle, its owner and the Client's keep-alive share about one lease.
 class LeaseState {
@@ -31,14 +50,45 @@ class LeaseState {
         clock(clock),
         answered_send(clock.last_acknowledged_send().time_since_epoch().count()),
         lost_event(this->core->executor()),
-        renewed(this->core->executor()),
-        deadline_passed(this->core->executor()) {}
+        renewed(this->core->executor()) {}
 
   void lose(boost::system::error_code reason) {
     if (lost_event.is_set()) return;
     lost_reason = reason;
     lost_event.set();
+    auto told = std::exchange(listeners_, {});
+    if (told.empty()) return;
+    boost::asio::post(core->executor(), [told = std::move(told), reason] {
+      for (const auto& [raw, weak] : told)
+        if (auto l = weak.lock()) l->on_lease_lost(reason);
+    });
   }
+
+  /// The local deadline of a lease held past it passed: the leaderships on it end, the
+  /// candidates in line stay (a lease not held past it is lost then instead).
+  void deadline_passed() {
+    if (listeners_.empty()) return;
+    std::vector<std::weak_ptr<LeaseListener>> told;
+    told.reserve(listeners_.size());
+    for (const auto& [raw, weak] : listeners_) told.push_back(weak);
+    boost::asio::post(core->executor(), [told = std::move(told)] {
+      for (const auto& weak : told)
+        if (auto l = weak.lock()) l->on_lease_deadline();
+    });
+  }
+
+  /// Tells `l` of the lease's loss and deadlines until unlisten(); a lease already lost tells
+  /// it at once (posted).
+  void listen(LeaseListener* l, std::weak_ptr<LeaseListener> weak) {
+    if (lost()) {
+      boost::asio::post(core->executor(), [weak = std::move(weak), reason = lost_reason] {
+        if (auto l = weak.lock()) l->on_lease_lost(reason);
+      });
+      return;
+    }
+    listeners_[l] = std::move(weak);
+  }
+  void unlisten(LeaseListener* l) { listeners_.erase(l); }
 
   bool lost() const { return lost_event.is_set(); }
 
@@ -54,9 +104,6 @@ class LeaseState {
   AsyncEvent lost_event;
   boost::system::error_code lost_reason;
   Notifier renewed;  // notified after every renewal etcd answered
-  /// Notified when the local deadline of a lease held past it passes (a lease not held is lost
-  /// then instead): the leaderships on it end, the candidates in line stay.
-  Notifier deadline_passed;
   /// A Session's lease, shared by many participants: always held past its local deadline, so
   /// only etcd's word (TTL 0), a revocation or the client closing ends it.
   bool shared = false;
@@ -66,6 +113,9 @@ class LeaseState {
   /// deadline allows, etcd still has the lease (a new raft leader extends every lease), and the
   /// candidate keeps its key and its place in line.
   bool hold_past_deadline = false;
+
+ private:
+  std::unordered_map<LeaseListener*, std::weak_ptr<LeaseListener>> listeners_;
 };
 
 /// Grants a lease of `ttl` (after Client::connect) and starts keeping it alive. Throws as

@@ -1,10 +1,5 @@
 #include "term.hpp"
 
-#include "election/first_of.hpp"
-
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/co_spawn.hpp>
-
 namespace election::detail {
 
 namespace asio = boost::asio;
@@ -20,14 +15,14 @@ Term::Term(LeaderKey key, std::int64_t from, std::shared_ptr<LeaseState> lease,
 
 Term::~Term() {
   if (subscribed_) feed_->unsubscribe(this);
+  lease_->unlisten(this);
 }
 
 void Term::start(OnEnd on_end) {
   on_end_ = std::move(on_end);
   feed_->subscribe(this);
   subscribed_ = true;
-  asio::co_spawn(lease_->core->executor(), watch_lease(shared_from_this()),
-                 asio::bind_cancellation_slot(stop_.slot(), [](std::exception_ptr) {}));
+  lease_->listen(this, weak_from_this());
   on_view();  // the feed may already show the key gone
 }
 
@@ -46,7 +41,7 @@ void Term::end(error_code why) {
     subscribed_ = false;
     feed_->unsubscribe(this);
   }
-  stop_.emit(asio::cancellation_type::terminal);
+  lease_->unlisten(this);
   if (auto on_end = std::move(on_end_)) on_end(*this);
 }
 
@@ -58,19 +53,8 @@ void Term::on_view() {
 
 void Term::on_failed(error_code reason, const std::string&) { end(reason); }
 
-asio::awaitable<void> Term::watch_lease(std::shared_ptr<Term> self) {
-  auto lease = self->lease_;
-  // A lease of its own is lost at its deadline; a Session's lives on past it (its candidates in
-  // line keep their place), and says when the deadline passed.
-  while (!self->ended()) {
-    auto result = co_await first_of(first_of(lease->lost_event.wait(), self->ended_.wait()),
-                                    lease->deadline_passed.wait());
-    if (result.index() == 0) {
-      if (std::get<0>(result).index() == 0) self->end(lease->lost_reason);
-      co_return;
-    }
-    if (lease->past_deadline()) self->end(errc::lease_deadline_passed);
-  }
+void Term::on_lease_deadline() {
+  if (lease_->past_deadline()) end(errc::lease_deadline_passed);
 }
 
 }  // namespace election::detail

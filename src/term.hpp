@@ -7,7 +7,6 @@
 #include "election_feed.hpp"
 #include "lease_state.hpp"
 
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <functional>
@@ -20,7 +19,9 @@ namespace election::detail {
 /// compaction), the election's feed failing for a reason a retry cannot cure, or end() (resign,
 /// the participant destroyed). A term that ends after its lease's local deadline, whatever
 /// noticed it first, ends with errc::lease_deadline_passed: that is when it stopped being safe.
-class Term : public FeedListener, public std::enable_shared_from_this<Term> {
+class Term : public FeedListener,
+             public LeaseListener,
+             public std::enable_shared_from_this<Term> {
  public:
   using OnEnd = std::function<void(Term&)>;
 
@@ -46,9 +47,12 @@ class Term : public FeedListener, public std::enable_shared_from_this<Term> {
   void on_view() override;
   void on_failed(boost::system::error_code reason, const std::string& message) override;
 
- private:
-  static boost::asio::awaitable<void> watch_lease(std::shared_ptr<Term> self);
+  void on_lease_lost(boost::system::error_code reason) override { end(reason); }
+  /// A lease of its own is lost at its deadline; a Session's lives on past it (its candidates
+  /// in line keep their place) and says when the deadline passed.
+  void on_lease_deadline() override;
 
+ private:
   LeaderKey key_;
   std::int64_t from_;
   std::shared_ptr<LeaseState> lease_;
@@ -56,7 +60,6 @@ class Term : public FeedListener, public std::enable_shared_from_this<Term> {
   AsyncEvent ended_;
   boost::system::error_code reason_;
   OnEnd on_end_;
-  boost::asio::cancellation_signal stop_;
   bool subscribed_ = false;
 };
 

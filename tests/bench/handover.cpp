@@ -160,81 +160,48 @@ struct Handover {
   }
 };
 
-// Two `etcdctl elect` processes handing over by SIGINT.
-class CtlHandover {
+// Two processes of one program in one election handing over by a signal, as a user compares
+// binaries: from the signal to the leader until the successor's "leading" line arrives on its
+// pipe, with the next successor spawned and in line (200 ms) before each round.
+//
+// - etcdctl: two `etcdctl elect` processes; it resigns on SIGINT and prints its key on winning.
+// - leader-worker: two `leader-worker --json --takeover-delay 0` processes (0 as etcdctl has
+//   none; the default on etcd 3.4.23 is 200 ms for safety); it stops its work and resigns on
+//   SIGTERM, and prints an `elected` event on winning.
+class ProcessHandover {
  public:
-  CtlHandover(const Config& config, const Etcd& etcd, IoThread& io, Client& probe)
-      : config_(config), etcd_(etcd), io_(io), probe_(probe), name_(unique("handover-ctl")) {}
+  struct Program {
+    std::string what;  // for messages
+    std::function<std::vector<std::string>(const std::string& name, const std::string& value)> argv;
+    std::function<bool(const std::string& line)> leads;  // the line that says it leads
+    int stop_signal;
+    std::string err_file;
+  };
+
+  ProcessHandover(const Config& config, IoThread& io, Client& probe, Program program)
+      : config_(config),
+        io_(io),
+        probe_(probe),
+        program_(std::move(program)),
+        name_(unique("handover-process")) {}
 
   void setup() {
-    leader_ = spawn("ctl-0");
-    if (!leader_->next_line(15s))
-      throw std::runtime_error("etcdctl elect did not lead: " + leader_->stderr_tail());
+    leader_ = spawn(0);
+    if (!leader_->wait_line(program_.leads, 15s))
+      throw std::runtime_error(program_.what + " did not lead: " + leader_->stderr_tail());
   }
 
-  // Milliseconds from SIGINT to the successor printing its key.
+  // Milliseconds from the signal to the successor's line.
   double round(int r) {
-    auto waiter = spawn("ctl-" + std::to_string(r + 1));
+    auto waiter = spawn(r + 1);
     io_.sync(wait_count(*election::detail::access::core(probe_), name_ + "/", 2, 10s), 15s,
-             "etcdctl waiter in line");
+             "the next process in line");
     std::this_thread::sleep_for(settle);
     const auto t0 = now_us();
-    leader_->signal(SIGINT);
-    auto line = waiter->next_line(10s);
-    if (!line) throw std::runtime_error("etcdctl successor did not lead: " + waiter->stderr_tail());
-    leader_->stop(5s);
-    leader_ = std::move(waiter);
-    return ms(line->at_us - t0);
-  }
-
-  void teardown() {
-    if (leader_) {
-      leader_->signal(SIGINT);
-      leader_->stop(5s);
-    }
-  }
-
- private:
-  std::unique_ptr<Child> spawn(const std::string& value) {
-    return std::make_unique<Child>(
-        std::vector<std::string>{config_.etcdctl, "--endpoints=" + etcd_.endpoint(), "elect", name_,
-                                 value},
-        config_.work / "handover-etcdctl.err");
-  }
-
-  const Config& config_;
-  const Etcd& etcd_;
-  IoThread& io_;
-  Client& probe_;
-  std::string name_;
-  std::unique_ptr<Child> leader_;
-};
-
-// The same at process level, as a user compares the two binaries: two leader-worker processes
-// (--json, takeover delay 0 like etcdctl, which has none; the default on etcd 3.4.23 is 200 ms
-// for safety), from SIGTERM to the leader until the successor's `elected` line arrives on its
-// pipe. leader-worker stops its work and resigns on SIGTERM; etcdctl resigns on SIGINT.
-class WorkerHandover {
- public:
-  WorkerHandover(const Config& config, const Etcd& etcd, IoThread& io, Client& probe)
-      : config_(config), etcd_(etcd), io_(io), probe_(probe), name_(unique("handover-worker")) {}
-
-  void setup() {
-    leader_ = spawn("w-0");
-    if (!leader_->wait_line(elected, 15s))
-      throw std::runtime_error("leader-worker did not lead: " + leader_->stderr_tail());
-  }
-
-  double round(int r) {
-    auto waiter = spawn("w-" + std::to_string(r + 1));
-    io_.sync(wait_count(*election::detail::access::core(probe_), name_ + "/", 2, 10s), 15s,
-             "leader-worker waiter in line");
-    std::this_thread::sleep_for(settle);
-    const auto t0 = now_us();
-    leader_->signal(SIGTERM);
-    auto line = waiter->wait_line(elected, 10s);
+    leader_->signal(program_.stop_signal);
+    auto line = waiter->wait_line(program_.leads, 10s);
     if (!line)
-      throw std::runtime_error("leader-worker successor did not lead: " + waiter->stderr_tail());
+      throw std::runtime_error(program_.what + " successor did not lead: " + waiter->stderr_tail());
     leader_->stop(5s);
     leader_ = std::move(waiter);
     return ms(line->at_us - t0);
@@ -242,29 +209,47 @@ class WorkerHandover {
 
   void teardown() {
     if (leader_) {
-      leader_->signal(SIGTERM);
+      leader_->signal(program_.stop_signal);
       leader_->stop(5s);
     }
   }
 
  private:
-  static bool elected(const std::string& line) {
-    return line.find("\"event\":\"elected\"") != std::string::npos;
-  }
-  std::unique_ptr<Child> spawn(const std::string& node) {
-    return std::make_unique<Child>(
-        std::vector<std::string>{config_.worker, "--endpoints", etcd_.endpoint(), "--election",
-                                 name_, "--node", node, "--json", "--takeover-delay", "0"},
-        config_.work / "handover-worker.err");
+  std::unique_ptr<Child> spawn(int i) {
+    return std::make_unique<Child>(program_.argv(name_, "p-" + std::to_string(i)),
+                                   config_.work / program_.err_file);
   }
 
   const Config& config_;
-  const Etcd& etcd_;
   IoThread& io_;
   Client& probe_;
+  Program program_;
   std::string name_;
   std::unique_ptr<Child> leader_;
 };
+
+ProcessHandover::Program etcdctl_elect(const Config& config, const Etcd& etcd) {
+  return {"etcdctl elect",
+          [&config, endpoint = etcd.endpoint()](const std::string& name, const std::string& value) {
+            return std::vector<std::string>{config.etcdctl, "--endpoints=" + endpoint, "elect",
+                                            name, value};
+          },
+          [](const std::string&) { return true; },  // its first line is its key
+          SIGINT, "handover-etcdctl.err"};
+}
+
+ProcessHandover::Program leader_worker(const Config& config, const Etcd& etcd) {
+  return {"leader-worker",
+          [&config, endpoint = etcd.endpoint()](const std::string& name, const std::string& node) {
+            return std::vector<std::string>{
+                config.worker, "--endpoints", endpoint, "--election",       name,
+                "--node",      node,          "--json", "--takeover-delay", "0"};
+          },
+          [](const std::string& line) {
+            return line.find("\"event\":\"elected\"") != std::string::npos;
+          },
+          SIGTERM, "handover-worker.err"};
+}
 
 }  // namespace
 
@@ -284,9 +269,9 @@ int run_handover(const Config& config) {
         co_await probe->connect();
       }(),
       10s, "probe client");
-  CtlHandover ctl(config, etcd, io, *probe);
+  ProcessHandover ctl(config, io, *probe, etcdctl_elect(config, etcd));
   ctl.setup();
-  WorkerHandover worker(config, etcd, io, *probe);
+  ProcessHandover worker(config, io, *probe, leader_worker(config, etcd));
   worker.setup();
 
   Samples ours, floor, read, peer, worker_ms;

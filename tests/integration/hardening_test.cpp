@@ -28,6 +28,7 @@ using boost::system::error_code;
 using boost::system::system_error;
 using election::errc;
 using election::Participant;
+using election::test::error_of;
 using election::test::fixture_options;
 using election::test::require_within;
 using election::test::run;
@@ -64,16 +65,6 @@ asio::awaitable<std::int64_t> remaining_ttl(election::Client& client, std::int64
       co_await core.call("lease time-to-live", core.lease().async(),
                          &etcdserverpb::Lease::Stub::async::LeaseTimeToLive, std::move(request));
   co_return reply.ttl();
-}
-
-template <class F>
-asio::awaitable<error_code> error_of(F f) {
-  try {
-    co_await f();
-  } catch (const system_error& e) {
-    co_return e.code();
-  }
-  co_return error_code{};
 }
 
 template <class F>

@@ -19,6 +19,7 @@ using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
 using election::errc;
 using election::Participant;
+using election::test::error_of;
 using election::test::fixture_options;
 using election::test::options_for;
 using election::test::require_within;
@@ -48,16 +49,6 @@ void etcdctl(const std::vector<std::string>& endpoints, const std::string& args)
   const auto command =
       "ETCDCTL_API=3 etcdctl --endpoints=" + endpoints.front() + " " + args + " >/dev/null";
   REQUIRE(std::system(command.c_str()) == 0);
-}
-
-template <class F>
-asio::awaitable<boost::system::error_code> error_of(F f) {
-  try {
-    co_await f();
-  } catch (const boost::system::system_error& e) {
-    co_return e.code();
-  }
-  co_return boost::system::error_code{};
 }
 
 }  // namespace

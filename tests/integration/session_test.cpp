@@ -26,6 +26,7 @@ using election::errc;
 using election::Participant;
 using election::Session;
 using election::SessionOptions;
+using election::test::error_of;
 using election::test::fixture_options;
 using election::test::require_within;
 using election::test::run;
@@ -44,16 +45,6 @@ std::string hex(std::int64_t lease) {
   char text[32];
   std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(lease));
   return text;
-}
-
-template <class F>
-asio::awaitable<error_code> error_of(F f) {
-  try {
-    co_await f();
-  } catch (const system_error& e) {
-    co_return e.code();
-  }
-  co_return error_code{};
 }
 
 int etcdctl(const std::string& args) {

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <chrono>
 #include <exception>
@@ -70,6 +71,17 @@ asio::awaitable<void> require_within(Predicate ready, std::chrono::steady_clock:
       throw std::runtime_error(std::string("timed out waiting for ") + what);
     co_await sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+/// The error a coroutine `f()` fails with (a system_error's code), or no error.
+template <class F>
+asio::awaitable<boost::system::error_code> error_of(F f) {
+  try {
+    co_await f();
+  } catch (const boost::system::system_error& e) {
+    co_return e.code();
+  }
+  co_return boost::system::error_code{};
 }
 
 }  // namespace election::test

@@ -163,14 +163,21 @@ class RenewalPlan {
       const auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(c.period());
       const auto window =
           std::min<std::chrono::nanoseconds>(period / 4, std::chrono::milliseconds(250));
-      // Due a period after the last renewal etcd answered, a little early so that leases
-      // granted at different moments fall into step and leave in one batch; and at most one a
-      // period on this stream, answered or not (pipelined: a round trip longer than the period
-      // still renews in time).
-      auto due = c.next_renewal(c.last_acknowledged_send()) - window;
+      // Due a period after the last renewal etcd answered, a little early (`window`); and at
+      // most one a period on this stream, answered or not (pipelined: a round trip longer than
+      // the period still renews in time). A lease due within a window after one that goes now
+      // goes with it: leases granted at different moments fall into step and leave in one
+      // batch, so that a thousand leases wake the process a few times a period, not a thousand
+      // (each wake looks at every lease).
+      const auto nominal = c.next_renewal(c.last_acknowledged_send());
+      auto due = nominal - window;
+      auto batched = nominal - 2 * window;
       auto here = primary.in_flight.find(lease);
-      if (here != primary.in_flight.end()) due = std::max(due, here->second.back() + period);
-      if (now < due) {
+      if (here != primary.in_flight.end()) {
+        due = std::max(due, here->second.back() + period);
+        batched = std::max(batched, here->second.back() + period);
+      }
+      if (now < batched) {
         wake_at(due);
         continue;
       }

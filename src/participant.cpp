@@ -100,7 +100,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (!lease || lease->lost()) lease = co_await session->current();
     }
     // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
-    CampaignRequest request{core,   election, value, options.ttl, options.lease.margin,
+    CampaignRequest request{core,   election,  value, options.ttl, options.lease.margin,
                             *delay, on_in_line};
     co_return co_await run_campaign(std::move(request), lease);
   }
@@ -301,9 +301,9 @@ asio::awaitable<std::vector<LeaderInfo>> candidates_of(std::shared_ptr<Participa
   request.set_range_end(prefix_end(prefix));
   request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
   request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-  auto reply = co_await s->core->call_retrying("candidates", s->core->kv().async(),
-                                               &etcdserverpb::KV::Stub::async::Range,
-                                               std::move(request));
+  auto reply =
+      co_await s->core->call_retrying("candidates", s->core->kv().async(),
+                                      &etcdserverpb::KV::Stub::async::Range, std::move(request));
   std::vector<LeaderInfo> line;
   line.reserve(static_cast<std::size_t>(reply.kvs_size()));
   for (const auto& kv : reply.kvs()) line.push_back(to_info(kv));
@@ -312,16 +312,27 @@ asio::awaitable<std::vector<LeaderInfo>> candidates_of(std::shared_ptr<Participa
 
 }  // namespace detail
 
-Participant::Participant(Client& client, std::string election, std::string value,
-                         ParticipantOptions options) {
+namespace {
+
+// What both constructors refuse before anything is claimed or sent (the TTL is the Client
+// constructor's: a Session's participants use the Session's).
+void check_arguments(const std::string& election, const std::string& value,
+                     const ParticipantOptions& options) {
   detail::check_election_name(election);
   detail::check_value_size(value, "participant value");
-  if (options.ttl.count() <= 0)
-    throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
   if (options.takeover_delay && options.takeover_delay->count() < 0)
     throw_error(errc::invalid_argument, "participant takeover delay " +
                                             std::to_string(options.takeover_delay->count()) +
                                             " ms is negative");
+}
+
+}  // namespace
+
+Participant::Participant(Client& client, std::string election, std::string value,
+                         ParticipantOptions options) {
+  check_arguments(election, value, options);
+  if (options.ttl.count() <= 0)
+    throw_error(errc::invalid_ttl, "participant TTL " + std::to_string(options.ttl.count()) + " s");
   const auto& core = detail::access::core(client);
   core->claim_election(election);
   state_ = std::make_shared<detail::ParticipantState>(core, std::move(election), std::move(value),
@@ -330,12 +341,7 @@ Participant::Participant(Client& client, std::string election, std::string value
 
 Participant::Participant(Session& session, std::string election, std::string value,
                          ParticipantOptions options) {
-  detail::check_election_name(election);
-  detail::check_value_size(value, "participant value");
-  if (options.takeover_delay && options.takeover_delay->count() < 0)
-    throw_error(errc::invalid_argument, "participant takeover delay " +
-                                            std::to_string(options.takeover_delay->count()) +
-                                            " ms is negative");
+  check_arguments(election, value, options);
   const auto& shared = detail::access::session(session);
   // The session's TTL stands for this participant's: Leadership and granted_ttl() read it.
   options.ttl = shared->options.ttl;
@@ -372,7 +378,7 @@ Participant::~Participant() {
   s->core->release_election(s->election);
   if (s->session) {
     s->session->release(s->election);
-    if (withdrawal && !withdrawal->finished()) s->session->leaving[s->election] = withdrawal;
+    s->session->leave(s->election, withdrawal);
   }
 }
 

@@ -33,6 +33,17 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   void claim(const std::string& election);
   void release(const std::string& election) { elections.erase(election); }
 
+  /// A participant destroyed in `election` while its key's deletion is under way: the next one
+  /// there waits for it. Entries of deletions that have finished go at the same time, so the
+  /// map holds only what is still in flight.
+  void leave(const std::string& election, const std::shared_ptr<Withdrawal>& deleting) {
+    std::erase_if(leaving, [](const auto& entry) {
+      auto w = entry.second.lock();
+      return !w || w->finished();
+    });
+    if (deleting && !deleting->finished()) leaving[election] = deleting;
+  }
+
   /// The Session object is gone: its lease is revoked, and no new one is granted.
   void close();  // idempotent
 

@@ -62,6 +62,19 @@ asio::awaitable<std::vector<std::string>> line_of(election::Client& client,
   co_return keys;
 }
 
+// Polls line_of() until `election` has no candidate left (a key deleted in the background), for
+// at most `limit`; returns what it saw last.
+asio::awaitable<std::vector<std::string>> line_emptied(election::Client& client,
+                                                       const std::string& election,
+                                                       std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto line = co_await line_of(client, election);
+    if (line.empty() || std::chrono::steady_clock::now() >= end) co_return line;
+    co_await sleep_for(20ms);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("participants in different elections lead on one session lease and each has its own key",
@@ -155,8 +168,8 @@ TEST_CASE("resigning one participant deletes its key only: the lease and the oth
     CHECK(again.create_revision > ka.create_revision);
     // Destroying b deletes its key too, and leaves a leading.
     { Participant gone = std::move(b); }
-    co_await sleep_for(300ms);  // the deletion goes out in the background
-    const auto after = co_await line_of(client, base + "-b");
+    // The deletion goes out in the background.
+    const auto after = co_await line_emptied(client, base + "-b", 3000ms);
     CHECK(after.empty());
     CHECK(a.is_leader());
     co_await a.resign();
@@ -257,8 +270,7 @@ TEST_CASE(
     const auto key = co_await p.campaign();
     session.reset();
     CHECK_FALSE(p.is_leader());
-    co_await sleep_for(500ms);
-    const auto line = co_await line_of(client, name);
+    const auto line = co_await line_emptied(client, name, 3000ms);
     CHECK(line.empty());  // revoked: the key went with the lease
     const auto again = co_await error_of([&] { return p.campaign(); });
     CHECK(again == errc::invalid_argument);

@@ -91,6 +91,26 @@ TEST_CASE("renewals go out every third of the TTL, a little early, and each answ
   CHECK(clock.deadline() == t0 + 750ms + 3s - 300ms);
 }
 
+TEST_CASE("leases due within a window of each other leave in one batch", "[renewal-plan]") {
+  Run run;
+  // Granted 100 ms apart: due at 1 s and 1.1 s, a quarter period (250 ms) early at the soonest.
+  LeaseClock first(t0, 3s, 300ms), second(t0 + 100ms, 3s, 300ms);
+  bool hold = false;
+  run.plan.add(1, &first, &hold);
+  run.plan.add(2, &second, &hold);
+  run.advance_to(t0 + 1200ms);
+  REQUIRE(run.sends.size() == 2);
+  CHECK(run.sends[0].at == t0 + 750ms);
+  CHECK(run.sends[1].at == run.sends[0].at);  // one wake-up for both, not one each
+  // Answered together, they stay together: the next round is one batch again.
+  run.now = t0 + 760ms;
+  run.answer(run.sends[0]);
+  run.answer(run.sends[1]);
+  run.advance_to(t0 + 1600ms);  // next due at 1.75 s (a period after the send), sent at 1.5 s
+  REQUIRE(run.sends.size() == 4);
+  CHECK(run.sends[2].at == run.sends[3].at);
+}
+
 TEST_CASE("a 600 ms round trip keeps a 3 s lease for a minute: late answers still renew",
           "[renewal-plan][slow-link]") {
   Run run;

@@ -17,8 +17,8 @@
 #ifdef LEADER_WORKER_METRICS
 #include "http_endpoint.hpp"
 
-#include <election/prometheus.hpp>
 #include <prometheus/text_serializer.h>
+#include <election/prometheus.hpp>
 #endif
 
 #include <CLI/CLI.hpp>
@@ -267,8 +267,8 @@ class Worker {
     set_stop_signals_blocked(false);
     int code = 0;
     try {
-      auto ended = co_await election::first_of(lifecycle(*client, *leadership, stop_requested),
-                                               wait(limit));
+      auto ended =
+          co_await election::first_of(lifecycle(*client, *leadership, stop_requested), wait(limit));
       if (ended.index() == 1) {
         events_.fatal("resign did not finish within " + std::to_string(resign_limit.count()) +
                       " ms; the lease expires after its TTL");
@@ -278,8 +278,9 @@ class Worker {
       }
     } catch (const system_error& e) {
       if (!(stopping && e.code() == asio::error::operation_aborted)) {
-        events_.fatal(stopping ? "resign failed: " + describe(e) + "; the lease expires after its TTL"
-                               : describe(e));
+        events_.fatal(stopping
+                          ? "resign failed: " + describe(e) + "; the lease expires after its TTL"
+                          : describe(e));
         code = 1;
       }
     }
@@ -328,6 +329,11 @@ class Worker {
 
   void stream_event(const election::ClientEvent& e) {
     using Kind = election::ClientEvent::Kind;
+    if (e.kind == Kind::internal_error) {
+      events_.emit("internal-error", JsonLine().string("what", e.what),
+                   "the election library's background work failed: " + e.what);
+      return;
+    }
     const char* kind = e.kind == Kind::watch_stream        ? "watch"
                        : e.kind == Kind::watch_stalled     ? "watch-stalled"
                        : e.kind == Kind::keep_alive_stream ? "keep-alive"
@@ -382,14 +388,12 @@ class Worker {
                        .number("ttl", granted),
                    "elected: leads with key " + key.key + " (revision " +
                        std::to_string(key.create_revision) + ", lease " +
-                       election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) +
-                       " s)");
+                       election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
     };
     h.lost = [this](const election::LeadershipLost& lost) { report_lost(lost); };
     h.work_overran = [this](const election::LeaderKey& key) {
       events_.error("the work of the leadership at revision " +
-                    std::to_string(key.create_revision) +
-                    " is still running after its turn ended");
+                    std::to_string(key.create_revision) + " is still running after its turn ended");
     };
     h.leader_changed = [this](const election::LeaderEvent& change) {
       if (change.leader) {

@@ -17,6 +17,11 @@
 namespace election::detail {
 
 struct access {
+  static void fill(diagnostics& diag, std::string message, std::string server_message) {
+    diag.message_ = std::move(message);
+    diag.server_message_ = std::move(server_message);
+  }
+
   static const std::shared_ptr<ClientCore>& core(const Client& client) { return client.core_; }
   static const std::shared_ptr<LeaseState>& state(const Lease& lease) { return lease.state_; }
   static Lease lease(std::shared_ptr<LeaseState> state) { return Lease(std::move(state)); }

@@ -1,5 +1,5 @@
-#include "async_event.hpp"
 #include "access.hpp"
+#include "async_event.hpp"
 #include "client_core.hpp"
 #include "launch.hpp"
 
@@ -280,6 +280,22 @@ void ClientCore::close() {
   // once instead of a TTL later. gRPC completes it without this thread.
   tracker_->close(
       std::min<std::chrono::milliseconds>(options_.request_timeout, std::chrono::seconds(1)));
+}
+
+void ClientCore::internal_error(const char* what, const std::exception_ptr& e) {
+  std::string text;
+  try {
+    std::rethrow_exception(e);
+  } catch (const boost::system::system_error& x) {
+    if (x.code() == asio::error::operation_aborted) return;  // stopped, as it should be
+    text = x.what();
+  } catch (const std::exception& x) {
+    text = x.what();
+  } catch (...) {
+    text = "an exception that is not a std::exception";
+  }
+  stats_.internal_errors.fetch_add(1, std::memory_order_relaxed);
+  report(ClientEvent::Kind::internal_error, {}, std::string(what) + ": " + text);
 }
 
 std::chrono::milliseconds ClientCore::attempt_timeout() const {
@@ -573,20 +589,27 @@ asio::awaitable<std::string> server_version_of(std::shared_ptr<ClientCore> core)
 }  // namespace
 }  // namespace detail
 
-asio::awaitable<void> Client::connect() { return detail::connect_of(core_); }
+asio::awaitable<void> Client::connect() {
+  return detail::run_on(core_->executor(), detail::connect_of(core_),
+                        detail::Cancellation::without_effects);
+}
 
-void Client::start_connect(asio::any_completion_handler<void(boost::system::error_code)> handler,
+void Client::start_connect(std::shared_ptr<detail::ClientCore> core, Handler<> handler,
                            diagnostics* diag) {
-  detail::launch(core_->executor(), detail::connect_of(core_), std::move(handler), diag,
+  auto executor = core->executor();
+  detail::launch(executor, detail::connect_of(std::move(core)), std::move(handler), diag,
                  detail::Cancellation::without_effects);
 }
 
-asio::awaitable<std::string> Client::server_version() { return detail::server_version_of(core_); }
+asio::awaitable<std::string> Client::server_version() {
+  return detail::run_on(core_->executor(), detail::server_version_of(core_),
+                        detail::Cancellation::without_effects);
+}
 
-void Client::start_server_version(
-    asio::any_completion_handler<void(boost::system::error_code, std::string)> handler,
-    diagnostics* diag) {
-  detail::launch(core_->executor(), detail::server_version_of(core_), std::move(handler), diag,
+void Client::start_server_version(std::shared_ptr<detail::ClientCore> core,
+                                  Handler<std::string> handler, diagnostics* diag) {
+  auto executor = core->executor();
+  detail::launch(executor, detail::server_version_of(std::move(core)), std::move(handler), diag,
                  detail::Cancellation::without_effects);
 }
 

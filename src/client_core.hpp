@@ -69,11 +69,13 @@ struct ClientStats {
   std::atomic<std::uint64_t> watch_stalls{0};
   std::atomic<std::uint64_t> leases{0};
   std::atomic<std::uint64_t> watches{0};
+  std::atomic<std::uint64_t> internal_errors{0};
 
   void observe_renewal(std::chrono::nanoseconds rtt) {
     const double seconds = std::chrono::duration<double>(rtt).count();
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i)
-      if (seconds <= Histogram::bounds[i]) renewal_buckets[i].fetch_add(1, std::memory_order_relaxed);
+      if (seconds <= Histogram::bounds[i])
+        renewal_buckets[i].fetch_add(1, std::memory_order_relaxed);
     renewal_count.fetch_add(1, std::memory_order_relaxed);
     renewal_sum_ns.fetch_add(rtt.count(), std::memory_order_relaxed);
   }
@@ -86,14 +88,15 @@ struct ClientStats {
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i)
       m.renewal_seconds.buckets[i] = renewal_buckets[i].load();
     m.renewal_seconds.count = renewal_count.load();
-    m.renewal_seconds.sum = std::chrono::duration<double>(
-                                std::chrono::nanoseconds(renewal_sum_ns.load())).count();
+    m.renewal_seconds.sum =
+        std::chrono::duration<double>(std::chrono::nanoseconds(renewal_sum_ns.load())).count();
     m.keep_alive_streams = keep_alive_streams.load();
     m.keep_alive_hedges = keep_alive_hedges.load();
     m.watch_streams = watch_streams.load();
     m.watch_stalls = watch_stalls.load();
     m.leases = leases.load();
     m.watches = watches.load();
+    m.internal_errors = internal_errors.load();
     return m;
   }
 };
@@ -126,13 +129,26 @@ class ClientCore {
   ClientStats& stats() { return stats_; }
 
   /// Tells ClientOptions::on_event, if set; what it throws is dropped.
-  void report(ClientEvent::Kind kind, std::string peer) const {
+  void report(ClientEvent::Kind kind, std::string peer, std::string what = {}) const {
     if (!options_.on_event) return;
     try {
-      options_.on_event(ClientEvent{kind, std::move(peer)});
+      options_.on_event(ClientEvent{kind, std::move(peer), std::move(what)});
     } catch (...) {
     }
   }
+
+  /// The completion handler of a background coroutine (`what` names it): an exception it ends
+  /// with is counted and reported (ClientEvent::internal_error), never dropped. Its own
+  /// cancellation (operation_aborted) is how such work is stopped, not a failure.
+  static auto background(const std::shared_ptr<ClientCore>& core, const char* what) {
+    return [weak = std::weak_ptr<ClientCore>(core), what](std::exception_ptr e) {
+      if (!e) return;
+      auto self = weak.lock();
+      if (!self) return;
+      self->internal_error(what, e);
+    };
+  }
+  void internal_error(const char* what, const std::exception_ptr& e);
 
   /// How long one attempt of a retried request may take: a third of the request timeout until
   /// the round trip is known, then twice the round-trip timeout (at least 500 ms), so a frozen

@@ -55,9 +55,11 @@ void ElectionFeed::start() {
   synced_ = false;
   ++run_;
   stop_sync_ = std::make_shared<asio::cancellation_signal>();
-  asio::co_spawn(
-      core_->executor(), sync(shared_from_this(), run_),
-      asio::bind_cancellation_slot(stop_sync_->slot(), [keep = stop_sync_](std::exception_ptr) {}));
+  asio::co_spawn(core_->executor(), sync(shared_from_this(), run_),
+                 asio::bind_cancellation_slot(
+                     stop_sync_->slot(),
+                     [keep = stop_sync_, done = ClientCore::background(core_, "election feed")](
+                         std::exception_ptr e) { done(e); }));
 }
 
 void ElectionFeed::stop() {
@@ -156,9 +158,11 @@ void ElectionFeed::on_compacted(std::int64_t) {
   if (!running_) return;
   stop_sync_ = std::make_shared<asio::cancellation_signal>();
   synced_ = false;
-  asio::co_spawn(
-      core_->executor(), sync(shared_from_this(), run_),
-      asio::bind_cancellation_slot(stop_sync_->slot(), [keep = stop_sync_](std::exception_ptr) {}));
+  asio::co_spawn(core_->executor(), sync(shared_from_this(), run_),
+                 asio::bind_cancellation_slot(
+                     stop_sync_->slot(),
+                     [keep = stop_sync_, done = ClientCore::background(core_, "election feed")](
+                         std::exception_ptr e) { done(e); }));
 }
 
 void ElectionFeed::on_refused(error_code reason, const std::string& message) {

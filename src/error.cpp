@@ -55,6 +55,9 @@ class ErrcCategory final : public boost::system::error_category {
         return "The leader's work returned, which ended the leadership.";
       case errc::work_failed:
         return "The leader's work failed, which ended the leadership.";
+      case errc::object_gone:
+        return "The object this operation belongs to was destroyed or moved from before it "
+               "started.";
       case errc::tls_failed:
         return "No TLS connection to etcd could be made: the server certificate was not trusted, "
                "the client certificate was refused, or one side does not speak TLS.";

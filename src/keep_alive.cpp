@@ -28,7 +28,7 @@ void KeepAliveHub::add(const std::shared_ptr<LeaseState>& lease,
   }
   running_ = true;
   asio::co_spawn(lease->core->executor(), drive(shared_from_this(), lease->core),
-                 [](std::exception_ptr) {});
+                 ClientCore::background(lease->core, "keep-alive"));
 }
 
 void KeepAliveHub::count(ClientCore& core) const {
@@ -72,7 +72,7 @@ void KeepAliveHub::apply(const Action& action, const std::shared_ptr<ClientCore>
           [&](auto* ctx, auto* reactor) { core->lease().async()->LeaseKeepAlive(ctx, reactor); });
       ++core->stats().keep_alive_streams;
       asio::co_spawn(core->executor(), read(shared_from_this(), core, action.stream),
-                     [](std::exception_ptr) {});
+                     ClientCore::background(core, "keep-alive stream"));
       break;
     }
     case Action::Kind::send: {
@@ -92,8 +92,7 @@ void KeepAliveHub::apply(const Action& action, const std::shared_ptr<ClientCore>
       peers_.erase(action.stream);
       break;
     case Action::Kind::deadline:
-      if (auto it = leases_.find(action.lease); it != leases_.end())
-        it->second->deadline_passed();
+      if (auto it = leases_.find(action.lease); it != leases_.end()) it->second->deadline_passed();
       break;
     case Action::Kind::lose:
       lose(action.lease, action.reason);
@@ -148,7 +147,7 @@ asio::awaitable<void> KeepAliveHub::read(std::shared_ptr<KeepAliveHub> self,
           code == grpc::StatusCode::PERMISSION_DENIED) {
         if (core->has_credentials() && !self->reauthenticated_) {
           asio::co_spawn(core->executor(), reauthenticate(self, core, self->opened_with_token_),
-                         [](std::exception_ptr) {});
+                         ClientCore::background(core, "keep-alive authentication"));
         } else {
           self->lose_all(to_error_code(status, true));
         }

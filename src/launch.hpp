@@ -1,23 +1,27 @@
-// Runs one of the library's coroutines for a completion-token operation: on the Client's
-// executor, completing the caller's handler on the handler's own executor, with the handler's
-// cancellation slot and allocator, and its failure as an error_code (and diagnostics).
+// Runs one of the library's coroutines for a public operation, on the Client's executor: for a
+// completion-token form, completing the caller's handler on the handler's own executor with
+// its cancellation slot, and its failure as an error_code (and diagnostics); for an awaitable
+// form, as a child of the awaiting coroutine. Both filter cancellation alike.
 // Private to the library: instantiated only in its compiled code.
 #pragma once
 
+#include "access.hpp"
 #include "election/error.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <exception>
 #include <string>
@@ -51,7 +55,7 @@ inline boost::system::error_code to_error(std::exception_ptr e, diagnostics* dia
   if (const auto tail = text.rfind(" [" + std::string(ec.category().name()) + ":");
       tail != std::string::npos && text.back() == ']')
     text.erase(tail);
-  if (diag) diag->assign(std::move(text), std::move(server));
+  if (diag) access::fill(*diag, std::move(text), std::move(server));
   return ec;
 }
 
@@ -94,7 +98,9 @@ inline boost::asio::awaitable<void> filtered(boost::asio::awaitable<void> op, Ca
   co_await std::move(op);
 }
 
-/// Runs `op` on `executor` (the Client's) and completes `handler` with its outcome.
+/// Runs `op` on `executor` (the Client's) and completes `handler` with its outcome. The
+/// handler's allocator serves the handler's own storage (any_completion_handler's); the
+/// operation's state is the library's.
 template <class T, class... Values>
 void launch(const boost::asio::any_io_executor& executor, boost::asio::awaitable<T> op,
             boost::asio::any_completion_handler<void(boost::system::error_code, Values...)> handler,
@@ -102,13 +108,42 @@ void launch(const boost::asio::any_io_executor& executor, boost::asio::awaitable
   if (diag) diag->clear();
   auto slot = boost::asio::get_associated_cancellation_slot(handler);
   auto where = boost::asio::get_associated_executor(handler, executor);
-  auto allocator = boost::asio::get_associated_allocator(handler);
-  boost::asio::co_spawn(
-      executor, filtered(std::move(op), cancellation),
-      boost::asio::bind_cancellation_slot(
-          slot, boost::asio::bind_executor(
-                    where, boost::asio::bind_allocator(
-                               allocator, Completion<Values...>(std::move(handler), diag)))));
+  boost::asio::co_spawn(executor, filtered(std::move(op), cancellation),
+                        boost::asio::bind_cancellation_slot(
+                            slot, boost::asio::bind_executor(
+                                      where, Completion<Values...>(std::move(handler), diag))));
+}
+
+/// An operation of an object that is gone (destroyed, or moved from): completes `handler` with
+/// errc::object_gone, as if posted, on the handler's executor (or the system executor).
+template <class... Values>
+void refuse_gone(
+    boost::asio::any_completion_handler<void(boost::system::error_code, Values...)> handler,
+    diagnostics* diag, const char* what) {
+  if (diag) diag->clear();
+  auto where = boost::asio::get_associated_executor(handler);
+  auto complete = [handler = std::move(handler), diag, what]() mutable {
+    auto failure = std::make_exception_ptr(
+        error(errc::object_gone, std::string(what) + ": the object was destroyed or moved from"));
+    const auto ec = to_error(failure, diag);
+    std::move(handler)(ec, Values{}...);
+  };
+  // Never inline: through the system executor to the handler's own.
+  boost::asio::post(boost::asio::system_executor(),
+                    [where, complete = std::move(complete)]() mutable {
+                      boost::asio::dispatch(where, std::move(complete));
+                    });
+}
+
+/// The awaitable form of an operation: `op` runs on `executor` (the Client's) as a child of the
+/// awaiting coroutine, which gets its value or its exception back on its own executor. The
+/// awaiting coroutine's cancellation reaches the child through its own filter first (Asio's
+/// default lets terminal through), then through `cancellation`, as for the token forms.
+template <class T>
+boost::asio::awaitable<T> run_on(const boost::asio::any_io_executor& executor,
+                                 boost::asio::awaitable<T> op, Cancellation cancellation) {
+  return boost::asio::co_spawn(executor, filtered(std::move(op), cancellation),
+                               boost::asio::use_awaitable);
 }
 
 }  // namespace election::detail

@@ -43,11 +43,16 @@ std::string reason_name(const error_code& reason) {
 
 const char* state_name(Health::State state) {
   switch (state) {
-    case Health::State::idle: return "idle";
-    case Health::State::campaigning: return "campaigning";
-    case Health::State::leading: return "leading";
-    case Health::State::retrying: return "retrying";
-    case Health::State::stopped: return "stopped";
+    case Health::State::idle:
+      return "idle";
+    case Health::State::campaigning:
+      return "campaigning";
+    case Health::State::leading:
+      return "leading";
+    case Health::State::retrying:
+      return "retrying";
+    case Health::State::stopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -106,7 +111,8 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
 
   // --- on the Client's executor ------------------------------------------------------------
 
-  void request_stop() {
+  void request_stop(bool destroyed = false) {
+    if (destroyed) gone = true;
     if (!stopping.is_set()) stopping.set();
   }
 
@@ -333,6 +339,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
   }
 
   asio::awaitable<void> run() {
+    if (gone) throw_error(errc::object_gone, "leadership run: the Leadership was destroyed");
     if (running) throw_error(errc::invalid_argument, "leadership: run() is already running");
     running = true;
     std::exception_ptr failure;
@@ -386,8 +393,8 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
     }
     if (failing_since && t - *failing_since > options.failing_for) {
       h.healthy = false;
-      h.reason = "campaigning has failed for " + seconds_text(t - *failing_since) + ": " +
-                 last_failure;
+      h.reason =
+          "campaigning has failed for " + seconds_text(t - *failing_since) + ": " + last_failure;
     }
     return h;
   }
@@ -409,6 +416,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
   const std::chrono::milliseconds stale_after;
   AsyncEvent stopping;
   bool running = false;
+  bool gone = false;  // the Leadership was destroyed: run() after that fails with object_gone
 
   // What health() and metrics() read from other threads.
   mutable std::mutex mutex;
@@ -438,9 +446,9 @@ std::chrono::milliseconds checked(const Leadership::Work& work, const Leadership
   const auto ttl = std::chrono::duration_cast<milliseconds>(lease_ttl);
   const auto stale = options.renewal_stale_after.value_or(ttl);
   if (stale < ttl)
-    throw_error(errc::invalid_argument,
-                "leadership: renewal_stale_after of " + ms(stale) + " is under the TTL of " +
-                    ms(ttl) + ": a keep-alive that works would be called wedged");
+    throw_error(errc::invalid_argument, "leadership: renewal_stale_after of " + ms(stale) +
+                                            " is under the TTL of " + ms(ttl) +
+                                            ": a keep-alive that works would be called wedged");
   if (options.failing_for.count() <= 0)
     throw_error(errc::invalid_argument,
                 "leadership: failing_for must be positive (got " + ms(options.failing_for) + ")");
@@ -481,30 +489,42 @@ Leadership& Leadership::operator=(Leadership&& other) noexcept {
 }
 
 Leadership::~Leadership() {
-  if (state_) stop();
+  if (!state_) return;
+  asio::post(state_->core->executor(), [weak = std::weak_ptr<detail::LeadershipState>(state_)] {
+    if (auto s = weak.lock()) s->request_stop(true);
+  });
 }
 
 const std::string& Leadership::election() const { return state_->participant.election(); }
 
+namespace detail {
+namespace {
+
+// The loop, holding its state: the Leadership may go meanwhile (which stops it).
+asio::awaitable<void> run_of(std::shared_ptr<LeadershipState> s) { co_await s->run(); }
+
+}  // namespace
+}  // namespace detail
+
 asio::awaitable<void> Leadership::run() {
   // On a coroutine of its own: its clean-up resets that coroutine's cancellation state, which
   // must not be the caller's. The caller's cancellation reaches it through co_spawn.
-  auto s = state_;
-  co_await asio::co_spawn(s->core->executor(), s->run(), asio::use_awaitable);
+  if (!state_) throw_error(errc::object_gone, "leadership run: the Leadership was moved from");
+  return detail::run_on(state_->core->executor(), detail::run_of(state_),
+                        detail::Cancellation::with_effects);
 }
 
-void Leadership::start_run(asio::any_completion_handler<void(error_code)> handler,
+void Leadership::start_run(std::shared_ptr<detail::LeadershipState> s,
+                           asio::any_completion_handler<void(error_code)> handler,
                            diagnostics* diag) {
-  auto s = state_;
-  detail::launch(
-      s->core->executor(),
-      [](std::shared_ptr<detail::LeadershipState> s) -> asio::awaitable<void> {
-        co_await s->run();
-      }(s),
-      std::move(handler), diag, detail::Cancellation::with_effects);
+  if (!s) return detail::refuse_gone(std::move(handler), diag, "leadership run");
+  auto executor = s->core->executor();
+  detail::launch(executor, detail::run_of(std::move(s)), std::move(handler), diag,
+                 detail::Cancellation::with_effects);
 }
 
 void Leadership::stop() {
+  if (!state_) return;
   asio::post(state_->core->executor(), [weak = std::weak_ptr<detail::LeadershipState>(state_)] {
     if (auto s = weak.lock()) s->request_stop();
   });
@@ -512,8 +532,8 @@ void Leadership::stop() {
 
 std::function<std::optional<std::pair<LeadershipMetrics, Health>>()>
 detail::access::leadership_probe(const Leadership& leadership) {
-  return [weak = std::weak_ptr<LeadershipState>(leadership.state_)]()
-             -> std::optional<std::pair<LeadershipMetrics, Health>> {
+  return [weak = std::weak_ptr<LeadershipState>(
+              leadership.state_)]() -> std::optional<std::pair<LeadershipMetrics, Health>> {
     if (auto s = weak.lock()) return std::pair{s->snapshot(), s->health()};
     return std::nullopt;
   };

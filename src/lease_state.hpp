@@ -113,6 +113,9 @@ class LeaseState {
   /// deadline allows, etcd still has the lease (a new raft leader extends every lease), and the
   /// candidate keeps its key and its place in line.
   bool hold_past_deadline = false;
+  /// The Lease handle of a lease granted through Lease::grant was destroyed: its operations
+  /// fail with errc::object_gone.
+  bool abandoned = false;
 
  private:
   std::unordered_map<LeaseListener*, std::weak_ptr<LeaseListener>> listeners_;
@@ -137,8 +140,7 @@ boost::asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<
 class Withdrawal {
  public:
   static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease);
-  static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease,
-                                               std::string key);
+  static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease, std::string key);
 
   explicit Withdrawal(boost::asio::any_io_executor executor) : done(std::move(executor)) {}
 

@@ -6,6 +6,7 @@
 #include "launch.hpp"
 #include "notifier.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <deque>
@@ -71,9 +72,13 @@ Observer& Observer::operator=(Observer&& other) noexcept {
 
 Observer::~Observer() {
   if (!state_) return;
-  // A next() still waiting ends with operation_aborted; the state goes with it.
-  state_->closed = true;
-  state_->wake.notify();
+  // A next() still waiting ends with operation_aborted; the state goes with it. On the
+  // Client's executor: at once from there, posted from another thread.
+  auto executor = state_->core->executor();
+  asio::dispatch(executor, [s = std::move(state_)] {
+    s->closed = true;
+    s->wake.notify();
+  });
 }
 
 const std::string& Observer::election() const { return state_->election; }
@@ -89,6 +94,8 @@ namespace {
 
 // On the observer's state: a wait outlives the Observer if it is destroyed meanwhile.
 asio::awaitable<LeaderEvent> next_of(std::shared_ptr<ObserverState> s) {
+  if (s->closed)
+    throw_error(errc::object_gone, "observer of " + s->election + ": the Observer was destroyed");
   if (s->waiting)
     throw_error(errc::invalid_argument,
                 "observer of " + s->election + ": next() is already waiting on this observer");
@@ -132,12 +139,19 @@ asio::awaitable<LeaderEvent> next_of(std::shared_ptr<ObserverState> s) {
 }  // namespace
 }  // namespace detail
 
-asio::awaitable<LeaderEvent> Observer::next() { return detail::next_of(state_); }
+asio::awaitable<LeaderEvent> Observer::next() {
+  if (!state_) throw_error(errc::object_gone, "observer next: the Observer was moved from");
+  return detail::run_on(state_->core->executor(), detail::next_of(state_),
+                        detail::Cancellation::without_effects);
+}
 
 void Observer::start_next(
+    std::shared_ptr<detail::ObserverState> s,
     asio::any_completion_handler<void(boost::system::error_code, LeaderEvent)> handler,
     diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::next_of(state_), std::move(handler), diag,
+  if (!s) return detail::refuse_gone(std::move(handler), diag, "observer next");
+  auto executor = s->core->executor();
+  detail::launch(executor, detail::next_of(std::move(s)), std::move(handler), diag,
                  detail::Cancellation::without_effects);
 }
 

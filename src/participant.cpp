@@ -10,6 +10,7 @@
 #include "session_state.hpp"
 #include "term.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -105,6 +106,27 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     co_return co_await run_campaign(std::move(request), lease);
   }
 
+  // The Participant is gone: whatever runs stops, the lease is withdrawn, the names released;
+  // operations started later fail with errc::object_gone.
+  void end() {
+    gone = true;
+    if (campaign)
+      campaign->request_stop(asio::error::operation_aborted,
+                             "campaign: the participant was destroyed");
+    if (term) term->end(asio::error::operation_aborted);
+    auto withdrawn = withdraw();  // the revocation is in flight before this returns
+    core->release_election(election);
+    if (session) {
+      session->release(election);
+      session->leave(election, withdrawn);
+    }
+  }
+
+  // Throws errc::object_gone once the Participant is destroyed.
+  void check_live(const char* what) const {
+    if (gone) throw_error(errc::object_gone, std::string(what) + ": the Participant was destroyed");
+  }
+
   void start_term(const Won& won) {
     auto t = std::make_shared<Term>(won.key, won.read_revision + 1, lease,
                                     ElectionFeed::of(core, election));
@@ -127,6 +149,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::optional<std::chrono::milliseconds> chosen_delay;
   bool proclaiming = false;
   bool acquiring = false;
+  bool gone = false;                 // the Participant was destroyed
   std::function<void()> on_in_line;  // CampaignRequest::in_line of every campaign
 };
 
@@ -149,6 +172,7 @@ class Busy {
 // The operations, on the participant's state: an operation in flight holds it, so the
 // Participant may go meanwhile.
 asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
+  s->check_live("campaign");
   if (s->campaign)
     throw_error(errc::invalid_argument,
                 "campaign: another campaign() of this participant is in progress");
@@ -194,6 +218,7 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
 }
 
 asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState> s) {
+  s->check_live("acquire_lease");
   if (s->campaign)
     throw_error(errc::invalid_argument, "acquire_lease: a campaign() is in progress");
   if (s->acquiring)
@@ -210,6 +235,7 @@ asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState>
 }
 
 asio::awaitable<boost::system::error_code> keep_alive_of(std::shared_ptr<ParticipantState> s) {
+  s->check_live("keep_alive");
   if (s->campaign)
     throw_error(errc::not_leader, "keep_alive: this participant is campaigning, not leading");
   auto term = s->term;
@@ -219,6 +245,7 @@ asio::awaitable<boost::system::error_code> keep_alive_of(std::shared_ptr<Partici
 }
 
 asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s) {
+  s->check_live("resign");
   if (s->campaign)
     s->campaign->request_stop(errc::resigned, "campaign: resign() was called while campaigning");
   // The leader stops believing it leads, and its lease stops being renewed, before anything is
@@ -239,6 +266,7 @@ asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s) {
 }
 
 asio::awaitable<void> proclaim_of(std::shared_ptr<ParticipantState> s, std::string value) {
+  s->check_live("proclaim");
   detail::check_value_size(value, "proclaim");
   auto term = s->term;
   if (!term || !term->leading())
@@ -259,6 +287,7 @@ asio::awaitable<void> proclaim_of(std::shared_ptr<ParticipantState> s, std::stri
 
 asio::awaitable<std::int64_t> put_if_leader_of(std::shared_ptr<ParticipantState> s, std::string key,
                                                std::string value) {
+  s->check_live("put_if_leader");
   detail::check_value_size(value, "put_if_leader");
   s->core->check_outside_elections(key, "put_if_leader");
   auto term = s->term;
@@ -279,31 +308,31 @@ asio::awaitable<std::int64_t> put_if_leader_of(std::shared_ptr<ParticipantState>
   co_return reply.header().revision();
 }
 
-asio::awaitable<std::optional<LeaderInfo>> leader_of(std::shared_ptr<ParticipantState> s) {
-  // The lowest create revision under the prefix: what etcd's Election.Leader reads too.
+// The election's line in create-revision order (etcd's: the first leads), at most `limit`
+// candidates (0: all), from one linearizable read; what etcd's Election.Leader reads too.
+asio::awaitable<etcdserverpb::RangeResponse> read_line(ParticipantState& s, const char* what,
+                                                       std::int64_t limit) {
   etcdserverpb::RangeRequest request;
-  const auto prefix = s->election + "/";
+  const auto prefix = s.election + "/";
   request.set_key(prefix);
-  request.set_range_end(detail::prefix_end(prefix));
+  request.set_range_end(prefix_end(prefix));
   request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
   request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-  request.set_limit(1);
-  auto reply = co_await s->core->call_retrying(
-      "leader", s->core->kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
+  request.set_limit(limit);
+  co_return co_await s.core->call_retrying(
+      what, s.core->kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(request));
+}
+
+asio::awaitable<std::optional<LeaderInfo>> leader_of(std::shared_ptr<ParticipantState> s) {
+  s->check_live("leader");
+  auto reply = co_await read_line(*s, "leader", 1);
   if (reply.kvs_size() == 0) co_return std::nullopt;
   co_return detail::to_info(reply.kvs(0));
 }
 
 asio::awaitable<std::vector<LeaderInfo>> candidates_of(std::shared_ptr<ParticipantState> s) {
-  etcdserverpb::RangeRequest request;
-  const auto prefix = s->election + "/";
-  request.set_key(prefix);
-  request.set_range_end(prefix_end(prefix));
-  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
-  request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-  auto reply =
-      co_await s->core->call_retrying("candidates", s->core->kv().async(),
-                                      &etcdserverpb::KV::Stub::async::Range, std::move(request));
+  s->check_live("candidates");
+  auto reply = co_await read_line(*s, "candidates", 0);
   std::vector<LeaderInfo> line;
   line.reserve(static_cast<std::size_t>(reply.kvs_size()));
   for (const auto& kv : reply.kvs()) line.push_back(to_info(kv));
@@ -369,36 +398,57 @@ Participant& Participant::operator=(Participant&& other) noexcept {
 
 Participant::~Participant() {
   if (!state_) return;
-  auto s = state_;
-  if (s->campaign)
-    s->campaign->request_stop(asio::error::operation_aborted,
-                              "campaign: the participant was destroyed");
-  if (s->term) s->term->end(asio::error::operation_aborted);
-  auto withdrawal = s->withdraw();  // the revocation is in flight before this returns
-  s->core->release_election(s->election);
-  if (s->session) {
-    s->session->release(s->election);
-    s->session->leave(s->election, withdrawal);
-  }
+  // On the Client's executor: at once when destroyed there, posted when destroyed on another
+  // thread (its state is the executor's to touch).
+  auto executor = state_->core->executor();
+  asio::dispatch(executor, [s = std::move(state_)] { s->end(); });
 }
 
 const std::string& Participant::election() const { return state_->election; }
 const std::string& Participant::value() const { return state_->value; }
 
-asio::awaitable<LeaderKey> Participant::campaign() { return detail::campaign_of(state_); }
+namespace {
 
-void Participant::start_campaign(Handler<LeaderKey> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::campaign_of(state_), std::move(handler), diag,
-                 detail::Cancellation::with_effects);
+constexpr auto effects = detail::Cancellation::with_effects;
+constexpr auto no_effects = detail::Cancellation::without_effects;
+
+// Runs an operation of a participant's state `s` for a token form; one moved from completes
+// with errc::object_gone.
+template <class Op, class... Values, class... Args>
+void start(const char* what, Op op, detail::Cancellation c,
+           std::shared_ptr<detail::ParticipantState> s,
+           asio::any_completion_handler<void(error_code, Values...)> handler, diagnostics* diag,
+           Args&&... args) {
+  if (!s) return detail::refuse_gone(std::move(handler), diag, what);
+  auto executor = s->core->executor();
+  detail::launch(executor, op(std::move(s), std::forward<Args>(args)...), std::move(handler), diag,
+                 c);
+}
+
+// The same for an awaitable form: on the Client's executor, as a child of the caller.
+template <class Op, class... Args>
+auto run(const char* what, Op op, detail::Cancellation c,
+         const std::shared_ptr<detail::ParticipantState>& s, Args&&... args) {
+  if (!s) throw_error(errc::object_gone, std::string(what) + ": the Participant was moved from");
+  return detail::run_on(s->core->executor(), op(s, std::forward<Args>(args)...), c);
+}
+
+}  // namespace
+
+asio::awaitable<LeaderKey> Participant::campaign() {
+  return run("campaign", detail::campaign_of, effects, state_);
+}
+
+void Participant::start_campaign(State s, Handler<LeaderKey> handler, diagnostics* diag) {
+  start("campaign", detail::campaign_of, effects, std::move(s), std::move(handler), diag);
 }
 
 asio::awaitable<std::int64_t> Participant::acquire_lease() {
-  return detail::acquire_lease_of(state_);
+  return run("acquire_lease", detail::acquire_lease_of, effects, state_);
 }
 
-void Participant::start_acquire_lease(Handler<std::int64_t> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::acquire_lease_of(state_), std::move(handler),
-                 diag, detail::Cancellation::with_effects);
+void Participant::start_acquire_lease(State s, Handler<std::int64_t> handler, diagnostics* diag) {
+  start("acquire_lease", detail::acquire_lease_of, effects, std::move(s), std::move(handler), diag);
 }
 
 std::optional<std::int64_t> Participant::lease_id() const {
@@ -407,12 +457,12 @@ std::optional<std::int64_t> Participant::lease_id() const {
 }
 
 asio::awaitable<boost::system::error_code> Participant::keep_alive() {
-  return detail::keep_alive_of(state_);
+  return run("keep_alive", detail::keep_alive_of, no_effects, state_);
 }
 
-void Participant::start_keep_alive(Handler<boost::system::error_code> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::keep_alive_of(state_), std::move(handler), diag,
-                 detail::Cancellation::without_effects);
+void Participant::start_keep_alive(State s, Handler<boost::system::error_code> handler,
+                                   diagnostics* diag) {
+  start("keep_alive", detail::keep_alive_of, no_effects, std::move(s), std::move(handler), diag);
 }
 
 bool Participant::is_leader() const { return state_->term && state_->term->leading(); }
@@ -440,49 +490,50 @@ std::optional<std::chrono::milliseconds> Participant::takeover_delay() const {
   return state_->chosen_delay;
 }
 
-asio::awaitable<void> Participant::resign() { return detail::resign_of(state_); }
+asio::awaitable<void> Participant::resign() {
+  return run("resign", detail::resign_of, effects, state_);
+}
 
-void Participant::start_resign(Handler<> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::resign_of(state_), std::move(handler), diag,
-                 detail::Cancellation::with_effects);
+void Participant::start_resign(State s, Handler<> handler, diagnostics* diag) {
+  start("resign", detail::resign_of, effects, std::move(s), std::move(handler), diag);
 }
 
 asio::awaitable<void> Participant::proclaim(std::string value) {
-  return detail::proclaim_of(state_, std::move(value));
+  return run("proclaim", detail::proclaim_of, effects, state_, std::move(value));
 }
 
-void Participant::start_proclaim(Handler<> handler, std::string value, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::proclaim_of(state_, std::move(value)),
-                 std::move(handler), diag, detail::Cancellation::with_effects);
+void Participant::start_proclaim(State s, Handler<> handler, diagnostics* diag, std::string value) {
+  start("proclaim", detail::proclaim_of, effects, std::move(s), std::move(handler), diag,
+        std::move(value));
 }
 
 asio::awaitable<std::int64_t> Participant::put_if_leader(std::string key, std::string value) {
-  return detail::put_if_leader_of(state_, std::move(key), std::move(value));
+  return run("put_if_leader", detail::put_if_leader_of, effects, state_, std::move(key),
+             std::move(value));
 }
 
-void Participant::start_put_if_leader(Handler<std::int64_t> handler, std::string key,
-                                      std::string value, diagnostics* diag) {
-  detail::launch(state_->core->executor(),
-                 detail::put_if_leader_of(state_, std::move(key), std::move(value)),
-                 std::move(handler), diag, detail::Cancellation::with_effects);
+void Participant::start_put_if_leader(State s, Handler<std::int64_t> handler, diagnostics* diag,
+                                      std::string key, std::string value) {
+  start("put_if_leader", detail::put_if_leader_of, effects, std::move(s), std::move(handler), diag,
+        std::move(key), std::move(value));
 }
 
 asio::awaitable<std::optional<LeaderInfo>> Participant::leader() {
-  return detail::leader_of(state_);
+  return run("leader", detail::leader_of, no_effects, state_);
 }
 
-void Participant::start_leader(Handler<std::optional<LeaderInfo>> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::leader_of(state_), std::move(handler), diag,
-                 detail::Cancellation::with_effects);
+void Participant::start_leader(State s, Handler<std::optional<LeaderInfo>> handler,
+                               diagnostics* diag) {
+  start("leader", detail::leader_of, no_effects, std::move(s), std::move(handler), diag);
 }
 
 asio::awaitable<std::vector<LeaderInfo>> Participant::candidates() {
-  return detail::candidates_of(state_);
+  return run("candidates", detail::candidates_of, no_effects, state_);
 }
 
-void Participant::start_candidates(Handler<std::vector<LeaderInfo>> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::candidates_of(state_), std::move(handler), diag,
-                 detail::Cancellation::with_effects);
+void Participant::start_candidates(State s, Handler<std::vector<LeaderInfo>> handler,
+                                   diagnostics* diag) {
+  start("candidates", detail::candidates_of, no_effects, std::move(s), std::move(handler), diag);
 }
 
 std::shared_ptr<detail::LeaseState> detail::access::participant_lease(const Participant& p) {

@@ -17,9 +17,9 @@ using ::prometheus::MetricType;
 
 // The reasons every Leadership exports from the start, at 0, so that rate() and increase() see
 // the first end too. Others appear when they happen.
-constexpr const char* known_reasons[] = {"resigned",     "lease-expired", "lease-revoked",
-                                         "key-deleted",  "deadline-passed", "work-finished",
-                                         "work-failed",  "shutdown",      "client-closed"};
+constexpr const char* known_reasons[] = {"resigned",    "lease-expired",   "lease-revoked",
+                                         "key-deleted", "deadline-passed", "work-finished",
+                                         "work-failed", "shutdown",        "client-closed"};
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
@@ -90,8 +90,7 @@ void export_leadership(Families& out, const Labels& l, const LeadershipMetrics& 
             "1 while the leader loop is healthy (Leadership::health(); the reason is on "
             "/healthz).",
             l, h.healthy ? 1 : 0);
-  out.counter("election_terms_won_total", "Leaderships won.", l,
-              static_cast<double>(m.terms_won));
+  out.counter("election_terms_won_total", "Leaderships won.", l, static_cast<double>(m.terms_won));
   auto reasons = m.ends_by_reason;
   for (const char* r : known_reasons) reasons.try_emplace(r, 0);
   for (const auto& [reason, count] : reasons)
@@ -108,8 +107,8 @@ void export_leadership(Families& out, const Labels& l, const LeadershipMetrics& 
               "Time spent campaigning: granting a lease and waiting in line.", l,
               seconds(m.time_in_line));
   out.gauge("election_renewal_age_seconds",
-            "While leading: time since the send of the last renewal etcd answered; 0 otherwise.",
-            l, seconds(m.since_renewal));
+            "While leading: time since the send of the last renewal etcd answered; 0 otherwise.", l,
+            seconds(m.since_renewal));
 }
 
 void export_client(Families& out, const Labels& l, const ClientMetrics& m) {
@@ -131,6 +130,9 @@ void export_client(Families& out, const Labels& l, const ClientMetrics& m) {
               l, n(m.watch_stalls));
   out.gauge("election_leases", "Leases kept alive now.", l, n(m.leases));
   out.gauge("election_watches", "Watches open now.", l, n(m.watches));
+  out.counter("election_internal_errors_total",
+              "Background work that failed with an exception nothing expected.", l,
+              n(m.internal_errors));
 }
 
 }  // namespace

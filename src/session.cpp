@@ -5,6 +5,8 @@
 #include "session_state.hpp"
 #include "throw.hpp"
 
+#include <boost/asio/dispatch.hpp>
+
 namespace election {
 
 namespace asio = boost::asio;
@@ -97,18 +99,26 @@ Session& Session::operator=(Session&& other) noexcept {
   return *this;
 }
 
-Session::~Session() {
-  if (state_) state_->close();
-}
+Session::~Session() { close(); }
 
 void Session::close() {
-  if (state_) state_->close();
+  if (!state_) return;
+  // On the Client's executor: at once from there, posted from another thread.
+  auto executor = state_->core->executor();
+  asio::dispatch(executor, [s = state_] { s->close(); });
 }
 
-asio::awaitable<std::int64_t> Session::start() { return detail::start_of(state_); }
+asio::awaitable<std::int64_t> Session::start() {
+  if (!state_) throw_error(errc::object_gone, "session start: the Session was moved from");
+  return detail::run_on(state_->core->executor(), detail::start_of(state_),
+                        detail::Cancellation::with_effects);
+}
 
-void Session::start_start(Handler<std::int64_t> handler, diagnostics* diag) {
-  detail::launch(state_->core->executor(), detail::start_of(state_), std::move(handler), diag,
+void Session::start_start(std::shared_ptr<detail::SessionState> s, Handler<std::int64_t> handler,
+                          diagnostics* diag) {
+  if (!s) return detail::refuse_gone(std::move(handler), diag, "session start");
+  auto executor = s->core->executor();
+  detail::launch(executor, detail::start_of(std::move(s)), std::move(handler), diag,
                  detail::Cancellation::with_effects);
 }
 

@@ -41,7 +41,8 @@ WatchHub::WatchId WatchHub::watch(std::string key, std::string range_end,
   if (!running_) {
     if (auto core = core_.lock()) {
       running_ = true;
-      asio::co_spawn(core->executor(), drive(shared_from_this(), core), [](std::exception_ptr) {});
+      asio::co_spawn(core->executor(), drive(shared_from_this(), core),
+                     ClientCore::background(core, "watch"));
     }
   }
   return id;
@@ -87,7 +88,7 @@ void WatchHub::open(ClientCore& core) {
   progress_sent_ = Clock::now();
   for (auto& [id, w] : watches_) create(id, w);
   asio::co_spawn(core.executor(), read(shared_from_this(), core_.lock(), generation_),
-                 [](std::exception_ptr) {});
+                 ClientCore::background(core_.lock(), "watch stream"));
 }
 
 void WatchHub::drop_stream() {
@@ -169,7 +170,7 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
   // A watch added while the loop was on its way out starts it again.
   if (!self->watches_.empty() && !core->tracker()->closed()) {
     self->running_ = true;
-    asio::co_spawn(core->executor(), drive(self, core), [](std::exception_ptr) {});
+    asio::co_spawn(core->executor(), drive(self, core), ClientCore::background(core, "watch"));
   }
 }
 
@@ -190,7 +191,7 @@ asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
           code == grpc::StatusCode::PERMISSION_DENIED) {
         if (core->has_credentials() && !self->reauthenticated_) {
           asio::co_spawn(core->executor(), reauthenticate(self, core, self->opened_with_token_),
-                         [](std::exception_ptr) {});
+                         ClientCore::background(core, "watch authentication"));
         } else {
           std::string what = "watch: " + status.error_message();
           self->refuse_all(to_error_code(status, true), what);
@@ -261,7 +262,7 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
       // etcd checks the token when a watch is created: a new token, and every watch again.
       asio::co_spawn(core.executor(),
                      reauthenticate(shared_from_this(), core_.lock(), opened_with_token_),
-                     [](std::exception_ptr) {});
+                     ClientCore::background(core_.lock(), "watch authentication"));
       return;
     }
     const auto code = permission_refused(reason) ? error_code(errc::permission_denied)

@@ -44,10 +44,16 @@ struct ClientEvent {
     watch_stalled,      ///< the Watch stream on `peer` fell silent and is opened again
     keep_alive_stream,  ///< a LeaseKeepAlive stream answers from `peer`
     keep_alive_hedged,  ///< renewals on `peer` went unanswered: a stream opened beside it
+    /// Background work of the Client (the keep-alive, the watch stream, an election's feed, a
+    /// lease's revocation) failed with an exception nothing expected: `what` says which, and
+    /// what it said. Counted in ClientMetrics::internal_errors. A bug worth reporting.
+    internal_error,
   };
   Kind kind;
   /// The member, as gRPC names it ("ipv4:127.0.0.1:2379"); empty when not known.
   std::string peer;
+  /// For internal_error: the work and the exception's text.
+  std::string what{};
 };
 
 struct ClientOptions {
@@ -135,15 +141,13 @@ class Client {
                 CompletionToken = default_token>
   auto async_connect(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_connect(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_connect, core_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_connect(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_connect(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_connect, core_));
   }
 
   /// Server version: the etcd version (e.g. "3.4.23") of the member that answers a Maintenance
@@ -160,17 +164,27 @@ class Client {
                 CompletionToken = default_token>
   auto async_server_version(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::string)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_server_version(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_server_version, core_));
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::string))
+                CompletionToken = default_token>
+  auto async_server_version(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::string)>(
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_server_version, core_));
   }
 
  private:
   friend struct detail::access;
-  void start_connect(boost::asio::any_completion_handler<void(boost::system::error_code)> handler,
-                     diagnostics* diag);
-  void start_server_version(
-      boost::asio::any_completion_handler<void(boost::system::error_code, std::string)> handler,
-      diagnostics* diag);
+  friend class Lease;
+  template <class... Values>
+  using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
+  // The compiled side of each token form (client.cpp), on the state they were made with.
+  static void start_connect(std::shared_ptr<detail::ClientCore> core, Handler<> handler,
+                            diagnostics* diag);
+  static void start_server_version(std::shared_ptr<detail::ClientCore> core,
+                                   Handler<std::string> handler, diagnostics* diag);
 
   std::shared_ptr<detail::ClientCore> core_;
 };

@@ -14,6 +14,10 @@
 
 namespace election {
 
+namespace detail {
+struct access;
+}  // namespace detail
+
 /// Each value's sentence is its message(): tests/unit/error_test.cpp checks that they match.
 enum class errc {
   // Bad input, reported before anything is sent.
@@ -80,6 +84,11 @@ enum class errc {
   work_finished,
   /// The leader's work failed, which ended the leadership.
   work_failed,
+
+  // Bad input, continued.
+
+  /// The object this operation belongs to was destroyed or moved from before it started.
+  object_gone,
 };
 
 /// The category of election::errc; its name is "election". Thread-safe.
@@ -123,7 +132,8 @@ class error : public boost::system::system_error {
 };
 
 /// Filled in by a completion-token operation that fails, for the caller on the error-code path:
-/// the same text an awaitable operation's exception carries, and etcd's own message.
+/// the same text an awaitable operation's exception carries, and etcd's own message. Cleared
+/// when an operation starts; it must live until that operation's handler has been called.
 class diagnostics {
  public:
   /// What was being done and why it failed ("campaign: etcdserver: permission denied ...").
@@ -135,12 +145,9 @@ class diagnostics {
     message_.clear();
     server_message_.clear();
   }
-  void assign(std::string message, std::string server_message) {
-    message_ = std::move(message);
-    server_message_ = std::move(server_message);
-  }
 
  private:
+  friend struct detail::access;  // fills it in
   std::string message_;
   std::string server_message_;
 };

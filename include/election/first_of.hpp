@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -15,13 +16,21 @@
 namespace election {
 
 namespace detail::race {
+// Each side runs on a coroutine of its own, whose cancellation state lets every type through:
+// what reaches it has passed the caller's filter already (or is the loser's cancellation).
 template <class T>
 struct Lift {
-  static boost::asio::awaitable<T> run(boost::asio::awaitable<T> a) { return a; }
+  static boost::asio::awaitable<T> run(boost::asio::awaitable<T> a) {
+    co_await boost::asio::this_coro::reset_cancellation_state(
+        boost::asio::enable_total_cancellation());
+    co_return co_await std::move(a);
+  }
 };
 template <>
 struct Lift<void> {
   static boost::asio::awaitable<std::monostate> run(boost::asio::awaitable<void> a) {
+    co_await boost::asio::this_coro::reset_cancellation_state(
+        boost::asio::enable_total_cancellation());
     co_await std::move(a);
     co_return std::monostate{};
   }
@@ -39,7 +48,9 @@ using Value = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 ///
 /// The loser is cancelled with every cancellation type: an operation that honours total
 /// cancellation (Observer::next, Participant::keep_alive) loses nothing when it loses; one
-/// whose cancellation has effects (a campaign withdraws) has them.
+/// whose cancellation has effects (a campaign withdraws) has them. A cancellation of the
+/// awaiting coroutine reaches both sides with its type (terminal, partial or total), as far as
+/// that coroutine's own filter lets it through (Asio's default: terminal only).
 template <class A, class B>
 boost::asio::awaitable<std::variant<detail::race::Value<A>, detail::race::Value<B>>> first_of(
     boost::asio::awaitable<A> a, boost::asio::awaitable<B> b) {

@@ -109,7 +109,7 @@ std::string reason_name(const boost::system::error_code& reason);
 namespace detail {
 class LeadershipState;
 struct access;
-}
+}  // namespace detail
 
 /// The leader loop that never gives up. run() campaigns; while this process leads it runs the
 /// work; when the leadership ends (the lease lost or past its deadline, the key deleted, the
@@ -172,22 +172,21 @@ class Leadership {
   ///   the background meanwhile); errc::invalid_argument when it runs already;
   ///   operation_aborted when cancelled.
   /// Cancellation: terminal, partial: as stop(), then operation_aborted.
-  /// Thread safety: the token form may be initiated from any thread.
+  /// Thread safety: both forms may be started from any thread or executor; the loop runs on
+  ///   the Client's executor.
   boost::asio::awaitable<void> run();
 
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_run(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_run(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_run, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_run(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_run(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_run, state_));
   }
 
   /// Asks run() to end: the work is cancelled and waited for, the leadership resigned, the
@@ -210,8 +209,10 @@ class Leadership {
 
  private:
   friend struct detail::access;
-  void start_run(boost::asio::any_completion_handler<void(boost::system::error_code)> handler,
-                 diagnostics* diag);
+  static void start_run(
+      std::shared_ptr<detail::LeadershipState> state,
+      boost::asio::any_completion_handler<void(boost::system::error_code)> handler,
+      diagnostics* diag);
 
   std::shared_ptr<detail::LeadershipState> state_;
 };

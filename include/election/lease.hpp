@@ -49,11 +49,16 @@ struct LeaseTimeToLive {
 /// is re-opened with backoff while the deadline allows. Once lost, a lease stays lost.
 ///
 /// Each asynchronous operation comes as an awaitable that throws election::error, and in a
-/// completion-token form (see Participant) that completes with an error_code first.
+/// completion-token form (see Participant) that completes with an error_code first; both run
+/// on the Client's executor, start from any thread, and hold the object's state from the
+/// moment they are made (one launched after the object was destroyed, or made on an object
+/// moved from, fails with errc::object_gone).
 ///
-/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor
-/// (a token form may be initiated from any thread). Destroying a Lease stops the keep-alive but
-/// does not revoke: the lease then expires after its TTL. Call revoke() to end it at once.
+/// Thread safety: distinct objects: safe; shared objects: unsafe; the accessors on the Client's
+/// executor. Destroying a Lease (on any thread: a Lease delivered through use_future may be
+/// destroyed where it was received; the keep-alive is stopped on the Client's executor) stops
+/// the keep-alive but does not revoke: the lease then expires after its TTL. Call revoke() to
+/// end it at once.
 class Lease {
  public:
   using clock = lease_clock;
@@ -76,18 +81,16 @@ class Lease {
   static auto async_grant(Client& client, std::chrono::seconds ttl, LeaseOptions options,
                           CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, Lease)>(
-        std::forward<CompletionToken>(token), [&client, ttl, options](auto handler) {
-          start_grant(std::move(handler), client, ttl, options, nullptr);
-        });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_grant, client.core_, ttl, options));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, Lease))
                 CompletionToken = default_token>
   static auto async_grant(Client& client, std::chrono::seconds ttl, LeaseOptions options,
                           diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, Lease)>(
-        std::forward<CompletionToken>(token), [&client, ttl, options, &diag](auto handler) {
-          start_grant(std::move(handler), client, ttl, options, &diag);
-        });
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_grant, client.core_, ttl, options));
   }
 
   /// An empty Lease: what a failed async_grant completes with. Only valid() may be asked of it.
@@ -124,8 +127,15 @@ class Lease {
                 CompletionToken = default_token>
   auto async_wait_lost(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_wait_lost(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_wait_lost, state_));
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 boost::system::error_code))
+                CompletionToken = default_token>
+  auto async_wait_lost(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_wait_lost, state_));
   }
 
   /// Revoke: stops the keep-alive and revokes the lease; etcd deletes its keys at once. The
@@ -141,15 +151,13 @@ class Lease {
                 CompletionToken = default_token>
   auto async_revoke(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_revoke(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_revoke, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_revoke(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_revoke(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_revoke, state_));
   }
 
   /// Time to live: asks etcd for the lease's remaining TTL and keys.
@@ -157,22 +165,22 @@ class Lease {
   /// Completes with: LeaseTimeToLive (remaining -1 once expired). Token form:
   ///   void(error_code, LeaseTimeToLive).
   /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
-  /// Cancellation: terminal, partial (a read).
+  /// Cancellation: terminal, partial, total: a read leaves nothing behind.
   boost::asio::awaitable<LeaseTimeToLive> time_to_live();
 
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaseTimeToLive))
                 CompletionToken = default_token>
   auto async_time_to_live(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaseTimeToLive)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_time_to_live(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_time_to_live, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaseTimeToLive))
                 CompletionToken = default_token>
   auto async_time_to_live(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaseTimeToLive)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_time_to_live(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_time_to_live, state_));
   }
 
  private:
@@ -181,12 +189,16 @@ class Lease {
   using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
 
   explicit Lease(std::shared_ptr<detail::LeaseState> state);
-  void stop_keep_alive();
-  static void start_grant(Handler<Lease> handler, Client& client, std::chrono::seconds ttl,
-                          LeaseOptions options, diagnostics* diag);
-  void start_wait_lost(Handler<boost::system::error_code> handler, diagnostics* diag);
-  void start_revoke(Handler<> handler, diagnostics* diag);
-  void start_time_to_live(Handler<LeaseTimeToLive> handler, diagnostics* diag);
+  void abandon();  // stops the keep-alive; later operations fail with errc::object_gone
+  // The compiled side of each token form (lease.cpp), on the state they were made with.
+  static void start_grant(std::shared_ptr<detail::ClientCore> core, Handler<Lease> handler,
+                          diagnostics* diag, std::chrono::seconds ttl, LeaseOptions options);
+  static void start_wait_lost(std::shared_ptr<detail::LeaseState> state,
+                              Handler<boost::system::error_code> handler, diagnostics* diag);
+  static void start_revoke(std::shared_ptr<detail::LeaseState> state, Handler<> handler,
+                           diagnostics* diag);
+  static void start_time_to_live(std::shared_ptr<detail::LeaseState> state,
+                                 Handler<LeaseTimeToLive> handler, diagnostics* diag);
 
   std::shared_ptr<detail::LeaseState> state_;
 };

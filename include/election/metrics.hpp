@@ -16,8 +16,8 @@ namespace election {
 struct Histogram {
   /// Upper bounds in seconds: 1 ms to 10 s, then +Inf.
   static constexpr std::array<double, 14> bounds{
-      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-      std::numeric_limits<double>::infinity()};
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.25,  0.5,    1.0,   2.5,  5.0,   10.0, std::numeric_limits<double>::infinity()};
   std::array<std::uint64_t, bounds.size()> buckets{};  ///< cumulative
   std::uint64_t count = 0;
   double sum = 0;  ///< seconds
@@ -28,14 +28,16 @@ struct Histogram {
 struct ClientMetrics {
   std::uint64_t renewals_sent = 0;
   std::uint64_t renewals_answered = 0;
-  std::uint64_t renewals_late = 0;  ///< answered after the round-trip timeout, still counted
-  Histogram renewal_seconds;        ///< round trip of each answered renewal
+  std::uint64_t renewals_late = 0;       ///< answered after the round-trip timeout, still counted
+  Histogram renewal_seconds;             ///< round trip of each answered renewal
   std::uint64_t keep_alive_streams = 0;  ///< opened (the first, and every one after)
   std::uint64_t keep_alive_hedges = 0;   ///< opened beside a stuck one
   std::uint64_t watch_streams = 0;       ///< opened
   std::uint64_t watch_stalls = 0;        ///< given up on for silence
   std::uint64_t leases = 0;              ///< kept alive now
   std::uint64_t watches = 0;             ///< elections (and others) watched now
+  /// Background work that failed with an exception nothing expected (ClientEvent::internal_error).
+  std::uint64_t internal_errors = 0;
 };
 
 /// One Leadership's life so far. Thread-safe to take (Leadership::metrics()).

@@ -62,7 +62,14 @@ class Participant;
 ///
 /// Destroying an Observer while its next() waits ends that wait with operation_aborted.
 ///
-/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor.
+/// Each asynchronous operation comes as an awaitable that throws election::error, and in a
+/// completion-token form (see Participant) that completes with an error_code first; both run
+/// on the Client's executor, start from any thread, and hold the object's state from the
+/// moment they are made (one launched after the object was destroyed, or made on an object
+/// moved from, fails with errc::object_gone).
+///
+/// Thread safety: distinct objects: safe; shared objects: unsafe; the accessors on the Client's
+/// executor; destroying from any thread.
 class Observer {
  public:
   /// Throws errc::invalid_election_name for an empty name or one ending in '/', and
@@ -86,23 +93,19 @@ class Observer {
   ///   is destroyed meanwhile.
   /// Cancellation: terminal, partial, total. A cancelled wait loses nothing, also when an event
   ///   arrives at the moment of the cancel: the next call returns it.
-  /// Thread safety: the token form may be initiated from any thread; the wait runs on the
-  ///   Client's executor.
   boost::asio::awaitable<LeaderEvent> next();
 
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderEvent))
                 CompletionToken = default_token>
   auto async_next(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaderEvent)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_next(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_next, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderEvent))
                 CompletionToken = default_token>
   auto async_next(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaderEvent)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_next(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_next, state_));
   }
 
   /// The election's line as this Observer's feed has it now, without a read: every candidate,
@@ -112,7 +115,8 @@ class Observer {
 
  private:
   friend class Participant;
-  void start_next(
+  static void start_next(
+      std::shared_ptr<detail::ObserverState> state,
       boost::asio::any_completion_handler<void(boost::system::error_code, LeaderEvent)> handler,
       diagnostics* diag);
   Observer(const std::shared_ptr<detail::ClientCore>& core, std::string election);

@@ -81,10 +81,15 @@ struct access;
 /// Every asynchronous operation comes twice: as an awaitable (`co_await p.campaign()`) that
 /// throws election::error, and in a completion-token form (`p.async_campaign(token)`) for any
 /// Asio token (a callback, use_future, deferred, use_awaitable, as_tuple(...),
-/// redirect_error(...)) that completes with an error_code first and, given a diagnostics
-/// object, fills it with the text the exception would carry. Both run the same compiled code.
-/// The token form honours the token's associated executor (the handler runs there), allocator
-/// and cancellation slot.
+/// redirect_error(...); deferred when none is given) that completes with an error_code first
+/// and, given a diagnostics object (which must live until the handler is called), fills it with
+/// the text the exception would carry. Both run the same compiled code on the Client's
+/// executor: the awaitable form as a child of the awaiting coroutine (which resumes on its own
+/// executor), the token form completing on the handler's associated executor, never inline,
+/// with the handler's cancellation slot; the handler's allocator serves the handler's own
+/// storage. The `Cancellation:` line of each operation names the types it honours, in both
+/// forms; in the awaitable form the awaiting coroutine's own filter applies first (Asio's
+/// default lets only terminal through).
 ///
 /// Overlapping calls on one Participant: a second campaign() while one runs, campaign() while
 /// leading, a second proclaim() while one is in flight, and acquire_lease() while a campaign
@@ -93,14 +98,18 @@ struct access;
 /// withdraws it (the campaign fails with errc::resigned); any number of put_if_leader(),
 /// keep_alive(), leader() and resign() may run at once.
 ///
-/// Thread safety: distinct objects: safe. Shared objects: unsafe, except that a token form may
-/// be initiated from any thread: its work runs on the Client's executor. Everything else on the
-/// Client's executor.
+/// Thread safety: distinct objects: safe. Shared objects: unsafe, except that an operation may
+/// be started from any thread or executor: its work runs on the Client's executor. Everything
+/// else (the accessors) on the Client's executor. The destructor may run on any thread: its
+/// clean-up runs on the Client's executor (at once when it is destroyed there).
 /// Lifetime: the Client should outlive the Participant (one that outlives its Client fails with
-/// errc::client_closed). An operation in flight keeps what it needs alive, so the Participant
-/// may be destroyed meanwhile: that ends a campaign (operation_aborted) and withdraws the lease.
-/// A deferred token form must be launched while the Participant lives. Prefer
-/// `co_await resign()` before destroying it, which waits for etcd to confirm.
+/// errc::client_closed). An operation holds the participant's state from the moment it is made:
+/// in flight, it keeps what it needs alive, so the Participant may be destroyed meanwhile (that
+/// ends a campaign with operation_aborted and withdraws the lease); made now and launched later
+/// (deferred), it runs on the Participant the state was moved to, and fails with
+/// errc::object_gone if the Participant was destroyed before, or if it was made on a
+/// Participant moved from. Prefer `co_await resign()` before destroying it, which waits for
+/// etcd to confirm.
 class Participant {
  public:
   /// Throws errc::invalid_election_name (empty, or ending in '/'), errc::invalid_ttl,
@@ -143,15 +152,15 @@ class Participant {
                 CompletionToken = default_token>
   auto async_acquire_lease(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_acquire_lease(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_acquire_lease, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
                 CompletionToken = default_token>
   auto async_acquire_lease(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_acquire_lease(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_acquire_lease, state_));
   }
 
   /// The id of the lease in use (by a campaign, a leadership, or acquire_lease()), if any.
@@ -188,15 +197,13 @@ class Participant {
                 CompletionToken = default_token>
   auto async_campaign(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaderKey)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_campaign(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_campaign, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, LeaderKey))
                 CompletionToken = default_token>
   auto async_campaign(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, LeaderKey)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_campaign(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_campaign, state_));
   }
 
   /// Keep alive: while leading, waits until leadership ends and says why. The lease is renewed
@@ -217,16 +224,15 @@ class Participant {
                 CompletionToken = default_token>
   auto async_keep_alive(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_keep_alive(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_keep_alive, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
                                                  boost::system::error_code))
                 CompletionToken = default_token>
   auto async_keep_alive(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_keep_alive(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_keep_alive, state_));
   }
 
   /// True while this participant leads: it won, nothing ended its leadership, and the lease's
@@ -266,15 +272,13 @@ class Participant {
                 CompletionToken = default_token>
   auto async_resign(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_resign(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_resign, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_resign(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_resign(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_resign, state_));
   }
 
   /// Proclaim: sets the leader's value, in a transaction guarded by the leader key's create
@@ -291,19 +295,15 @@ class Participant {
                 CompletionToken = default_token>
   auto async_proclaim(std::string value, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, value = std::move(value)](auto handler) mutable {
-          start_proclaim(std::move(handler), std::move(value), nullptr);
-        });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_proclaim, state_, std::move(value)));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 CompletionToken = default_token>
   auto async_proclaim(std::string value, diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code)>(
-        std::forward<CompletionToken>(token),
-        [this, value = std::move(value), &diag](auto handler) mutable {
-          start_proclaim(std::move(handler), std::move(value), &diag);
-        });
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_proclaim, state_, std::move(value)));
   }
 
   /// Put if leader: writes `key` = `value` only if this participant's leader key still exists
@@ -324,20 +324,16 @@ class Participant {
                 CompletionToken = default_token>
   auto async_put_if_leader(std::string key, std::string value, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this, key = std::move(key), value = std::move(value)](auto handler) mutable {
-          start_put_if_leader(std::move(handler), std::move(key), std::move(value), nullptr);
-        });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_put_if_leader, state_, std::move(key), std::move(value)));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
                 CompletionToken = default_token>
   auto async_put_if_leader(std::string key, std::string value, diagnostics& diag,
                            CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this, key = std::move(key), value = std::move(value), &diag](auto handler) mutable {
-          start_put_if_leader(std::move(handler), std::move(key), std::move(value), &diag);
-        });
+        std::forward<CompletionToken>(token), &diag,
+        detail::bind_start(&start_put_if_leader, state_, std::move(key), std::move(value)));
   }
 
   /// Leader: the election's current leader as etcd sees it now (a linearizable read of the key
@@ -346,7 +342,7 @@ class Participant {
   /// Completes with: std::optional<LeaderInfo>. Token form:
   ///   void(error_code, std::optional<LeaderInfo>).
   /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
-  /// Cancellation: terminal, partial (a read: nothing is left behind).
+  /// Cancellation: terminal, partial, total: a read leaves nothing behind.
   boost::asio::awaitable<std::optional<LeaderInfo>> leader();
 
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
@@ -354,16 +350,14 @@ class Participant {
                 CompletionToken = default_token>
   auto async_leader(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::optional<LeaderInfo>)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_leader(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_leader, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
                                                  std::optional<LeaderInfo>))
                 CompletionToken = default_token>
   auto async_leader(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::optional<LeaderInfo>)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_leader(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_leader, state_));
   }
 
   /// Candidates: every candidate in the election's line, in order (the leader first), from one
@@ -372,7 +366,7 @@ class Participant {
   ///
   /// Completes with: the line. Token form: void(error_code, std::vector<LeaderInfo>).
   /// Errors: errc::timeout, errc::unreachable, errc::client_closed, auth errors.
-  /// Cancellation: terminal, partial (a read).
+  /// Cancellation: terminal, partial, total: a read leaves nothing behind.
   boost::asio::awaitable<std::vector<LeaderInfo>> candidates();
 
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
@@ -380,8 +374,15 @@ class Participant {
                 CompletionToken = default_token>
   auto async_candidates(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::vector<LeaderInfo>)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_candidates(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr,
+        detail::bind_start(&start_candidates, state_));
+  }
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code,
+                                                 std::vector<LeaderInfo>))
+                CompletionToken = default_token>
+  auto async_candidates(diagnostics& diag, CompletionToken&& token = {}) {
+    return detail::initiate<void(boost::system::error_code, std::vector<LeaderInfo>)>(
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_candidates, state_));
   }
 
   /// An Observer of this participant's election.
@@ -393,15 +394,19 @@ class Participant {
   using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
 
   // The compiled side of each token form (participant.cpp).
-  void start_acquire_lease(Handler<std::int64_t> handler, diagnostics* diag);
-  void start_campaign(Handler<LeaderKey> handler, diagnostics* diag);
-  void start_keep_alive(Handler<boost::system::error_code> handler, diagnostics* diag);
-  void start_resign(Handler<> handler, diagnostics* diag);
-  void start_proclaim(Handler<> handler, std::string value, diagnostics* diag);
-  void start_put_if_leader(Handler<std::int64_t> handler, std::string key, std::string value,
-                           diagnostics* diag);
-  void start_leader(Handler<std::optional<LeaderInfo>> handler, diagnostics* diag);
-  void start_candidates(Handler<std::vector<LeaderInfo>> handler, diagnostics* diag);
+  // The compiled side of each token form (participant.cpp), on the state they were made with.
+  using State = std::shared_ptr<detail::ParticipantState>;
+  static void start_acquire_lease(State s, Handler<std::int64_t> handler, diagnostics* diag);
+  static void start_campaign(State s, Handler<LeaderKey> handler, diagnostics* diag);
+  static void start_keep_alive(State s, Handler<boost::system::error_code> handler,
+                               diagnostics* diag);
+  static void start_resign(State s, Handler<> handler, diagnostics* diag);
+  static void start_proclaim(State s, Handler<> handler, diagnostics* diag, std::string value);
+  static void start_put_if_leader(State s, Handler<std::int64_t> handler, diagnostics* diag,
+                                  std::string key, std::string value);
+  static void start_leader(State s, Handler<std::optional<LeaderInfo>> handler, diagnostics* diag);
+  static void start_candidates(State s, Handler<std::vector<LeaderInfo>> handler,
+                               diagnostics* diag);
 
   std::shared_ptr<detail::ParticipantState> state_;
 };

@@ -47,8 +47,15 @@ struct access;
 /// leadership on it ends, and campaigns made afterwards by participants that outlive it fail
 /// with errc::invalid_argument.
 ///
-/// Thread safety: distinct objects: safe; shared objects: unsafe; use on the Client's executor
-/// (a token form may be initiated from any thread). The Client must outlive the Session.
+/// Each asynchronous operation comes as an awaitable that throws election::error, and in a
+/// completion-token form (see Participant) that completes with an error_code first; both run
+/// on the Client's executor, start from any thread, and hold the object's state from the
+/// moment they are made (one launched after the object was destroyed, or made on an object
+/// moved from, fails with errc::object_gone).
+///
+/// Thread safety: distinct objects: safe; shared objects: unsafe; the accessors on the Client's
+/// executor; destroying and close() from any thread (the revocation is sent from the Client's
+/// executor). The Client must outlive the Session.
 class Session {
  public:
   /// Throws errc::invalid_ttl for a TTL <= 0. Nothing is sent.
@@ -80,15 +87,13 @@ class Session {
                 CompletionToken = default_token>
   auto async_start(CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this](auto handler) { start_start(std::move(handler), nullptr); });
+        std::forward<CompletionToken>(token), nullptr, detail::bind_start(&start_start, state_));
   }
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::int64_t))
                 CompletionToken = default_token>
   auto async_start(diagnostics& diag, CompletionToken&& token = {}) {
     return detail::initiate<void(boost::system::error_code, std::int64_t)>(
-        std::forward<CompletionToken>(token),
-        [this, &diag](auto handler) { start_start(std::move(handler), &diag); });
+        std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_start, state_));
   }
 
   /// The live lease's id, if one is granted and not known to be lost.
@@ -102,7 +107,8 @@ class Session {
   friend struct detail::access;
   template <class... Values>
   using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, Values...)>;
-  void start_start(Handler<std::int64_t> handler, diagnostics* diag);
+  static void start_start(std::shared_ptr<detail::SessionState> state,
+                          Handler<std::int64_t> handler, diagnostics* diag);
 
   std::shared_ptr<detail::SessionState> state_;
 };

@@ -1,4 +1,6 @@
 // Client against good and bad endpoints.
+#include "access.hpp"
+#include "client_core.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/run.hpp"
@@ -65,4 +67,28 @@ TEST_CASE("bad client options are refused at construction, naming the problem", 
   zero.endpoints = {"127.0.0.1:2379"};
   zero.request_timeout = 0ms;
   CHECK_THROWS_AS(election::Client(context.get_executor(), zero), boost::system::system_error);
+}
+
+TEST_CASE("background work that fails unexpectedly is reported and counted, not swallowed",
+          "[client]") {
+  run([]() -> asio::awaitable<void> {
+    std::vector<election::ClientEvent> events;
+    election::ClientOptions options;
+    options.endpoints = election::test::fixture_endpoints();
+    options.on_event = [&](const election::ClientEvent& e) { events.push_back(e); };
+    election::Client client(co_await asio::this_coro::executor, options);
+    const auto& core = election::detail::access::core(client);
+    // What every background coroutine of the Client completes through.
+    auto done = election::detail::ClientCore::background(core, "keep-alive");
+    done(nullptr);  // finished: nothing to say
+    done(std::make_exception_ptr(
+        boost::system::system_error(asio::error::operation_aborted)));  // stopped: not a failure
+    CHECK(client.metrics().internal_errors == 0);
+    done(std::make_exception_ptr(std::runtime_error("map::at")));
+    CHECK(client.metrics().internal_errors == 1);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].kind == election::ClientEvent::Kind::internal_error);
+    CHECK(events[0].what == "keep-alive: map::at");
+    co_return;
+  });
 }

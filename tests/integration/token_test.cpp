@@ -295,3 +295,132 @@ TEST_CASE("a token next() cancelled totally loses nothing", "[token][cancel]") {
     co_await p.resign();
   });
 }
+
+TEST_CASE("a deferred operation launched after its object was moved runs on the moved-to object",
+          "[token][lifetime]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto name = election::test::unique_name("token-moved");
+    Participant p(client, name, "m", ttl(5s));
+    auto later = p.async_campaign(asio::deferred);
+    Participant moved(std::move(p));
+    const auto key = co_await std::move(later);
+    CHECK(moved.is_leader());
+    CHECK(moved.leader_key()->create_revision == key.create_revision);
+    // An operation made on the moved-from object fails with object_gone, before anything is sent.
+    election::diagnostics why;
+    auto [ec, revision] = co_await p.async_put_if_leader(name + "-state", "x", why,
+                                                         asio::as_tuple(asio::use_awaitable));
+    CHECK(ec == errc::object_gone);
+    CHECK(revision == 0);
+    CHECK_THAT(why.message(), Catch::Contains("put_if_leader"));
+    co_await moved.resign();
+  });
+}
+
+TEST_CASE("a deferred operation launched after its object was destroyed fails with object_gone",
+          "[token][lifetime]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto name = election::test::unique_name("token-destroyed");
+    std::optional<Participant> p;
+    p.emplace(client, name, "d", ttl(5s));
+    auto campaign = p->async_campaign(asio::deferred);
+    std::optional<election::Observer> observer;
+    observer.emplace(client, name);
+    auto next = observer->async_next(asio::deferred);
+    std::optional<election::Lease> lease;
+    lease = co_await election::Lease::grant(client, 5s);
+    auto left = lease->async_time_to_live(asio::deferred);
+    p.reset();
+    observer.reset();
+    lease.reset();
+    auto [ec, key] = co_await std::move(campaign)(asio::as_tuple(asio::use_awaitable));
+    CHECK(ec == errc::object_gone);
+    CHECK(key.create_revision == 0);
+    auto [next_ec, event] = co_await std::move(next)(asio::as_tuple(asio::use_awaitable));
+    CHECK(next_ec == errc::object_gone);
+    auto [left_ec, ttl_left] = co_await std::move(left)(asio::as_tuple(asio::use_awaitable));
+    CHECK(left_ec == errc::object_gone);
+    // Nothing was put in line, and no lease is renewed for the destroyed participant.
+    CHECK(co_await count_candidates(client, name) == 0);
+    co_await require_within([&] { return client.metrics().leases == 0; }, 2s,
+                            "no lease kept alive");
+  });
+}
+
+TEST_CASE("a Lease delivered through use_future is destroyed safely on the thread that got it",
+          "[token][thread]") {
+  Loop loop;
+  std::optional<election::Client> client;
+  loop.on_loop([&] { client.emplace(loop.executor(), fixture_options()); });
+  {
+    auto lease = election::Lease::async_grant(*client, 5s, {}, asio::use_future).get();
+    REQUIRE(lease.valid());
+    CHECK(loop.on_loop([&] { return client->metrics().leases; }) == 1);
+  }  // destroyed here, on this thread: its keep-alive is stopped on the Client's executor
+  const auto end = std::chrono::steady_clock::now() + 2s;
+  while (loop.on_loop([&] { return client->metrics().leases; }) != 0 &&
+         std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(10ms);
+  CHECK(loop.on_loop([&] { return client->metrics().leases; }) == 0);
+  loop.on_loop([&] { client.reset(); });
+}
+
+TEST_CASE("an awaitable form awaited on another executor runs on the Client's and comes back",
+          "[token][thread]") {
+  Loop loop;  // the Client's executor, on a thread of its own
+  std::optional<election::Client> client;
+  std::optional<Participant> p;
+  const auto name = election::test::unique_name("token-executor");
+  loop.on_loop([&] {
+    client.emplace(loop.executor(), fixture_options());
+    p.emplace(*client, name, "e", ttl(5s));
+  });
+  run([&]() -> asio::awaitable<void> {
+    const auto here = std::this_thread::get_id();
+    const auto key = co_await p->campaign();    // from this thread's io_context
+    CHECK(std::this_thread::get_id() == here);  // resumed on the caller's executor
+    CHECK(key.create_revision > 0);
+    CHECK(loop.on_loop([&] { return p->is_leader(); }));
+    const auto revision = co_await p->put_if_leader(name + "-state", "1");
+    CHECK(revision > key.create_revision);
+    co_await p->resign();
+    CHECK(std::this_thread::get_id() == here);
+  });
+  loop.on_loop([&] {
+    p.reset();
+    client.reset();
+  });
+}
+
+TEST_CASE("every operation that talks to etcd takes a diagnostics", "[token][diagnostics]") {
+  run([]() -> asio::awaitable<void> {
+    election::ClientOptions unreachable;
+    unreachable.endpoints = {"127.0.0.1:1"};  // nothing listens on port 1
+    unreachable.connect_timeout = 300ms;
+    election::Client client(co_await asio::this_coro::executor, unreachable);
+    election::diagnostics why;
+    auto [ec, version] =
+        co_await client.async_server_version(why, asio::as_tuple(asio::use_awaitable));
+    CHECK(ec == errc::unreachable);
+    CHECK_THAT(why.message(), Catch::Contains("127.0.0.1:1"));
+
+    election::Client live(co_await asio::this_coro::executor, fixture_options());
+    const auto name = election::test::unique_name("token-diag");
+    Participant p(live, name, "x", ttl(5s));
+    election::diagnostics line_why;
+    auto [line_ec, line] =
+        co_await p.async_candidates(line_why, asio::as_tuple(asio::use_awaitable));
+    CHECK_FALSE(line_ec);
+    CHECK(line.empty());
+    CHECK(line_why.message().empty());
+    auto lease = co_await election::Lease::grant(live, 5s);
+    election::diagnostics lost_why;
+    co_await lease.revoke();
+    auto [lost_ec, reason] =
+        co_await lease.async_wait_lost(lost_why, asio::as_tuple(asio::use_awaitable));
+    CHECK_FALSE(lost_ec);
+    CHECK(reason == errc::lease_revoked);
+  });
+}

@@ -37,16 +37,26 @@ class FeedWatch : public FeedListener {
     changed.notify();
   }
 
-  CampaignEngine::View view(const std::string& own_key) const {
+  /// The key is in line from now on: a gap in the watch after this makes the view need a read.
+  void entered() { gaps_at_entry = feed->gaps(); }
+
+  CampaignEngine::View view(const std::string& own_key, TimeSource::time_point now) const {
     CampaignEngine::View v;
     v.synced = feed->synced();
     v.revision = feed->revision();
     if (auto first = feed->view().first()) v.first = first->create_revision;
-    if (const auto* own = feed->view().find(own_key)) v.own = own->create_revision;
+    if (const auto* own = feed->view().find(own_key)) {
+      v.own = own->create_revision;
+      v.own_lease = own->lease;
+    }
+    v.contiguous = feed->gaps() == gaps_at_entry;
+    v.vacancy_signed = feed->vacancy().signed_by_owner;
+    v.since_vacancy = now - feed->vacancy().seen_at;
     return v;
   }
 
   std::shared_ptr<ElectionFeed> feed;
+  std::uint64_t gaps_at_entry = 0;
   Notifier changed;
   std::optional<std::pair<error_code, std::string>> failure;
 };
@@ -117,6 +127,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
   FeedWatch line(ElectionFeed::of(core, request.election), executor);
   HoldPastDeadline hold;
   std::string own_key;
+  std::chrono::milliseconds waited{0};  // of the takeover delay, after the win
 
   auto step = engine.start(lease && !lease->lost() ? std::optional(lease->id) : std::nullopt);
   if (step.what == Do::enter) {
@@ -144,6 +155,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
             break;
           }
           const auto [created, revision] = std::get<0>(entered);
+          line.entered();
           step = engine.entered(created, revision);
           if (request.in_line) request.in_line();
         } catch (const system_error& e) {
@@ -153,7 +165,10 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
         break;
       }
       case Do::wait: {
-        step = engine.viewed(line.view(own_key));
+        const auto viewed = [&] {
+          return engine.viewed(line.view(own_key, core->time().now()), !lease->past_deadline());
+        };
+        step = viewed();
         while (step.what == Do::wait) {
           if (line.failure) {
             step = engine.failed(Do::wait, line.failure->first, line.failure->second);
@@ -164,7 +179,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
             step = engine.lease_lost(lease->lost_reason);
             break;
           }
-          if (!line.failure) step = engine.viewed(line.view(own_key));
+          if (!line.failure) step = viewed();
         }
         break;
       }
@@ -197,6 +212,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::pause:
       case Do::settle: {
         const auto was = step.what;
+        if (was == Do::settle) waited = step.delay;
         auto waited = co_await first_of(sleep(executor, step.delay), lease->lost_event.wait());
         if (waited.index() == 1)
           step = engine.lease_lost(lease->lost_reason);
@@ -223,7 +239,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       }
       case Do::lead:
         co_return Won{LeaderKey{request.election, own_key, engine.own_revision(), lease->id},
-                      engine.read_revision()};
+                      engine.read_revision(), waited};
       case Do::fail:
         throw system_error(step.error, step.message);
     }

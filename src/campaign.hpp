@@ -29,7 +29,11 @@ struct CampaignRequest {
 
 struct Won {
   LeaderKey key;
-  std::int64_t read_revision;  ///< the confirming read's revision: the term watches from after it
+  /// The revision the win was decided at (the view's, or a confirming read's): the term
+  /// watches from after it.
+  std::int64_t read_revision;
+  /// What the win waited of the takeover delay (0 after a signed resignation).
+  std::chrono::milliseconds waited;
 };
 
 /// Runs one campaign to its win (see CampaignEngine for the protocol). `lease` is the

@@ -6,6 +6,7 @@
 
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -17,10 +18,18 @@ namespace election::detail {
 ///
 ///   grant a lease (unless one is live) -> enter the line: a guarded Txn creates the key
 ///   `name/hex(lease)` with the lease unless it exists -> wait until the election's view shows
-///   this key first (the lowest create revision) -> confirm by a linearizable read that the key
-///   is still there, with its create revision and lease (a watch may lag behind etcd) -> if no
-///   renewal has been answered within the deadline rule, wait for one -> wait out the takeover
-///   delay -> lead, from the revision of the read.
+///   this key first (the lowest create revision) -> if no renewal has been answered within the
+///   deadline rule, wait for one -> wait out what is left of the takeover delay for the
+///   vacancy that made this key first -> lead, from the revision of the view.
+///
+/// The view is the election read once and then followed by its watch, contiguously: at any
+/// revision at or after the key's entry it says exactly what etcd held then, so the win is
+/// decided from it, without a read. Only a view rebuilt by a read after a gap in the watch (a
+/// compaction) since the key entered is confirmed by a linearizable read of the key first.
+///
+/// The takeover delay guards against a head removed without its owner's say (an operator, an
+/// expiry, etcd's stale-leader revocation): its owner may still believe it leads for a few
+/// watch round trips. A head removed by its owner's signed resignation needs none.
 ///
 /// A view older than the revision the key entered the line at says nothing about the key.
 /// A view as new as that without the key (an operator's delete) puts it in line again, at the
@@ -32,10 +41,10 @@ class CampaignEngine {
     grant,          ///< grant a lease, then granted()
     enter,          ///< put the key in line, then entered() (or failed())
     wait,           ///< look at the view (viewed()), and wait for it to change while it says wait
-    confirm,        ///< read the key, then confirmed() (or failed())
+    confirm,        ///< read the key, then confirmed() (or failed()): after a gap in the watch
     pause,          ///< wait `delay`, then paused(): etcd could not be reached for now
     await_renewal,  ///< wait up to `delay` for a renewal answered in time, then renewed()
-    settle,         ///< wait the takeover delay (`delay`), then settled()
+    settle,         ///< wait what is left of the takeover delay (`delay`), then settled()
     lead,           ///< won: lead from read_revision()
     fail,           ///< the campaign is over: `error`, `message`
   };
@@ -53,6 +62,13 @@ class CampaignEngine {
     std::int64_t revision = 0;          ///< the view holds every change up to this revision
     std::optional<std::int64_t> first;  ///< the lowest create revision in line (the leader's)
     std::optional<std::int64_t> own;    ///< this key's create revision, if the view has it
+    std::int64_t own_lease = 0;         ///< and its lease
+    /// No gap in the watch (a compaction) since the key entered the line.
+    bool contiguous = true;
+    /// How the head last changed hands (ElectionFeed::Vacancy): by its owner's signed
+    /// resignation, or otherwise, `since_vacancy` ago.
+    bool vacancy_signed = false;
+    std::chrono::nanoseconds since_vacancy{0};
   };
 
   /// What the confirming read found of the key.
@@ -90,17 +106,22 @@ class CampaignEngine {
     return {Do::wait};
   }
 
-  Step viewed(const View& view) {
+  /// `in_time`: a renewal has been answered within the deadline rule.
+  Step viewed(const View& view, bool in_time) {
     // A view that has not caught up with the key's entry cannot tell anything about it.
     if (!view.synced || view.revision < entered_at_) return {Do::wait};
-    if (!view.own || *view.own != own_revision_) {
-      // Gone from the line (deleted, or replaced by a key of another create revision): in line
-      // again, at the back. The Txn puts it back, or finds the view was behind after all.
+    if (!view.own || *view.own != own_revision_ || view.own_lease != lease_) {
+      // Gone from the line (deleted, or replaced by a key of another create revision or
+      // lease): in line again, at the back. The Txn puts it back, or finds the view was behind
+      // after all.
       ++reentries_;
       return {Do::enter};
     }
-    if (view.first && *view.first == own_revision_) return {Do::confirm};
-    return {Do::wait};
+    if (!view.first || *view.first != own_revision_) return {Do::wait};
+    settle_for_ = remaining_delay(view);
+    if (!view.contiguous) return {Do::confirm};
+    read_revision_ = view.revision;
+    return won(in_time);
   }
 
   /// The read found the key as `found` (nothing: std::nullopt) at etcd revision `revision`;
@@ -112,8 +133,7 @@ class CampaignEngine {
       return {Do::enter};  // the view was behind: the key went; in line again, at the back
     }
     read_revision_ = revision;
-    if (!in_time) return {Do::await_renewal, options_.renewal_wait};
-    return settle_or_lead();
+    return won(in_time);
   }
 
   /// Entering the line, the read, or the view failed with `error`. Transient failures (etcd
@@ -152,8 +172,21 @@ class CampaignEngine {
   int reentries() const { return reentries_; }
 
  private:
+  Step won(bool in_time) {
+    if (!in_time) return {Do::await_renewal, options_.renewal_wait};
+    return settle_or_lead();
+  }
+
+  // What is left of the takeover delay for the vacancy that made this key first.
+  std::chrono::milliseconds remaining_delay(const View& view) const {
+    if (view.vacancy_signed) return std::chrono::milliseconds(0);
+    const auto left = options_.takeover_delay -
+                      std::chrono::duration_cast<std::chrono::milliseconds>(view.since_vacancy);
+    return std::max(left, std::chrono::milliseconds(0));
+  }
+
   Step settle_or_lead() {
-    if (options_.takeover_delay.count() > 0) return {Do::settle, options_.takeover_delay};
+    if (settle_for_.count() > 0) return {Do::settle, settle_for_};
     return {Do::lead};
   }
 
@@ -162,6 +195,7 @@ class CampaignEngine {
   std::int64_t own_revision_ = 0;
   std::int64_t entered_at_ = 0;
   std::int64_t read_revision_ = 0;
+  std::chrono::milliseconds settle_for_{0};
   int reentries_ = 0;
   Do resume_ = Do::confirm;
 };

@@ -346,6 +346,14 @@ void ClientCore::check_outside_elections(const std::string& key, const std::stri
                       "': a key there is a candidate, and one without a lease would lead that "
                       "election for ever");
   }
+  // A resignation's signature (kv.hpp): election + "0" + NUL + hex.
+  for (auto at = key.find(std::string_view("0\0", 2)); at != std::string::npos;
+       at = key.find(std::string_view("0\0", 2), at + 1)) {
+    const auto election = key.substr(0, at);
+    if (elections_.count(election))
+      throw_error(errc::invalid_argument,
+                  what + ": key is where election '" + election + "' signs its resignations");
+  }
 }
 
 /// One Maintenance Status call, waited for by every caller that asks meanwhile.

@@ -52,8 +52,13 @@ void ElectionFeed::resume() {
 
 void ElectionFeed::start() {
   running_ = true;
-  synced_ = false;
+  signatures_ = true;  // a new run asks for the wider watch again
   ++run_;
+  read_again();
+}
+
+void ElectionFeed::read_again() {
+  synced_ = false;
   stop_sync_ = std::make_shared<asio::cancellation_signal>();
   asio::co_spawn(core_->executor(), sync(shared_from_this(), run_),
                  asio::bind_cancellation_slot(
@@ -132,41 +137,79 @@ asio::awaitable<void> ElectionFeed::sync(std::shared_ptr<ElectionFeed> self, std
   candidates.reserve(static_cast<std::size_t>(reply.kvs_size()));
   for (const auto& kv : reply.kvs()) candidates.push_back(to_info(kv));
   const auto revision = reply.header().revision();
+  const auto* before = self->tracker_.first();
+  const auto head_before =
+      before ? std::optional(std::pair(before->key, before->create_revision)) : std::nullopt;
   self->synced_ = true;
   self->revision_ = revision;
-  self->watch_ = WatchHub::of(self->core_)
-                     ->watch(self->prefix_, prefix_end(self->prefix_), revision + 1, self);
-  if (auto event = self->tracker_.reset(std::move(candidates), revision)) self->publish(*event);
+  self->watch_ =
+      WatchHub::of(self->core_)
+          ->watch(self->prefix_,
+                  self->signatures_ ? resignations_end(self->election_) : prefix_end(self->prefix_),
+                  revision + 1, self);
+  auto event = self->tracker_.reset(std::move(candidates), revision);
+  // A head this feed did not see change hands: counted as an unsigned vacancy, seen now.
+  const auto* after = self->tracker_.first();
+  if (!after || !head_before || std::pair(after->key, after->create_revision) != *head_before)
+    self->vacancy_ = {false, self->core_->time().now()};
+  if (event) self->publish(*event);
   if (run == self->run_) self->viewed();
 }
 
 void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {
+  apply(events);
+  viewed();
+}
+
+void ElectionFeed::apply(const std::vector<mvccpb::Event>& events) {
+  // Signatures first: a signed resignation's deletion and signature share a revision, in
+  // either order within it.
+  std::vector<const mvccpb::KeyValue*> signatures;
+  for (const auto& event : events)
+    if (event.type() == mvccpb::Event::PUT && is_resignation(election_, event.kv().key()))
+      signatures.push_back(&event.kv());
+  const auto signed_at = [&](const LeaderInfo& head, std::int64_t revision) {
+    const auto key = resignation_key(election_, head.lease);
+    const auto value = std::to_string(head.create_revision);
+    for (const auto* kv : signatures)
+      if (kv->mod_revision() == revision && kv->key() == key && kv->value() == value) return true;
+    return false;
+  };
   for (const auto& event : events) {
-    const auto revision = event.kv().mod_revision();
-    auto change = event.type() == mvccpb::Event::DELETE
-                      ? tracker_.erase(event.kv().key(), revision)
-                      : tracker_.put(to_info(event.kv()), revision);
+    const auto& kv = event.kv();
+    const auto revision = kv.mod_revision();
     revision_ = revision;
+    if (kv.key().compare(0, prefix_.size(), prefix_) != 0) continue;  // a signature
+    std::optional<LeaderEvent> change;
+    if (event.type() == mvccpb::Event::DELETE) {
+      if (const auto* head = tracker_.first(); head && head->key == kv.key())
+        vacancy_ = {signed_at(*head, revision), core_->time().now()};
+      change = tracker_.erase(kv.key(), revision);
+    } else {
+      change = tracker_.put(to_info(kv), revision);
+    }
     if (change) publish(*change);
   }
-  viewed();
 }
 
 void ElectionFeed::on_compacted(std::int64_t) {
   // History is gone: read the election again. The tracker reports only a leader that differs.
   watch_.reset();
   if (!running_) return;
-  stop_sync_ = std::make_shared<asio::cancellation_signal>();
-  synced_ = false;
-  asio::co_spawn(core_->executor(), sync(shared_from_this(), run_),
-                 asio::bind_cancellation_slot(
-                     stop_sync_->slot(),
-                     [keep = stop_sync_, done = ClientCore::background(core_, "election feed")](
-                         std::exception_ptr e) { done(e); }));
+  ++gaps_;
+  read_again();
 }
 
 void ElectionFeed::on_refused(error_code reason, const std::string& message) {
   watch_.reset();
+  if (reason == errc::permission_denied && signatures_ && running_) {
+    // Allowed the election's prefix only: follow it without the signatures (every vacancy
+    // then waits the takeover delay), read again from the start.
+    signatures_ = false;
+    ++gaps_;
+    read_again();
+    return;
+  }
   fail(reason, "observe " + election_ + ": " + message);
 }
 

@@ -63,6 +63,21 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
   /// Every change up to this revision is in the view.
   std::int64_t revision() const { return revision_; }
   const LeaderTracker& view() const { return tracker_; }
+  /// How the line's head last changed hands. A head removed by a signed resignation (its owner's
+  /// own, guarded by its create revision, seen in the same revision as the deletion) needs no
+  /// takeover delay: nobody believes it leads. Any other removal (an operator's delete or lease
+  /// revoke, a lease expiry, etcd's stale-leader revocation, a resignation by a client that
+  /// does not sign, like etcdctl) does, counted from when the feed saw it; so does a head this
+  /// feed did not see change (a read of the election, at start or after a compaction).
+  struct Vacancy {
+    bool signed_by_owner = false;
+    TimeSource::time_point seen_at{};
+  };
+  const Vacancy& vacancy() const { return vacancy_; }
+  /// Counts the times the view was rebuilt by a read after its watch could not go on from the
+  /// next revision (a compaction): a view is contiguous while this stays the same.
+  std::uint64_t gaps() const { return gaps_; }
+
   /// The leadership as last reported (the state a late subscriber starts from).
   const std::optional<LeaderEvent>& reported() const { return reported_; }
   /// Why the feed stopped, while it is stopped.
@@ -77,10 +92,12 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
 
  private:
   void start();
+  void read_again();  // the election read, then watched from after the read
   void stop();
   void fail(boost::system::error_code reason, const std::string& message);
   void publish(const LeaderEvent& event);
   void viewed();
+  void apply(const std::vector<mvccpb::Event>& events);
   template <class F>
   void dispatch(F&& f);
   static boost::asio::awaitable<void> sync(std::shared_ptr<ElectionFeed> self, std::uint64_t run);
@@ -96,6 +113,12 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
   bool synced_ = false;
   std::int64_t revision_ = 0;
   std::optional<WatchHub::WatchId> watch_;
+  /// Whether the watch covers the resignations' signatures too; off for a user allowed only
+  /// the election's prefix (the watch of the wider range was refused): every vacancy then
+  /// counts as unsigned.
+  bool signatures_ = true;
+  Vacancy vacancy_;
+  std::uint64_t gaps_ = 0;
   std::optional<std::pair<boost::system::error_code, std::string>> failure_;
   bool running_ = false;
   std::uint64_t run_ = 0;  // which start() a sync belongs to

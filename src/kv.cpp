@@ -20,6 +20,37 @@ std::string candidate_key(const std::string& election, std::int64_t lease) {
   return election + "/" + lease_hex(lease);
 }
 
+std::string resignation_key(const std::string& election, std::int64_t lease) {
+  std::string key = election;
+  key += '0';
+  key += '\0';
+  key += lease_hex(lease);
+  return key;
+}
+
+std::string resignations_end(const std::string& election) {
+  std::string end = election;
+  end += '0';
+  end += '\1';
+  return end;
+}
+
+bool is_resignation(const std::string& election, const std::string& key) {
+  return key.size() > election.size() + 2 && key.compare(0, election.size(), election) == 0 &&
+         key[election.size()] == '0' && key[election.size() + 1] == '\0';
+}
+
+etcdserverpb::TxnRequest signed_resignation(const std::string& election, const std::string& key,
+                                            std::int64_t create_revision, std::int64_t lease) {
+  auto request = guarded_by(key, create_revision);
+  request.add_success()->mutable_request_delete_range()->set_key(key);
+  auto* sign = request.add_success()->mutable_request_put();
+  sign->set_key(resignation_key(election, lease));
+  sign->set_value(std::to_string(create_revision));
+  sign->set_lease(lease);
+  return request;
+}
+
 etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revision) {
   etcdserverpb::TxnRequest request;
   auto* compare = request.add_compare();

@@ -55,6 +55,25 @@ void put_candidate(etcdserverpb::TxnRequest& request, const std::string& key,
 /// lease.
 std::string candidate_key(const std::string& election, std::int64_t lease);
 
+/// Where a resignation is signed: `election + "0" + NUL + hex(lease)`. Outside the election's
+/// prefix (`election/`, whose keys etcdctl elect and etcd's own clients all take for
+/// candidates), and right after it in key order (prefix_end("election/") is "election0"), so
+/// that one watch of [election/, resignations_end(election)) sees a resignation's deletion and
+/// its signature in the same revision, and nothing else: "election0/..." (an election named
+/// "election0") sorts after the range.
+std::string resignation_key(const std::string& election, std::int64_t lease);
+/// The end of the range an election's feed watches: its candidates and its resignations.
+std::string resignations_end(const std::string& election);
+/// Whether `key` is a resignation's signature of `election`.
+bool is_resignation(const std::string& election, const std::string& key);
+
+/// A signed resignation of `key` (a candidate key with create revision `create_revision` on
+/// `lease`): guarded by the create revision, it deletes the key and puts its signature, whose
+/// value is that create revision, with the lease, in one revision. Applied only while the key
+/// is that incarnation; a failed compare changes nothing.
+etcdserverpb::TxnRequest signed_resignation(const std::string& election, const std::string& key,
+                                            std::int64_t create_revision, std::int64_t lease);
+
 boost::asio::awaitable<etcdserverpb::RangeResponse> range(ClientCore& core, std::string key,
                                                           std::string range_end = {});
 

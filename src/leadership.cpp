@@ -236,6 +236,13 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         leading = false;
         metrics.is_leader = false;
         limit = lease ? expiry(*lease) : now();
+        // The key gone: another candidate leads once it has waited what that deletion calls
+        // for (not signed by this process: the whole takeover delay), often long before the
+        // lease could have expired.
+        if (lost.reason == errc::key_deleted || lost.reason == errc::lease_expired ||
+            lost.reason == errc::lease_revoked)
+          limit = std::min(
+              *limit, now() + participant.takeover_delay().value_or(std::chrono::milliseconds(0)));
       }
       if (!done->is_set()) {
         *cancelled = true;

@@ -52,7 +52,8 @@ asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<ClientC
   co_return state;
 }
 
-std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease) {
+std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease,
+                                              std::optional<Signature> sign) {
   auto& core = lease->core;
   auto self = std::make_shared<Withdrawal>(core->executor());
   // Renewals stop now, whatever happens to the revocation.
@@ -64,12 +65,13 @@ std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease)
   lease->lose(errc::lease_revoked);
   // Runs inline up to the first request, which is in flight when this returns.
   auto done = ClientCore::background(core, "lease revocation");
-  asio::co_spawn(core->executor(), retry(self, std::move(lease), {}), std::move(done));
+  asio::co_spawn(core->executor(), retry(self, std::move(lease), {}, std::move(sign)),
+                 std::move(done));
   return self;
 }
 
 std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> lease,
-                                                  std::string key) {
+                                                  std::string key, std::optional<Signature> sign) {
   auto self = std::make_shared<Withdrawal>(lease->core->executor());
   if (lease->lost()) {
     self->finish({}, {});  // the lease is gone, and its keys with it
@@ -77,7 +79,8 @@ std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> le
   }
   auto executor = lease->core->executor();
   auto done = ClientCore::background(lease->core, "key deletion");
-  asio::co_spawn(executor, retry(self, std::move(lease), std::move(key)), std::move(done));
+  asio::co_spawn(executor, retry(self, std::move(lease), std::move(key), std::move(sign)),
+                 std::move(done));
   return self;
 }
 
@@ -88,12 +91,43 @@ void Withdrawal::finish(boost::system::error_code result, std::string message) {
   done.set();
 }
 
+namespace {
+
+// The signed resignation: whether it deleted the key. Anything but a passing failure (no
+// permission on the signature's key, say) is an unsigned withdrawal's business.
+asio::awaitable<bool> resign_signed(ClientCore& core, const Signature& sign, std::int64_t lease) {
+  auto request = signed_resignation(sign.election, sign.key, sign.create_revision, lease);
+  try {
+    auto reply = co_await core.call_retrying(
+        "resign", core.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request), true);
+    co_return reply.succeeded();
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == errc::client_closed || e.code() == asio::error::operation_aborted) throw;
+  }
+  co_return false;
+}
+
+}  // namespace
+
 asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
-                                        std::shared_ptr<LeaseState> lease, std::string key) {
+                                        std::shared_ptr<LeaseState> lease, std::string key,
+                                        std::optional<Signature> sign) {
   auto& core = *lease->core;
   const auto now = core.time().now();
   const auto give_up =
       std::max(lease->clock.deadline(), now) + lease->clock.ttl() + std::chrono::seconds(2);
+  // A Session's key resigned with a signature leaves the signature on the shared lease: it is
+  // deleted next, in place of the key.
+  if (sign) {
+    bool resigned = false;
+    try {
+      resigned = co_await resign_signed(core, *sign, lease->id);
+    } catch (const boost::system::system_error& e) {
+      self->finish(e.code(), e.what());
+      co_return;
+    }
+    if (resigned && !key.empty()) key = resignation_key(sign->election, lease->id);
+  }
   asio::steady_timer pause(core.executor());
   Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(2));
   for (;;) {

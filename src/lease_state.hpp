@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -128,6 +129,14 @@ boost::asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<
                                                                 std::chrono::seconds ttl,
                                                                 std::chrono::milliseconds margin);
 
+/// The leadership a withdrawal ends, when it signs its resignation: the election and the
+/// leader key's create revision (see signed_resignation in kv.hpp).
+struct Signature {
+  std::string election;
+  std::string key;
+  std::int64_t create_revision;
+};
+
 /// Takes a lease out of use: its renewals stop at once, and its revocation (which deletes its
 /// keys: the candidate leaves the line at once instead of a TTL later) is sent and retried in
 /// the background, each try with a fresh deadline, until etcd confirms it or the lease must
@@ -135,12 +144,21 @@ boost::asio::awaitable<std::shared_ptr<LeaseState>> grant_lease(std::shared_ptr<
 /// an election timeout when its raft leader changes). The first try starts before start()
 /// returns, so a Client destroyed right after still lets it land (ClientCore::close).
 ///
+/// Given a Signature (a leader ending its own leadership), the leader key is first deleted by
+/// a signed resignation, so that the next candidate knows its owner let it go and leads without
+/// the takeover delay; the revocation then takes the signature with the lease. A signature
+/// etcd refuses (no permission on the signature's key) or whose guard fails (the key already
+/// went) changes nothing: the revocation goes on as without one.
+///
 /// For a Session's lease, shared by other participants, start_key() takes one candidate key
-/// off it instead: the key is deleted, retried the same way, and the lease is left alone.
+/// off it instead: the key is deleted (signed when given a Signature, and the signature then
+/// deleted), retried the same way, and the lease is left alone.
 class Withdrawal {
  public:
-  static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease);
-  static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease, std::string key);
+  static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease,
+                                           std::optional<Signature> sign = std::nullopt);
+  static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease, std::string key,
+                                               std::optional<Signature> sign = std::nullopt);
 
   explicit Withdrawal(boost::asio::any_io_executor executor) : done(std::move(executor)) {}
 
@@ -153,9 +171,10 @@ class Withdrawal {
   AsyncEvent done;
 
  private:
-  // Tries `attempt` until it succeeds, fails for good, or the lease must have expired.
+  // Tries each step until it succeeds, fails for good, or the lease must have expired.
   static boost::asio::awaitable<void> retry(std::shared_ptr<Withdrawal> self,
-                                            std::shared_ptr<LeaseState> lease, std::string key);
+                                            std::shared_ptr<LeaseState> lease, std::string key,
+                                            std::optional<Signature> sign);
   void finish(boost::system::error_code result, std::string message);
 
   boost::system::error_code result_;

@@ -75,11 +75,17 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   // A Session's lease is not this participant's to revoke: its key is deleted instead.
   // Returns that withdrawal, or the one still running from before, or nothing.
   std::shared_ptr<Withdrawal> withdraw() {
+    // A leadership this participant ends itself is resigned with a signature, so that the next
+    // candidate leads without the takeover delay. One whose key was deleted has nothing to sign.
+    std::optional<Signature> sign;
+    if (lease && term && term->lease() == lease && term->reason() != errc::key_deleted)
+      sign = Signature{election, term->key().key, term->key().create_revision};
     if (lease && session) {
       auto key = candidate_key(election, lease->id);
-      withdrawal = Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key));
+      withdrawal =
+          Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key), std::move(sign));
     } else if (lease) {
-      withdrawal = Withdrawal::start(std::exchange(lease, nullptr));
+      withdrawal = Withdrawal::start(std::exchange(lease, nullptr), std::move(sign));
     }
     if (withdrawal && withdrawal->finished() && !withdrawal->result()) return nullptr;
     return withdrawal;
@@ -89,6 +95,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     auto delay = options.takeover_delay;
     if (!delay) delay = default_takeover_delay(co_await core->server_version());
     chosen_delay = delay;
+    waited.reset();
     if (session) {
       // The last key's deletion lands first (this participant's, or a destroyed one's in the
       // same election): a retried delete must not take the new key.
@@ -147,6 +154,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::shared_ptr<Withdrawal> withdrawal;  // the last lease taken out of use
   std::shared_ptr<SessionState> session;   // for a participant on a Session's lease
   std::optional<std::chrono::milliseconds> chosen_delay;
+  std::optional<std::chrono::milliseconds> waited;  // of the delay, by the last win
   bool proclaiming = false;
   bool acquiring = false;
   bool gone = false;                 // the Participant was destroyed
@@ -186,6 +194,7 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
   try {
     auto result = co_await first_of(s->run(run), run->stop.wait());
     if (result.index() == 1) throw system_error(run->reason, run->message);
+    s->waited = std::get<0>(result).waited;
     // A win that lands together with a cancellation must not stand: the caller has moved on.
     auto cancellation = co_await asio::this_coro::cancellation_state;
     if (cancellation.cancelled() != asio::cancellation_type::none)
@@ -488,6 +497,10 @@ std::chrono::seconds Participant::granted_ttl() const {
 
 std::optional<std::chrono::milliseconds> Participant::takeover_delay() const {
   return state_->chosen_delay;
+}
+
+std::optional<std::chrono::milliseconds> Participant::takeover_wait() const {
+  return state_->waited;
 }
 
 asio::awaitable<void> Participant::resign() {

@@ -36,19 +36,18 @@ struct ParticipantOptions {
   /// take over. etcd raises a TTL under its minimum (2 s by default); granted_ttl() tells.
   std::chrono::seconds ttl{10};
   LeaseOptions lease{};
-  /// How long campaign() waits after winning before it returns (is_leader() stays false until
-  /// then). A lease cannot cover one case: the previous leader's key removed before its lease
-  /// ran out, by an operator (`etcdctl del`, `etcdctl lease revoke`) or by etcd itself. An
-  /// etcd raft leader that was paused (SIGSTOP, a VM or GC freeze) still believes it leads for
-  /// a moment after it resumes, and revokes every lease that expired in its stale view, even
-  /// though the new raft leader has been renewing them (etcd issues #12528 and #15247; fixed
-  /// in etcd 3.4.31 and 3.5.13 by etcd pull requests #17465 and #17425, not in Debian 12's
-  /// 3.4.23). The old leader learns of the removal from its key's watch about when this
-  /// candidate wins; waiting a few watch round trips keeps the two from acting at once.
+  /// How long campaign() waits, at most, after winning before it returns (is_leader() stays
+  /// false until then), when the previous leader's key went without its owner's say: an
+  /// operator's `etcdctl del` or `lease revoke`, an expiry, a resignation by a client that does
+  /// not sign (etcdctl elect), or etcd's own stale-leader revocation (README "A key removed
+  /// before its lease ran out"). Its owner may still believe it leads until its watch shows the
+  /// deletion; waiting a few watch round trips, counted from when the deletion was seen, keeps
+  /// the two from acting at once. A key resigned by this library (resign(), a Leadership's
+  /// stop, the destructor) is signed and needs no wait: takeover_wait() says what was waited.
   ///
   /// Unset (the default): chosen from the etcd version the Client finds (asked once, see
-  /// default_takeover_delay): 200 ms on releases without the fix, 0 on releases with it. A
-  /// value set here always wins; 0 returns at once, as etcd's own Campaign does.
+  /// default_takeover_delay): 200 ms on releases without the stale-leader fix, 0 on releases
+  /// with it. A value set here always wins; 0 returns at once, as etcd's own Campaign does.
   std::optional<std::chrono::milliseconds> takeover_delay{};
 };
 
@@ -252,6 +251,14 @@ class Participant {
   /// The takeover delay the last campaign used (ParticipantOptions::takeover_delay, or the one
   /// chosen from etcd's version); unset before the first campaign chose it.
   std::optional<std::chrono::milliseconds> takeover_delay() const;
+
+  /// How long the last won campaign waited after its win before it returned: what the
+  /// takeover delay called for. 0 when the previous leader resigned with a signature (this
+  /// library's resign(), stop or destructor: its owner let it go), or long enough ago; up to
+  /// takeover_delay() when its key went without its owner's say (an operator's delete or lease
+  /// revoke, an expiry, a resignation by a client that does not sign, such as etcdctl). Unset
+  /// before the first win.
+  std::optional<std::chrono::milliseconds> takeover_wait() const;
 
   /// Resign: gives up leadership, or the campaign in progress: marks it ended at once (so
   /// is_leader() is false before any request is sent), stops renewing the lease, and revokes

@@ -782,6 +782,14 @@ TEST_CASE("a leader that stalls past its deadline says the deadline ended its le
         Participant p(client, name, "a", ttl(2s));
         co_await p.campaign();
         co_await sleep_for(300ms);
+        // No renewal in flight: an answer to one sent before the stall would rightly move the
+        // deadline (it counts from its send time). Nothing runs between this check and the stall.
+        co_await require_within(
+            [&] {
+              const auto m = client.metrics();
+              return m.renewals_sent == m.renewals_answered;
+            },
+            2s, "every renewal answered");
         const auto deadline = *p.deadline();
         // Nothing runs on this thread meanwhile: no renewal, no timer, like a stopped process.
         // etcd expires the lease (TTL + up to 0.5 s + a commit) and deletes the key.

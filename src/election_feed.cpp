@@ -162,34 +162,14 @@ void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {
 }
 
 void ElectionFeed::apply(const std::vector<mvccpb::Event>& events) {
-  // Signatures first: a signed resignation's deletion and signature share a revision, in
-  // either order within it.
-  std::vector<const mvccpb::KeyValue*> signatures;
+  std::vector<LeaderTracker::Change> changes;
+  changes.reserve(events.size());
   for (const auto& event : events)
-    if (event.type() == mvccpb::Event::PUT && is_resignation(election_, event.kv().key()))
-      signatures.push_back(&event.kv());
-  const auto signed_at = [&](const LeaderInfo& head, std::int64_t revision) {
-    const auto key = resignation_key(election_, head.lease);
-    const auto value = std::to_string(head.create_revision);
-    for (const auto* kv : signatures)
-      if (kv->mod_revision() == revision && kv->key() == key && kv->value() == value) return true;
-    return false;
-  };
-  for (const auto& event : events) {
-    const auto& kv = event.kv();
-    const auto revision = kv.mod_revision();
-    revision_ = revision;
-    if (kv.key().compare(0, prefix_.size(), prefix_) != 0) continue;  // a signature
-    std::optional<LeaderEvent> change;
-    if (event.type() == mvccpb::Event::DELETE) {
-      if (const auto* head = tracker_.first(); head && head->key == kv.key())
-        vacancy_ = {signed_at(*head, revision), core_->time().now()};
-      change = tracker_.erase(kv.key(), revision);
-    } else {
-      change = tracker_.put(to_info(kv), revision);
-    }
-    if (change) publish(*change);
-  }
+    changes.push_back({event.type() == mvccpb::Event::DELETE, to_info(event.kv())});
+  if (!events.empty()) revision_ = events.back().kv().mod_revision();
+  auto applied = tracker_.apply(election_, changes);
+  if (applied.head_removed_signed) vacancy_ = {*applied.head_removed_signed, core_->time().now()};
+  for (const auto& change : applied.events) publish(change);
 }
 
 void ElectionFeed::on_compacted(std::int64_t) {

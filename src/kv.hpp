@@ -2,6 +2,7 @@
 #pragma once
 
 #include "client_core.hpp"
+#include "keys.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -12,18 +13,6 @@ namespace election::detail {
 
 /// etcd's default --max-request-bytes (1.5 MiB); a larger value is refused before sending.
 inline constexpr std::size_t max_request_bytes = 1536 * 1024;
-
-/// The end of the key range that holds every key starting with `prefix`.
-inline std::string prefix_end(std::string prefix) {
-  while (!prefix.empty()) {
-    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
-      prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return std::string(1, '\0');  // all keys
-}
 
 /// Throws errc::invalid_election_name unless `name` is non-empty and does not end in '/'
 /// (the election's keys live under name + "/", so "a/" would nest inside "a").
@@ -50,22 +39,6 @@ etcdserverpb::TxnRequest guarded_by(const std::string& key, std::int64_t revisio
 /// A candidate key's put, on success: its value, attached to its lease.
 void put_candidate(etcdserverpb::TxnRequest& request, const std::string& key,
                    const std::string& value, std::int64_t lease);
-
-/// The candidate key etcd's election protocol uses for a lease: name + "/" + lowercase hex of the
-/// lease.
-std::string candidate_key(const std::string& election, std::int64_t lease);
-
-/// Where a resignation is signed: `election + "0" + NUL + hex(lease)`. Outside the election's
-/// prefix (`election/`, whose keys etcdctl elect and etcd's own clients all take for
-/// candidates), and right after it in key order (prefix_end("election/") is "election0"), so
-/// that one watch of [election/, resignations_end(election)) sees a resignation's deletion and
-/// its signature in the same revision, and nothing else: "election0/..." (an election named
-/// "election0") sorts after the range.
-std::string resignation_key(const std::string& election, std::int64_t lease);
-/// The end of the range an election's feed watches: its candidates and its resignations.
-std::string resignations_end(const std::string& election);
-/// Whether `key` is a resignation's signature of `election`.
-bool is_resignation(const std::string& election, const std::string& key);
 
 /// A signed resignation of `key` (a candidate key with create revision `create_revision` on
 /// `lease`): guarded by the create revision, it deletes the key and puts its signature, whose

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "election/observer.hpp"
+#include "keys.hpp"
 
 #include <map>
 #include <optional>
@@ -42,6 +43,51 @@ class LeaderTracker {
       by_key_.erase(it);
     }
     return report(revision);
+  }
+
+  /// One change under the watched range, as a watch reports it: a put (a candidate, a proclaim,
+  /// or a resignation's signature) or a deletion (`kv.key` and `kv.mod_revision` only).
+  struct Change {
+    bool deleted;
+    LeaderInfo kv;
+  };
+
+  /// What a batch of changes did: the leadership changes, in order, and whether the head was
+  /// removed and, if so, by a signed resignation (its signature, for the head's lease and with
+  /// its create revision as value, put in the same revision as the deletion).
+  struct Applied {
+    std::vector<LeaderEvent> events;
+    std::optional<bool> head_removed_signed;
+  };
+
+  /// Applies a watch's batch of changes to the line of `election` (keys under `election/`;
+  /// its signatures are read, not kept).
+  Applied apply(const std::string& election, const std::vector<Change>& changes) {
+    Applied out;
+    const auto prefix = election + "/";
+    // Signatures first: a signed resignation's deletion and signature share a revision, in
+    // either order within it.
+    const auto signed_at = [&](const LeaderInfo& head, std::int64_t revision) {
+      const auto key = resignation_key(election, head.lease);
+      const auto value = std::to_string(head.create_revision);
+      for (const auto& c : changes)
+        if (!c.deleted && c.kv.mod_revision == revision && c.kv.key == key && c.kv.value == value)
+          return true;
+      return false;
+    };
+    for (const auto& c : changes) {
+      if (c.kv.key.compare(0, prefix.size(), prefix) != 0) continue;  // a signature
+      std::optional<LeaderEvent> change;
+      if (c.deleted) {
+        if (const auto* head = first(); head && head->key == c.kv.key)
+          out.head_removed_signed = signed_at(*head, c.kv.mod_revision);
+        change = erase(c.kv.key, c.kv.mod_revision);
+      } else {
+        change = put(c.kv, c.kv.mod_revision);
+      }
+      if (change) out.events.push_back(std::move(*change));
+    }
+    return out;
   }
 
   std::optional<LeaderInfo> leader() const {

@@ -1,130 +1,70 @@
-// One JSON object per line, built field by field: just enough JSON for leader-worker's --json.
+// leader-worker's --json lines: one flat JSON object a line, written by Boost.JSON.
 //
-//   JsonLine line;
-//   line.string("event", "elected").number("rev", 42).boolean("ok", true);
-//   line.str();  // {"event":"elected","rev":42,"ok":true}
+//   leader_worker::json_line({{"event", "elected"}, {"rev", 42}, {"ok", true}});
+//   // {"event":"elected","rev":42,"ok":true}
 //
-// Strings are escaped for JSON, and bytes that are not valid UTF-8 become U+FFFD, so every line
-// is valid JSON whatever a node name or an etcd value holds.
+// Boost.JSON copies a string's bytes as they are, but a node name or an etcd value need not be
+// UTF-8, and one stray byte would make the whole line unreadable to jq or any strict parser. So
+// every string is made valid UTF-8 first: bytes that are not become U+FFFD.
 #pragma once
 
-#include <cstdint>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace leader_worker {
 
-/// Appends `text` to `out` as a JSON string literal, quotes included.
-inline void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
+/// `text` with every byte that does not belong to a well-formed UTF-8 sequence replaced by
+/// U+FFFD, one replacement a byte (overlong forms, surrogates and anything above U+10FFFF are
+/// not well-formed).
+inline std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
   std::size_t i = 0;
   while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    // A multi-byte UTF-8 sequence is copied whole if it is well-formed (no overlong forms, no
-    // surrogates, nothing above U+10FFFF); anything else is replaced, one byte at a time.
-    std::size_t length = 0;
-    std::uint32_t min = 0;
-    if ((c & 0xe0) == 0xc0) {
-      length = 2, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      length = 3, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      length = 4, min = 0x10000;
+    const auto lead = static_cast<unsigned char>(text[i]);
+    // The length a lead byte announces, and the range its second byte must be in: that range is
+    // what rules out overlong forms (E0, F0), surrogates (ED) and code points past U+10FFFF (F4).
+    std::size_t length = 1;
+    unsigned char low = 0x80, high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      length = 2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead == 0xe0) low = 0xa0;
+      if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead == 0xf0) low = 0x90;
+      if (lead == 0xf4) high = 0x8f;
+    } else if (lead >= 0x80) {
+      length = 0;  // a continuation byte on its own, or a lead byte no sequence starts with
     }
     bool valid = length != 0 && i + length <= text.size();
-    std::uint32_t code = length == 2 ? (c & 0x1f) : length == 3 ? (c & 0x0f) : (c & 0x07);
     for (std::size_t k = 1; valid && k < length; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);
-      valid = (next & 0xc0) == 0x80;
-      code = (code << 6) | (next & 0x3f);
+      valid = k == 1 ? next >= low && next <= high : next >= 0x80 && next <= 0xbf;
     }
-    valid = valid && code >= min && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
     if (valid) {
       out.append(text.substr(i, length));
       i += length;
     } else {
-      out += "\\ufffd";
+      out += "\xef\xbf\xbd";  // U+FFFD
       ++i;
     }
   }
-  out += '"';
+  return out;
 }
 
-/// A flat JSON object under construction. The method names differ by type on purpose: with
-/// overloads, a string literal would silently pick the `bool` one.
-class JsonLine {
- public:
-  JsonLine& string(std::string_view key, std::string_view value) {
-    start(key);
-    append_json_string(body_, value);
-    return *this;
-  }
-  JsonLine& number(std::string_view key, std::int64_t value) {
-    start(key);
-    body_ += std::to_string(value);
-    return *this;
-  }
-  JsonLine& boolean(std::string_view key, bool value) {
-    start(key);
-    body_ += value ? "true" : "false";
-    return *this;
-  }
-  /// Appends the fields of `other` after these.
-  JsonLine& append(const JsonLine& other) {
-    if (!other.body_.empty()) {
-      if (!body_.empty()) body_ += ',';
-      body_ += other.body_;
-    }
-    return *this;
-  }
-
-  /// The object, without a newline.
-  std::string str() const { return "{" + body_ + "}"; }
-
- private:
-  void start(std::string_view key) {
-    if (!body_.empty()) body_ += ',';
-    append_json_string(body_, key);
-    body_ += ':';
-  }
-
-  std::string body_;
-};
+/// The line for `fields`, without a newline. Boost.JSON keeps the fields in the order given.
+inline std::string json_line(boost::json::object fields) {
+  // Here rather than at each call site, so that no string can be forgotten.
+  for (auto& field : fields)
+    if (auto* text = field.value().if_string()) *text = valid_utf8(*text);
+  return boost::json::serialize(fields);
+}
 
 }  // namespace leader_worker

@@ -57,7 +57,8 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using boost::system::system_error;
 using election::errc;
-using leader_worker::JsonLine;
+using leader_worker::json_line;
+using Fields = boost::json::object;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto connect_timeout = 3s;
@@ -140,13 +141,13 @@ class Events {
   Events(std::string node, bool json) : node_(std::move(node)), json_(json) {}
 
   /// `fields` follow event, node and mono_us in the JSON line; `text` is the readable line.
-  void emit(std::string_view event, const JsonLine& fields, std::string_view text) {
+  void emit(std::string_view event, const Fields& fields, std::string_view text) {
     const auto now = Clock::now();
     std::string line;
     if (json_) {
-      JsonLine head;
-      head.string("event", event).string("node", node_).number("mono_us", micros(now));
-      line = head.append(fields).str();
+      Fields all{{"event", event}, {"node", node_}, {"mono_us", micros(now)}};
+      all.insert(fields.begin(), fields.end());
+      line = json_line(std::move(all));
     } else {
       line = wall_clock() + "  " + node_ + "  " + one_line(std::string(text));
     }
@@ -155,7 +156,7 @@ class Events {
   }
 
   void error(const std::string& message) {
-    emit("error", JsonLine().string("message", one_line(message)), "error: " + message);
+    emit("error", {{"message", one_line(message)}}, "error: " + message);
   }
 
   /// The one line on stderr for a failure that ends the process (and an `error` event for a
@@ -274,7 +275,7 @@ class Worker {
                       " ms; the lease expires after its TTL");
         code = 1;
       } else if (campaigned_) {
-        events_.emit("resigned", JsonLine(), "resigned: leader key deleted, lease revoked");
+        events_.emit("resigned", {}, "resigned: leader key deleted, lease revoked");
       }
     } catch (const system_error& e) {
       if (!(stopping && e.code() == asio::error::operation_aborted)) {
@@ -330,7 +331,7 @@ class Worker {
   void stream_event(const election::ClientEvent& e) {
     using Kind = election::ClientEvent::Kind;
     if (e.kind == Kind::internal_error) {
-      events_.emit("internal-error", JsonLine().string("what", e.what),
+      events_.emit("internal-error", {{"what", e.what}},
                    "the election library's background work failed: " + e.what);
       return;
     }
@@ -342,7 +343,7 @@ class Worker {
                        : e.kind == Kind::watch_stalled     ? "the election watch fell silent on "
                        : e.kind == Kind::keep_alive_stream ? "the keep-alive answers from "
                                                            : "renewals went unanswered on ";
-    events_.emit("stream", JsonLine().string("kind", kind).string("peer", e.peer),
+    events_.emit("stream", {{"kind", kind}, {"peer", e.peer}},
                  std::string(text) + (e.peer.empty() ? "an unknown member" : e.peer));
   }
 
@@ -360,10 +361,9 @@ class Worker {
               "revocation (before 3.4.31 and 3.5.13)"
             : "the default for an etcd with the fix for stale-leader lease revocation";
     events_.emit("etcd",
-                 JsonLine()
-                     .string("version", shown)
-                     .number("takeover_delay_ms", delay.count())
-                     .string("takeover_delay_from", from_flag ? "flag" : "etcd-version"),
+                 {{"version", shown},
+                  {"takeover_delay_ms", delay.count()},
+                  {"takeover_delay_from", from_flag ? "flag" : "etcd-version"}},
                  "etcd " + shown + ": takeover delay " + std::to_string(delay.count()) + " ms (" +
                      why + ")");
   }
@@ -374,18 +374,17 @@ class Worker {
     h.campaigning = [this](const election::CampaignStarted& c) {
       campaigned_ = true;
       const auto lease = election::lease_hex(c.lease);
-      events_.emit("campaigning", JsonLine().string("lease", lease).number("ttl", c.ttl.count()),
+      events_.emit("campaigning", {{"lease", lease}, {"ttl", c.ttl.count()}},
                    "campaigning in '" + config_.election + "' with lease " + lease + " (TTL " +
                        std::to_string(c.ttl.count()) + " s)");
     };
     h.elected = [this](const election::LeaderKey& key) {
       const auto granted = leadership_->participant().granted_ttl().count();
       events_.emit("elected",
-                   JsonLine()
-                       .string("key", key.key)
-                       .number("rev", key.create_revision)
-                       .string("lease", election::lease_hex(key.lease))
-                       .number("ttl", granted),
+                   {{"key", key.key},
+                    {"rev", key.create_revision},
+                    {"lease", election::lease_hex(key.lease)},
+                    {"ttl", granted}},
                    "elected: leads with key " + key.key + " (revision " +
                        std::to_string(key.create_revision) + ", lease " +
                        election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
@@ -398,15 +397,13 @@ class Worker {
     h.leader_changed = [this](const election::LeaderEvent& change) {
       if (change.leader) {
         const auto& leader = *change.leader;
-        events_.emit("leader",
-                     JsonLine()
-                         .string("value", leader.value)
-                         .string("key", leader.key)
-                         .number("rev", leader.create_revision),
-                     "observed: the leader is " + leader.value + " (key " + leader.key +
-                         ", revision " + std::to_string(leader.create_revision) + ")");
+        events_.emit(
+            "leader",
+            {{"value", leader.value}, {"key", leader.key}, {"rev", leader.create_revision}},
+            "observed: the leader is " + leader.value + " (key " + leader.key + ", revision " +
+                std::to_string(leader.create_revision) + ")");
       } else {
-        events_.emit("no-leader", JsonLine(), "observed: the election has no leader");
+        events_.emit("no-leader", {}, "observed: the election has no leader");
       }
     };
     h.retrying = [this](const election::RetryScheduled& r) {
@@ -419,16 +416,15 @@ class Worker {
   void report_lost(const election::LeadershipLost& lost) {
     const auto rev = lost.key.create_revision;
     if (lost.reason == asio::error::operation_aborted) {
-      events_.emit("lost", JsonLine().string("reason", "shutdown").number("rev", rev),
+      events_.emit("lost", {{"reason", "shutdown"}, {"rev", rev}},
                    "lost the leadership: shutting down, work stopped");
       return;
     }
-    JsonLine fields;
-    fields.string("reason", election::reason_name(lost.reason)).number("rev", rev);
+    Fields fields{{"reason", election::reason_name(lost.reason)}, {"rev", rev}};
     std::string text = "lost the leadership: " + lost.reason.message();
     if (!lost.message.empty()) text += " (" + lost.message + ")";
     if (lost.reason == errc::lease_deadline_passed && lost.deadline) {
-      fields.number("deadline_us", micros(on_monotonic(*lost.deadline)));
+      fields["deadline_us"] = micros(on_monotonic(*lost.deadline));
       text += " (the local deadline passed " +
               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                  election::lease_clock::now() - *lost.deadline)
@@ -463,11 +459,8 @@ class Worker {
       const auto seq = ++seq_;
       // The value names its writer and the fence it is written under, so etcd's history alone
       // says who wrote what under which leadership.
-      const auto value = JsonLine()
-                             .string("node", config_.node)
-                             .number("seq", seq)
-                             .number("fence", key.create_revision)
-                             .str();
+      const auto value =
+          json_line({{"node", config_.node}, {"seq", seq}, {"fence", key.create_revision}});
       std::int64_t revision = 0;
       std::string failure;
       // An answer after the deadline would come from a node that no longer counts as leader:
@@ -485,10 +478,9 @@ class Worker {
         failure = e.code() == errc::not_leader ? "etcd refused the fenced write: not the leader"
                                                : describe(e);
       }
-      JsonLine fields;
-      fields.number("rev", revision).number("seq", seq).boolean("ok", failure.empty());
-      fields.number("fence", key.create_revision);
-      if (!failure.empty()) fields.string("error", failure);
+      Fields fields{
+          {"rev", revision}, {"seq", seq}, {"ok", failure.empty()}, {"fence", key.create_revision}};
+      if (!failure.empty()) fields["error"] = failure;
       events_.emit("work", fields,
                    failure.empty() ? "work: wrote " + counter_key_ + " = " + value + " (revision " +
                                          std::to_string(revision) + ")"

@@ -14,6 +14,9 @@ PACKAGES=(
   # libraries (libboost1.81-dev, not libboost-dev: that one is Boost 1.74)
   libboost1.81-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcli11-dev catch2
+  # leader-worker's --json lines and the tests that read them (Boost.JSON is a compiled library;
+  # Beast, for --metrics, is header-only and comes with libboost1.81-dev)
+  libboost-json1.81-dev
   # the etcd the tests start, and what cmake/etcd-fixture.sh uses beside it (ss, ps)
   etcd-server etcd-client iproute2 procps
   # the TLS tests make their certificates at test time

@@ -3,6 +3,7 @@
 #include "campaign_engine.hpp"
 #include "election/first_of.hpp"
 #include "election_feed.hpp"
+#include "entry_batcher.hpp"
 #include "kv.hpp"
 #include "notifier.hpp"
 
@@ -22,12 +23,16 @@ namespace {
 // feed's failure, wakes the driver.
 class FeedWatch : public FeedListener {
  public:
+  // The campaign's entry reads the line: the feed, if it starts now, starts from that.
   FeedWatch(std::shared_ptr<ElectionFeed> feed, asio::any_io_executor executor)
       : feed(std::move(feed)), changed(std::move(executor)) {
-    this->feed->subscribe(this);
+    this->feed->subscribe(this, true);
     this->feed->resume();  // a feed stopped by an earlier failure is tried again
   }
-  ~FeedWatch() override { feed->unsubscribe(this); }
+  ~FeedWatch() override {
+    feed->unsubscribe(this);  // the last listener stops the feed
+    feed->unseeded();         // for the feed's other listeners, if the entry never came
+  }
   FeedWatch(const FeedWatch&) = delete;
   FeedWatch& operator=(const FeedWatch&) = delete;
 
@@ -61,6 +66,34 @@ class FeedWatch : public FeedListener {
   std::optional<std::pair<error_code, std::string>> failure;
 };
 
+// The lease's loss, as this campaign's own event: thousands of campaigns on one Session's lease
+// each race their waits against it, and waits on one shared timer cost a walk of all of them
+// whenever one is cut short. A table entry in the lease (LeaseListener) instead.
+class LossWatch : public LeaseListener {
+ public:
+  explicit LossWatch(asio::any_io_executor executor) : lost(std::move(executor)) {}
+  ~LossWatch() { release(); }
+  LossWatch(const LossWatch&) = delete;
+  LossWatch& operator=(const LossWatch&) = delete;
+
+  void watch(const std::shared_ptr<LeaseState>& lease, const std::shared_ptr<LossWatch>& self) {
+    release();
+    lease_ = lease;
+    lease->listen(this, self);
+  }
+  void on_lease_lost(error_code) override { lost.set(); }
+  void on_lease_deadline() override {}
+
+  AsyncEvent lost;
+
+ private:
+  void release() {
+    if (lease_) lease_->unlisten(this);
+    lease_.reset();
+  }
+  std::shared_ptr<LeaseState> lease_;
+};
+
 // In line, a lease is held past its local deadline (see LeaseState::hold_past_deadline). A
 // Session's lease is held for good: the campaign leaves it as it is.
 class HoldPastDeadline {
@@ -81,31 +114,30 @@ class HoldPastDeadline {
   std::shared_ptr<LeaseState> lease_;
 };
 
-// Puts the candidate in line: its key created with the lease unless it exists, in one guarded
-// transaction that is safe to send again. Returns the key's create revision and the revision
-// it is in line as of.
-asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(ClientCore& core,
-                                                                  const std::string& own_key,
-                                                                  const std::string& value,
-                                                                  std::int64_t lease) {
+// Puts the candidate in line: its key created with the lease unless it exists, in a guarded
+// transaction shared with the other campaigns of the moment (EntryBatcher) that also reads the
+// election's line, from which the feed starts. Returns the key's create revision and the
+// revision it is in line as of.
+asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(
+    const std::shared_ptr<ClientCore>& core, FeedWatch& line, const std::string& election,
+    const std::string& own_key, const std::string& value, std::int64_t lease) {
+  auto batcher = EntryBatcher::of(core);
+  const auto prefix = election + "/";
   for (;;) {
-    auto request = guarded_by(own_key, 0);
-    put_candidate(request, own_key, value, lease);
-    request.add_failure()->mutable_request_range()->set_key(own_key);
-    auto reply = co_await core.call_retrying(
-        "campaign", core.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
-    const auto revision = reply.header().revision();
-    if (reply.succeeded()) co_return std::pair{revision, revision};
-    const auto& kvs = reply.responses(0).response_range().kvs();
-    if (kvs.empty()) continue;  // deleted in between: create it
-    const auto created = kvs[0].create_revision();
-    if (kvs[0].value() == value && kvs[0].lease() == lease) co_return std::pair{created, revision};
+    // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
+    EntryBatcher::Entry entry{own_key, value, lease, prefix, prefix_end(prefix)};
+    auto entered = co_await batcher->enter(std::move(entry));
+    line.feed->seed(entered.line, entered.revision);
+    if (entered.created) co_return std::pair{entered.revision, entered.revision};
+    const auto& kv = *entered.existing;
+    const auto created = kv.create_revision();
+    if (kv.value() == value && kv.lease() == lease) co_return std::pair{created, entered.revision};
     // Kept from before with another value, or put again without our lease: ours again, in its
     // place (guarded by its create revision), as etcd's own Campaign does.
     auto update = guarded_by(own_key, created);
     put_candidate(update, own_key, value, lease);
-    auto updated = co_await core.call_retrying(
-        "campaign", core.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(update));
+    auto updated = co_await core->call_retrying(
+        "campaign", core->kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(update));
     if (updated.succeeded()) co_return std::pair{created, updated.header().revision()};
   }
 }
@@ -129,8 +161,10 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
   std::string own_key;
   std::chrono::milliseconds waited{0};  // of the takeover delay, after the win
 
+  auto loss = std::make_shared<LossWatch>(executor);
   auto step = engine.start(lease && !lease->lost() ? std::optional(lease->id) : std::nullopt);
   if (step.what == Do::enter) {
+    loss->watch(lease, loss);
     hold.hold(lease);
     own_key = candidate_key(request.election, lease->id);
   }
@@ -140,6 +174,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::grant: {
         lease = co_await grant_lease(core, request.ttl, request.margin);
         slot = lease;
+        loss->watch(lease, loss);
         hold.hold(lease);
         own_key = candidate_key(request.election, lease->id);
         step = engine.granted(lease->id);
@@ -148,8 +183,9 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::enter: {
         std::optional<CampaignEngine::Step> failed;
         try {
-          auto entered = co_await first_of(enter_line(*core, own_key, request.value, lease->id),
-                                           lease->lost_event.wait());
+          auto entered = co_await first_of(
+              enter_line(core, line, request.election, own_key, request.value, lease->id),
+              loss->lost.wait());
           if (entered.index() == 1) {
             step = engine.lease_lost(lease->lost_reason);
             break;
@@ -161,7 +197,10 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
         } catch (const system_error& e) {
           failed = engine.failed(Do::enter, e.code(), e.what());
         }
-        if (failed) step = *failed;
+        if (failed) {
+          line.feed->unseeded();  // the feed reads the line itself, while this waits
+          step = *failed;
+        }
         break;
       }
       case Do::wait: {
@@ -174,7 +213,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
             step = engine.failed(Do::wait, line.failure->first, line.failure->second);
             break;
           }
-          auto woke = co_await first_of(line.changed.wait(), lease->lost_event.wait());
+          auto woke = co_await first_of(line.changed.wait(), loss->lost.wait());
           if (woke.index() == 1) {
             step = engine.lease_lost(lease->lost_reason);
             break;
@@ -193,7 +232,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
           auto reply = co_await first_of(
               core->call_retrying("campaign", core->kv().async(),
                                   &etcdserverpb::KV::Stub::async::Range, std::move(read)),
-              lease->lost_event.wait());
+              loss->lost.wait());
           if (reply.index() == 1) {
             step = engine.lease_lost(lease->lost_reason);
             break;
@@ -213,7 +252,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::settle: {
         const auto was = step.what;
         if (was == Do::settle) waited = step.delay;
-        auto waited = co_await first_of(sleep(executor, step.delay), lease->lost_event.wait());
+        auto waited = co_await first_of(sleep(executor, step.delay), loss->lost.wait());
         if (waited.index() == 1)
           step = engine.lease_lost(lease->lost_reason);
         else

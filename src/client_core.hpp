@@ -50,6 +50,7 @@ boost::system::error_code to_error_code(const grpc::Status& status, bool channel
 
 class KeepAliveHub;
 class WatchHub;
+class EntryBatcher;
 class ElectionFeed;
 struct AuthAttempt;
 struct VersionQuery;
@@ -297,6 +298,9 @@ class ClientCore {
 
   /// The keep-alive for all leases of this Client (see lease_state.hpp).
   std::shared_ptr<KeepAliveHub> keep_alive_hub;
+
+  /// Candidates entering their lines, many to one Txn (see entry_batcher.hpp).
+  std::shared_ptr<EntryBatcher> entry_batcher;
 
   /// The one Watch stream for every watch of this Client (see watch_hub.hpp).
   std::shared_ptr<WatchHub> watch_hub;

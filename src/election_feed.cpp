@@ -33,9 +33,16 @@ std::shared_ptr<ElectionFeed> ElectionFeed::of(const std::shared_ptr<ClientCore>
   return feed;
 }
 
-void ElectionFeed::subscribe(FeedListener* listener) {
+void ElectionFeed::subscribe(FeedListener* listener, bool seeding) {
   listeners_.insert(listener);
-  if (!running_ && !failure_) start();
+  if (running_ || failure_) return;
+  if (!seeding) return start();
+  // The listener's own request reads the line: the feed starts from that (seed()).
+  running_ = true;
+  signatures_ = true;
+  synced_ = false;
+  ++run_;
+  awaiting_seed_ = true;
 }
 
 void ElectionFeed::unsubscribe(FeedListener* listener) {
@@ -69,6 +76,7 @@ void ElectionFeed::read_again() {
 
 void ElectionFeed::stop() {
   running_ = false;
+  awaiting_seed_ = false;
   synced_ = false;
   ++run_;
   if (watch_) {
@@ -126,6 +134,9 @@ asio::awaitable<void> ElectionFeed::sync(std::shared_ptr<ElectionFeed> self, std
     if (run != self->run_) co_return;
     if (!failed) break;
     if (!is_transient(failed)) {
+      // Not by cancelling this coroutine: it may not have suspended yet (a closed Client fails
+      // the read at once), and Boost 1.81's co_spawn then throws out of the spawning call.
+      self->stop_sync_.reset();
       self->fail(failed, "observe " + self->election_ + ": " + message);
       co_return;
     }
@@ -136,24 +147,41 @@ asio::awaitable<void> ElectionFeed::sync(std::shared_ptr<ElectionFeed> self, std
   std::vector<LeaderInfo> candidates;
   candidates.reserve(static_cast<std::size_t>(reply.kvs_size()));
   for (const auto& kv : reply.kvs()) candidates.push_back(to_info(kv));
-  const auto revision = reply.header().revision();
-  const auto* before = self->tracker_.first();
+  self->adopt(std::move(candidates), reply.header().revision());
+}
+
+void ElectionFeed::seed(const std::vector<mvccpb::KeyValue>& line, std::int64_t revision) {
+  if (!awaiting_seed_ || !running_) return;
+  awaiting_seed_ = false;
+  std::vector<LeaderInfo> candidates;
+  candidates.reserve(line.size());
+  for (const auto& kv : line) candidates.push_back(to_info(kv));
+  adopt(std::move(candidates), revision);
+}
+
+void ElectionFeed::unseeded() {
+  if (!awaiting_seed_ || !running_) return;
+  awaiting_seed_ = false;
+  read_again();
+}
+
+void ElectionFeed::adopt(std::vector<LeaderInfo> candidates, std::int64_t revision) {
+  const auto run = run_;
+  const auto* before = tracker_.first();
   const auto head_before =
       before ? std::optional(std::pair(before->key, before->create_revision)) : std::nullopt;
-  self->synced_ = true;
-  self->revision_ = revision;
-  self->watch_ =
-      WatchHub::of(self->core_)
-          ->watch(self->prefix_,
-                  self->signatures_ ? resignations_end(self->election_) : prefix_end(self->prefix_),
-                  revision + 1, self);
-  auto event = self->tracker_.reset(std::move(candidates), revision);
+  synced_ = true;
+  revision_ = revision;
+  watch_ = WatchHub::of(core_)->watch(
+      prefix_, signatures_ ? resignations_end(election_) : prefix_end(prefix_), revision + 1,
+      shared_from_this());
+  auto event = tracker_.reset(std::move(candidates), revision);
   // A head this feed did not see change hands: counted as an unsigned vacancy, seen now.
-  const auto* after = self->tracker_.first();
+  const auto* after = tracker_.first();
   if (!after || !head_before || std::pair(after->key, after->create_revision) != *head_before)
-    self->vacancy_ = {false, self->core_->time().now()};
-  if (event) self->publish(*event);
-  if (run == self->run_) self->viewed();
+    vacancy_ = {false, core_->time().now()};
+  if (event) publish(*event);
+  if (run == run_) viewed();
 }
 
 void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {

@@ -52,7 +52,12 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
 
   const std::string& election() const { return election_; }
 
-  void subscribe(FeedListener* listener);
+  /// `seeding`: the listener is about to read the line itself (a campaign entering it): the
+  /// feed, if not running yet, starts from that read (seed()) instead of one of its own, or
+  /// from its own once told the seed will not come (unseeded()).
+  void subscribe(FeedListener* listener, bool seeding = false);
+  void seed(const std::vector<mvccpb::KeyValue>& line, std::int64_t revision);
+  void unseeded();
   void unsubscribe(FeedListener* listener);
 
   /// Starts again after a failure (a later Observer::next(), a new campaign).
@@ -98,6 +103,7 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
   void publish(const LeaderEvent& event);
   void viewed();
   void apply(const std::vector<mvccpb::Event>& events);
+  void adopt(std::vector<LeaderInfo> candidates, std::int64_t revision);
   template <class F>
   void dispatch(F&& f);
   static boost::asio::awaitable<void> sync(std::shared_ptr<ElectionFeed> self, std::uint64_t run);
@@ -117,6 +123,7 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
   /// the election's prefix (the watch of the wider range was refused): every vacancy then
   /// counts as unsigned.
   bool signatures_ = true;
+  bool awaiting_seed_ = false;  // running, to start from a listener's read (seed())
   Vacancy vacancy_;
   std::uint64_t gaps_ = 0;
   std::optional<std::pair<boost::system::error_code, std::string>> failure_;

@@ -60,7 +60,7 @@ class RenewalPlan {
     std::uint64_t hedges = 0;  ///< streams opened beside a stuck one
   };
 
-  explicit RenewalPlan(std::uint64_t seed = std::random_device{}())
+  explicit RenewalPlan(std::uint64_t seed = fresh_seed())
       : backoff_(std::chrono::milliseconds(50), std::chrono::seconds(1), seed) {}
 
   /// Starts renewing `lease`. The caller keeps `lease_clock` and `hold_past_deadline` alive

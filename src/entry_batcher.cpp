@@ -1,0 +1,184 @@
+#include "entry_batcher.hpp"
+
+#include "kv.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <set>
+#include <string_view>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using boost::system::system_error;
+
+EntryBatcher::EntryBatcher(const std::shared_ptr<ClientCore>& core) : core_(core) {}
+
+std::shared_ptr<EntryBatcher> EntryBatcher::of(const std::shared_ptr<ClientCore>& core) {
+  if (!core->entry_batcher) core->entry_batcher = std::make_shared<EntryBatcher>(core);
+  return core->entry_batcher;
+}
+
+asio::awaitable<EntryBatcher::Result> EntryBatcher::enter(Entry entry) {
+  auto core = core_.lock();
+  if (!core) throw_error(errc::client_closed, "campaign");
+  auto p = std::make_shared<Pending>(std::move(entry), core->executor());
+  pending_.push_back(p);
+  schedule();
+  try {
+    co_await p->done.wait();
+  } catch (...) {
+    // Cancelled while gathered or in flight: not sent if it is still here; if its key is
+    // created all the same, it is taken out again (see send()).
+    p->abandoned = true;
+    std::erase(pending_, p);
+    throw;
+  }
+  if (p->failure) std::rethrow_exception(p->failure);
+  co_return std::move(*p->result);
+}
+
+void EntryBatcher::schedule() {
+  if (scheduled_) return;
+  auto core = core_.lock();
+  if (!core) return;
+  scheduled_ = true;
+  // Everything entered before this runs goes in the same batches.
+  asio::post(core->executor(), [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->flush();
+  });
+}
+
+void EntryBatcher::flush() {
+  scheduled_ = false;
+  auto core = core_.lock();
+  if (!core) return;
+  while (!pending_.empty()) {
+    // One entry per election in a Txn: every put of one Txn gets the same create revision,
+    // and two candidates of one election with the same create revision would both stand
+    // first in line for etcd's own clients (each waits only for keys with a lower one).
+    Batch batch;
+    std::set<std::string_view> elections;
+    std::deque<std::shared_ptr<Pending>> later;
+    std::size_t bytes = 0;
+    while (!pending_.empty() && batch.size() < limit_) {
+      auto& next = pending_.front();
+      const auto& e = next->entry;
+      if (elections.count(e.line_key)) {
+        later.push_back(std::move(next));
+        pending_.pop_front();
+        continue;
+      }
+      const auto size = e.key.size() * 2 + e.value.size() + e.line_key.size() * 2;
+      if (!batch.empty() && bytes + size > max_bytes) break;
+      bytes += size;
+      elections.insert(e.line_key);
+      batch.push_back(std::move(next));
+      pending_.pop_front();
+    }
+    pending_.insert(pending_.begin(), later.begin(), later.end());
+    asio::co_spawn(core->executor(), send(shared_from_this(), core, std::move(batch)),
+                   ClientCore::background(core, "campaign entries"));
+  }
+}
+
+bool EntryBatcher::too_big(const error_code& ec, const std::string& message) {
+  // etcd's "too many operations in txn request" and "request is too large" (InvalidArgument).
+  return message.find("too many operations") != std::string::npos ||
+         message.find("too large") != std::string::npos || ec == errc::value_too_large;
+}
+
+asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
+                                         std::shared_ptr<ClientCore> core, Batch batch) {
+  etcdserverpb::TxnRequest request;
+  for (const auto& p : batch) {
+    const auto& e = p->entry;
+    auto* compare = request.add_compare();
+    compare->set_result(etcdserverpb::Compare::EQUAL);
+    compare->set_target(etcdserverpb::Compare::CREATE);
+    compare->set_key(e.key);
+    compare->set_create_revision(0);
+    auto* put = request.add_success()->mutable_request_put();
+    put->set_key(e.key);
+    put->set_value(e.value);
+    put->set_lease(e.lease);
+    auto* line = request.add_success()->mutable_request_range();
+    line->set_key(e.line_key);
+    line->set_range_end(e.line_end);
+    request.add_failure()->mutable_request_range()->set_key(e.key);
+    auto* read = request.add_failure()->mutable_request_range();
+    read->set_key(e.line_key);
+    read->set_range_end(e.line_end);
+  }
+  etcdserverpb::TxnResponse reply;
+  try {
+    reply = co_await core->call_retrying("campaign", core->kv().async(),
+                                         &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+  } catch (const system_error& e) {
+    const bool split = batch.size() > 1 && (too_big(e.code(), e.what()) || !is_transient(e.code()));
+    if (split) {
+      // Too big for this etcd: halves, and no more than that from now on. Refused for another
+      // reason: halves too, until the refusal is down to the entry it is about.
+      if (too_big(e.code(), e.what()))
+        self->limit_ = std::max<std::size_t>(1, std::min(self->limit_, batch.size() / 2));
+      const auto half = static_cast<std::ptrdiff_t>(batch.size() / 2);
+      Batch first(batch.begin(), batch.begin() + half);
+      Batch second(batch.begin() + half, batch.end());
+      auto done = ClientCore::background(core, "campaign entries");
+      asio::co_spawn(core->executor(), send(self, core, std::move(first)), done);
+      asio::co_spawn(core->executor(), send(self, core, std::move(second)), std::move(done));
+      co_return;
+    }
+    for (const auto& p : batch) {
+      p->failure = std::current_exception();
+      p->done.set();
+    }
+    co_return;
+  }
+  const auto revision = reply.header().revision();
+  bool again = false;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto& p = batch[i];
+    const auto& own = reply.responses(static_cast<int>(2 * i)).response_range();
+    const auto& line = reply.responses(static_cast<int>(2 * i + 1)).response_range();
+    Result result{
+        reply.succeeded(), revision, std::nullopt, {line.kvs().begin(), line.kvs().end()}};
+    if (!reply.succeeded()) {
+      if (own.kvs().empty()) {
+        // Its own compare held: nothing was applied for it. With the next batch.
+        if (!p->abandoned) self->pending_.push_front(p);
+        again = true;
+        continue;
+      }
+      result.existing = own.kvs(0);
+    }
+    if (p->abandoned) {
+      // Its campaign was cancelled while this was in flight: the key it created goes again.
+      if (result.created)
+        asio::co_spawn(core->executor(), delete_created(core, p->entry.key, revision),
+                       ClientCore::background(core, "campaign entries"));
+      continue;
+    }
+    p->result = std::move(result);
+    p->done.set();
+  }
+  if (again) self->schedule();
+}
+
+asio::awaitable<void> EntryBatcher::delete_created(std::shared_ptr<ClientCore> core,
+                                                   std::string key, std::int64_t revision) {
+  auto request = guarded_by(key, revision);
+  request.add_success()->mutable_request_delete_range()->set_key(key);
+  try {
+    co_await core->call_retrying("campaign", core->kv().async(),
+                                 &etcdserverpb::KV::Stub::async::Txn, std::move(request), true);
+  } catch (const system_error&) {
+    // Its lease takes it at the latest: a Participant's is revoked when its campaign is
+    // cancelled, and a Session's key is deleted by the withdrawal too.
+  }
+}
+
+}  // namespace election::detail

@@ -125,8 +125,12 @@ class RenewalPlan {
         auto entry = leases_.find(lease);
         const auto wait =
             entry == leases_.end() ? patience : this->patience(entry->second.clock->period());
-        if (now - sent.front() >= wait) stuck = true;
-        wake_at(sent.front() + wait);
+        // Stuck now: the hedge below goes at once, or at retry_at_ (which it wakes for); a
+        // wake at the past instant it got stuck would spin until then.
+        if (now - sent.front() >= wait)
+          stuck = true;
+        else
+          wake_at(sent.front() + wait);
       }
     }
     if (!leases_.empty() && (streams_.empty() || stuck)) {

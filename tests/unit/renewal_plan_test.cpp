@@ -333,6 +333,31 @@ TEST_CASE("a stream that breaks before answering is opened again after a backoff
   CHECK(run.opened.size() == 2);
 }
 
+TEST_CASE("a stuck stream whose hedge waits out a backoff sleeps until then, not in a loop",
+          "[renewal-plan]") {
+  // Found by the simulator (tests/sim, seed 54 before the fix): the primary stuck, its hedge
+  // broken before answering, so the next hedge waits for the backoff. The plan asked to be
+  // woken at the instant the primary became stuck, already past: the keep-alive spun on the
+  // CPU until the backoff ended.
+  Run run;
+  LeaseClock clock(t0, 3s, 300ms);
+  bool hold = false;
+  run.plan.add(1, &clock, &hold);
+  run.advance_to(t0 + 1s);
+  REQUIRE(run.opened.size() == 1);
+  REQUIRE(run.sends.size() == 1);
+  run.advance_to(run.now + 600ms);  // no answer past the patience: a hedge beside it
+  REQUIRE(run.opened.size() == 2);
+  run.plan.on_stream_broken(run.opened[1], run.now);  // the hedge breaks unanswered
+  run.step();
+  CHECK(run.opened.size() == 2);  // the next hedge waits for the backoff
+  CHECK(run.plan.next_wake() > run.now);
+  CHECK(run.plan.next_wake() <= run.now + 50ms);
+  run.now = run.plan.next_wake();
+  run.step();
+  CHECK(run.opened.size() == 3);
+}
+
 TEST_CASE("a round-trip estimate inflated by slow answers never delays the hedge past a period",
           "[renewal-plan]") {
   // Renewals that waited for a raft election (seconds) inflate the estimate; a stream stuck

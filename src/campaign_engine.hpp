@@ -3,6 +3,7 @@
 #pragma once
 
 #include "election/error.hpp"
+#include "mutation.hpp"
 
 #include <boost/system/error_code.hpp>
 
@@ -110,6 +111,14 @@ class CampaignEngine {
   Step viewed(const View& view, bool in_time) {
     // A view that has not caught up with the key's entry cannot tell anything about it.
     if (!view.synced || view.revision < entered_at_) return {Do::wait};
+    if (ELECTION_MUTATED(no_own_key_check)) {
+      // etcd's own Campaign: won once no key with a lower create revision is left.
+      if (view.first && *view.first < own_revision_) return {Do::wait};
+      settle_for_ = remaining_delay(view);
+      if (!view.contiguous) return {Do::confirm};
+      read_revision_ = view.revision;
+      return won(in_time);
+    }
     if (!view.own || *view.own != own_revision_ || view.own_lease != lease_) {
       // Gone from the line (deleted, or replaced by a key of another create revision or
       // lease): in line again, at the back. The Txn puts it back, or finds the view was behind
@@ -128,7 +137,8 @@ class CampaignEngine {
   /// `in_time`: a renewal has been answered within the deadline rule (the lease's local
   /// deadline has not passed).
   Step confirmed(std::optional<Found> found, std::int64_t revision, bool in_time) {
-    if (!found || found->create_revision != own_revision_ || found->lease != lease_) {
+    if (!ELECTION_MUTATED(no_own_key_check) &&
+        (!found || found->create_revision != own_revision_ || found->lease != lease_)) {
       ++reentries_;
       return {Do::enter};  // the view was behind: the key went; in line again, at the back
     }
@@ -179,7 +189,8 @@ class CampaignEngine {
 
   // What is left of the takeover delay for the vacancy that made this key first.
   std::chrono::milliseconds remaining_delay(const View& view) const {
-    if (view.vacancy_signed) return std::chrono::milliseconds(0);
+    if (view.vacancy_signed || ELECTION_MUTATED(no_takeover_delay))
+      return std::chrono::milliseconds(0);
     const auto left = options_.takeover_delay -
                       std::chrono::duration_cast<std::chrono::milliseconds>(view.since_vacancy);
     return std::max(left, std::chrono::milliseconds(0));

@@ -5,6 +5,7 @@
 #include "backoff.hpp"
 #include "election/error.hpp"
 #include "lease_clock.hpp"
+#include "mutation.hpp"
 #include "rtt.hpp"
 
 #include <algorithm>
@@ -70,7 +71,10 @@ class RenewalPlan {
   }
 
   /// Stops renewing `lease`; answers still on their way are ignored.
-  void remove(std::int64_t lease) { leases_.erase(lease); }
+  void remove(std::int64_t lease) {
+    if (ELECTION_MUTATED(renew_after_resign)) return;
+    leases_.erase(lease);
+  }
 
   bool empty() const { return leases_.empty(); }
   bool has(std::int64_t lease) const { return leases_.count(lease) != 0; }
@@ -222,7 +226,7 @@ class RenewalPlan {
       leases_.erase(entry);
       return Action{Action::Kind::lose, 0, lease, errc::lease_expired};
     }
-    entry->second.clock->renewed(sent, ttl);
+    entry->second.clock->renewed(ELECTION_MUTATED(deadline_from_arrival) ? now : sent, ttl);
     return std::nullopt;
   }
 

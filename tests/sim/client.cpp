@@ -161,6 +161,9 @@ void Client::hub_add(const std::shared_ptr<LeaseRec>& lease, Duration grant_rtt)
 
 void Client::hub_remove(std::int64_t id) {
   plan_.remove(id);
+  // RenewalPlan reads a lease's clock until remove(); under the renew_after_resign mutation
+  // that is never, so every lease it was given stays alive as long as the plan.
+  if (auto it = hub_leases_.find(id); it != hub_leases_.end()) kept_.push_back(it->second);
   if (hub_leases_.erase(id) && hub_leases_.empty()) hub_poke();
 }
 

@@ -146,6 +146,7 @@ class Client {
   // keep-alive
   detail::RenewalPlan plan_;
   std::map<std::int64_t, std::shared_ptr<LeaseRec>> hub_leases_;
+  std::vector<std::shared_ptr<LeaseRec>> kept_;
   std::map<detail::RenewalPlan::StreamId, std::uint64_t> ka_streams_;
   bool hub_running_ = false;
   std::uint64_t hub_wake_ = 0;  // generation of the hub's timer: a poke moves it on

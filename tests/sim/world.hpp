@@ -239,6 +239,7 @@ class World {
   int leader_ = 0;  // the raft leader, -1 while there is none
   std::uint64_t leader_term_ = 1;
   std::vector<std::function<void()>> waiting_for_leader_;
+  std::vector<std::unique_ptr<std::function<void()>>> fault_timers_;
   std::set<std::int64_t> stale_revoke_;  // leases to revoke right after their next renewal
   std::int64_t served_revision_ = 0;
   std::set<std::pair<std::int64_t, std::int64_t>> overlaps_seen_;

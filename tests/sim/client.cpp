@@ -641,7 +641,10 @@ void Client::campaign_run() {
 }
 
 // The candidate's key in line, created with the lease unless it exists: one guarded Txn, safe
-// to send again (campaign.cpp enter_line).
+// to send again (campaign.cpp enter_line). The library sends it through EntryBatcher, in a Txn
+// shared with other elections' entries that also reads the line to seed a feed not yet running;
+// a Leadership's feed always runs (its Observer), and one election per process here puts one
+// entry in each Txn, so the outcome is this Txn's.
 void Client::enter_line() {
   const auto gen = campaign_;
   const auto key = own_key_;

@@ -66,12 +66,14 @@ class FeedWatch : public FeedListener {
   std::optional<std::pair<error_code, std::string>> failure;
 };
 
-// The lease's loss, as this campaign's own event: thousands of campaigns on one Session's lease
-// each race their waits against it, and waits on one shared timer cost a walk of all of them
-// whenever one is cut short. A table entry in the lease (LeaseListener) instead.
+// The lease's loss ends the campaign from outside (CampaignRequest::lost), as a resign does:
+// nothing in here races its waits against it. Thousands of campaigns on one Session's lease
+// would otherwise each keep a race (frames for both sides) open for as long as they wait, and
+// a shared event's timer walks every waiter when one of them is cut short. A table entry in the
+// lease (LeaseListener) instead.
 class LossWatch : public LeaseListener {
  public:
-  explicit LossWatch(asio::any_io_executor executor) : lost(std::move(executor)) {}
+  explicit LossWatch(std::function<void(error_code)> lost) : lost_(std::move(lost)) {}
   ~LossWatch() { release(); }
   LossWatch(const LossWatch&) = delete;
   LossWatch& operator=(const LossWatch&) = delete;
@@ -81,16 +83,17 @@ class LossWatch : public LeaseListener {
     lease_ = lease;
     lease->listen(this, self);
   }
-  void on_lease_lost(error_code) override { lost.set(); }
+  void on_lease_lost(error_code reason) override {
+    if (lost_) lost_(reason);
+  }
   void on_lease_deadline() override {}
-
-  AsyncEvent lost;
 
  private:
   void release() {
     if (lease_) lease_->unlisten(this);
     lease_.reset();
   }
+  std::function<void(error_code)> lost_;
   std::shared_ptr<LeaseState> lease_;
 };
 
@@ -142,6 +145,37 @@ asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(
   }
 }
 
+// The rare steps in coroutines of their own, so that their locals do not take room in the frame
+// of every campaign in line (thousands at once on a Session).
+
+// After a gap in the watch: a linearizable read of the key, which sees every write etcd had
+// committed when it was asked.
+asio::awaitable<std::pair<std::optional<CampaignEngine::Found>, std::int64_t>> read_key(
+    ClientCore& core, const std::string& own_key) {
+  etcdserverpb::RangeRequest read;
+  read.set_key(own_key);
+  read.set_keys_only(true);
+  const auto found = co_await core.call_retrying(
+      "campaign", core.kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(read));
+  std::optional<CampaignEngine::Found> key;
+  if (found.kvs_size() == 1)
+    key = CampaignEngine::Found{found.kvs(0).create_revision(), found.kvs(0).lease()};
+  co_return std::pair{key, found.header().revision()};
+}
+
+asio::awaitable<void> sleep(asio::any_io_executor executor, std::chrono::milliseconds d);
+
+// Won while no renewal has been answered within the deadline (etcd was away for a while):
+// lead only once one is, so the deadline again bounds how long etcd can keep the key.
+asio::awaitable<void> await_renewal(LeaseState& lease, std::chrono::milliseconds patience) {
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (lease.past_deadline() && !lease.lost() && std::chrono::steady_clock::now() < give_up) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        give_up - std::chrono::steady_clock::now());
+    co_await first_of(lease.renewed.wait(), sleep(lease.core->executor(), left));
+  }
+}
+
 asio::awaitable<void> sleep(asio::any_io_executor executor, std::chrono::milliseconds d) {
   asio::steady_timer timer(std::move(executor), d);
   co_await timer.async_wait(asio::use_awaitable);
@@ -149,7 +183,8 @@ asio::awaitable<void> sleep(asio::any_io_executor executor, std::chrono::millise
 
 }  // namespace
 
-asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<LeaseState>& slot) {
+asio::awaitable<Won> run_campaign(const CampaignRequest& request,
+                                  std::shared_ptr<LeaseState>& slot) {
   auto core = request.core;
   // The campaign's own hold on its lease: whoever stops it may empty the slot meanwhile.
   auto lease = slot;
@@ -161,7 +196,7 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
   std::string own_key;
   std::chrono::milliseconds waited{0};  // of the takeover delay, after the win
 
-  auto loss = std::make_shared<LossWatch>(executor);
+  auto loss = std::make_shared<LossWatch>(request.lost);
   auto step = engine.start(lease && !lease->lost() ? std::optional(lease->id) : std::nullopt);
   if (step.what == Do::enter) {
     loss->watch(lease, loss);
@@ -169,7 +204,10 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
     own_key = candidate_key(request.election, lease->id);
   }
   for (;;) {
-    // Every wait below is raced against the lease's loss: a lost lease ends the campaign.
+    // A lost lease stops the campaign from outside (CampaignRequest::lost); a step that finds
+    // it lost says so too.
+    if (lease && lease->lost() && step.what != Do::grant && step.what != Do::fail)
+      step = engine.lease_lost(lease->lost_reason);
     switch (step.what) {
       case Do::grant: {
         lease = co_await grant_lease(core, request.ttl, request.margin);
@@ -183,14 +221,8 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::enter: {
         std::optional<CampaignEngine::Step> failed;
         try {
-          auto entered = co_await first_of(
-              enter_line(core, line, request.election, own_key, request.value, lease->id),
-              loss->lost.wait());
-          if (entered.index() == 1) {
-            step = engine.lease_lost(lease->lost_reason);
-            break;
-          }
-          const auto [created, revision] = std::get<0>(entered);
+          const auto [created, revision] =
+              co_await enter_line(core, line, request.election, own_key, request.value, lease->id);
           line.entered();
           step = engine.entered(created, revision);
           if (request.in_line) request.in_line();
@@ -213,8 +245,8 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
             step = engine.failed(Do::wait, line.failure->first, line.failure->second);
             break;
           }
-          auto woke = co_await first_of(line.changed.wait(), loss->lost.wait());
-          if (woke.index() == 1) {
+          co_await line.changed.wait();
+          if (lease->lost()) {
             step = engine.lease_lost(lease->lost_reason);
             break;
           }
@@ -225,23 +257,8 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::confirm: {
         std::optional<CampaignEngine::Step> failed;
         try {
-          // Linearizable: it sees every write etcd had committed when it was asked.
-          etcdserverpb::RangeRequest read;
-          read.set_key(own_key);
-          read.set_keys_only(true);
-          auto reply = co_await first_of(
-              core->call_retrying("campaign", core->kv().async(),
-                                  &etcdserverpb::KV::Stub::async::Range, std::move(read)),
-              loss->lost.wait());
-          if (reply.index() == 1) {
-            step = engine.lease_lost(lease->lost_reason);
-            break;
-          }
-          const auto& found = std::get<0>(reply);
-          std::optional<CampaignEngine::Found> key;
-          if (found.kvs_size() == 1)
-            key = CampaignEngine::Found{found.kvs(0).create_revision(), found.kvs(0).lease()};
-          step = engine.confirmed(key, found.header().revision(), !lease->past_deadline());
+          const auto [key, revision] = co_await read_key(*core, own_key);
+          step = engine.confirmed(key, revision, !lease->past_deadline());
         } catch (const system_error& e) {
           failed = engine.failed(Do::confirm, e.code(), e.what());
         }
@@ -252,24 +269,12 @@ asio::awaitable<Won> run_campaign(CampaignRequest request, std::shared_ptr<Lease
       case Do::settle: {
         const auto was = step.what;
         if (was == Do::settle) waited = step.delay;
-        auto waited = co_await first_of(sleep(executor, step.delay), loss->lost.wait());
-        if (waited.index() == 1)
-          step = engine.lease_lost(lease->lost_reason);
-        else
-          step = was == Do::pause ? engine.paused() : engine.settled();
+        co_await sleep(executor, step.delay);
+        step = was == Do::pause ? engine.paused() : engine.settled();
         break;
       }
       case Do::await_renewal: {
-        // Won while no renewal has been answered within the deadline (etcd was away for a
-        // while): lead only once one is, so the deadline again bounds how long etcd can keep
-        // the key.
-        const auto give_up = std::chrono::steady_clock::now() + step.delay;
-        while (lease->past_deadline() && !lease->lost() &&
-               std::chrono::steady_clock::now() < give_up) {
-          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-              give_up - std::chrono::steady_clock::now());
-          co_await first_of(lease->renewed.wait(), sleep(executor, left));
-        }
+        co_await await_renewal(*lease, step.delay);
         if (lease->lost())
           step = engine.lease_lost(lease->lost_reason);
         else

@@ -25,6 +25,9 @@ struct CampaignRequest {
   /// Called on the Client's executor each time the candidate's key is in line (entered, or
   /// entered again after it was deleted); may be empty.
   std::function<void()> in_line;
+  /// Called on the Client's executor when the campaign's lease is lost: whoever runs the
+  /// campaign stops it then (it ends with the lease's reason), as it would for a resign.
+  std::function<void(boost::system::error_code)> lost;
 };
 
 struct Won {
@@ -41,8 +44,10 @@ struct Won {
 /// is granted, so that whoever stops the campaign can withdraw it. While the campaign runs the
 /// lease is held past its local deadline (LeaseState::hold_past_deadline). Throws the engine's
 /// failure (a lost lease, refused credentials, no permission, the client closed) or
-/// operation_aborted when cancelled; withdrawing the lease is the caller's.
-boost::asio::awaitable<Won> run_campaign(CampaignRequest request,
+/// operation_aborted when cancelled; withdrawing the lease is the caller's. `request` must live
+/// until it completes (the caller's, by reference: it is not copied into every campaign's
+/// frame).
+boost::asio::awaitable<Won> run_campaign(const CampaignRequest& request,
                                          std::shared_ptr<LeaseState>& lease);
 
 }  // namespace election::detail

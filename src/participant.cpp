@@ -91,7 +91,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     return withdrawal;
   }
 
-  asio::awaitable<Won> run(std::shared_ptr<CampaignRun>) {
+  asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run) {
     auto delay = options.takeover_delay;
     if (!delay) delay = default_takeover_delay(co_await core->server_version());
     chosen_delay = delay;
@@ -108,9 +108,15 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (!lease || lease->lost()) lease = co_await session->current();
     }
     // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
-    CampaignRequest request{core,   election,  value, options.ttl, options.lease.margin,
-                            *delay, on_in_line};
-    co_return co_await run_campaign(std::move(request), lease);
+    // The lease lost while in line stops the campaign as a resign would, with the lease's
+    // reason.
+    auto lost = [weak = std::weak_ptr<CampaignRun>(campaign_run)](error_code reason) {
+      if (auto r = weak.lock())
+        r->request_stop(reason, "campaign: the lease was lost while waiting in line");
+    };
+    CampaignRequest request{core,   election,   value, options.ttl, options.lease.margin,
+                            *delay, on_in_line, lost};
+    co_return co_await run_campaign(request, lease);
   }
 
   // The Participant is gone: whatever runs stops, the lease is withdrawn, the names released;

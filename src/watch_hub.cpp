@@ -61,7 +61,25 @@ void WatchHub::cancel(WatchId id) {
   if (watches_.empty()) poke();  // the loop ends and closes the stream
 }
 
-void WatchHub::create(WatchId id, Watch& w) {
+void WatchHub::create(WatchId id, Watch&) {
+  queued_.push_back(id);
+  send_creates();
+}
+
+void WatchHub::send_creates() {
+  // etcd creates a watch in a time that grows with its key count (3.4 copies its read buffer
+  // for each create): ten thousand at once keep it busy for seconds, so few are in flight at a
+  // time, and renewals and other requests are served between them.
+  while (stream_ && creating_.size() < max_creating && !queued_.empty()) {
+    const auto id = queued_.front();
+    queued_.pop_front();
+    auto it = watches_.find(id);
+    if (it == watches_.end() || it->second.created_on == generation_) continue;
+    send_create(id, it->second);
+  }
+}
+
+void WatchHub::send_create(WatchId id, Watch& w) {
   etcdserverpb::WatchRequest request;
   auto* create = request.mutable_create_request();
   create->set_key(w.key);
@@ -84,9 +102,11 @@ void WatchHub::open(ClientCore& core) {
   ++core.stats().watch_streams;
   heard_on_stream_ = false;
   creating_.clear();
+  queued_.clear();
   // The creates are the first probe: their answers show the member is alive.
   progress_sent_ = Clock::now();
-  for (auto& [id, w] : watches_) create(id, w);
+  for (auto& [id, w] : watches_) queued_.push_back(id);
+  send_creates();
   asio::co_spawn(core.executor(), read(shared_from_this(), core_.lock(), generation_),
                  ClientCore::background(core_.lock(), "watch stream"));
 }
@@ -96,6 +116,7 @@ void WatchHub::drop_stream() {
   ++generation_;
   progress_sent_.reset();
   creating_.clear();
+  queued_.clear();
   for (auto& [id, w] : watches_) {
     w.created_on = 0;
     w.fragments.clear();
@@ -250,6 +271,7 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
       if (id == -1) id = creating_.front();
       std::erase(creating_, id);
     }
+    send_creates();
     if (!message.canceled()) {
       backoff_.reset();
       reauthenticated_ = false;

@@ -58,6 +58,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   static constexpr std::chrono::milliseconds progress_interval{1000};
   static constexpr std::chrono::milliseconds min_stall_timeout{500};
+  /// Creates sent on a stream and not yet answered, at most.
+  static constexpr std::size_t max_creating = 64;
 
   explicit WatchHub(const std::shared_ptr<ClientCore>& core);
 
@@ -96,7 +98,9 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   void open(ClientCore& core);
   void drop_stream();
-  void create(WatchId id, Watch& w);
+  void create(WatchId id, Watch& w);  // queued, sent by send_creates()
+  void send_creates();
+  void send_create(WatchId id, Watch& w);
   void handle(ClientCore& core, etcdserverpb::WatchResponse& message);
   void refuse_all(boost::system::error_code reason, const std::string& message);
   std::chrono::nanoseconds stall_timeout() const;
@@ -106,6 +110,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   std::weak_ptr<ClientCore> core_;
   std::map<WatchId, Watch> watches_;
   std::deque<WatchId> creating_;  // creates sent on this stream, not yet answered, in order
+  std::deque<WatchId> queued_;    // creates waiting for room among those
   WatchId last_id_ = 0;
   Stream stream_;
   std::uint64_t generation_ = 0;  // which stream a reader belongs to

@@ -10,6 +10,9 @@
 #include "session_state.hpp"
 #include "term.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -49,14 +52,18 @@ namespace detail {
 
 /// A campaign in progress, and how it is stopped from outside (resign, the destructor).
 struct CampaignRun {
-  explicit CampaignRun(asio::any_io_executor executor) : stop(std::move(executor)) {}
   void request_stop(error_code why, std::string what) {
-    if (stop.is_set()) return;
+    if (stopped) return;
+    stopped = true;
     reason = why;
     message = std::move(what);
-    stop.set();
+    cut.emit(asio::cancellation_type::terminal);
   }
-  AsyncEvent stop;
+  // The campaign runs bound to `cut`: stopping it is a cancellation, and the caller's own
+  // cancellation is passed on to it (campaign_of). No race of two coroutines for every
+  // campaign in line.
+  asio::cancellation_signal cut;
+  bool stopped = false;
   error_code reason;
   std::string message;
 };
@@ -92,6 +99,9 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   }
 
   asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run) {
+    // Its own coroutine, bound to the run's `cut`: whatever comes through that (a stop, or the
+    // caller's cancellation as campaign()'s filter let it) is for the campaign.
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     auto delay = options.takeover_delay;
     if (!delay) delay = default_takeover_delay(co_await core->server_version());
     chosen_delay = delay;
@@ -194,19 +204,36 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
     throw_error(errc::invalid_argument,
                 "campaign: this participant already leads (resign() first)");
   if (s->acquiring) throw_error(errc::invalid_argument, "campaign: acquire_lease() is in progress");
-  auto run = std::make_shared<detail::CampaignRun>(s->core->executor());
+  auto run = std::make_shared<detail::CampaignRun>();
   s->campaign = run;
   std::exception_ptr failure;
   try {
-    auto result = co_await first_of(s->run(run), run->stop.wait());
-    if (result.index() == 1) throw system_error(run->reason, run->message);
-    s->waited = std::get<0>(result).waited;
+    // The caller's cancellation (as this coroutine's filter lets it through) reaches the
+    // campaign through `cut` too.
+    auto state = co_await asio::this_coro::cancellation_state;
+    auto outer = state.slot();  // not connected: nothing can cancel this coroutine
+    if (outer.is_connected())
+      outer.assign([run](asio::cancellation_type type) { run->cut.emit(type); });
+    std::optional<Won> result;
+    try {
+      result = co_await asio::co_spawn(
+          s->core->executor(), s->run(run),
+          asio::bind_cancellation_slot(run->cut.slot(), asio::use_awaitable));
+    } catch (const system_error& e) {
+      if (outer.is_connected()) outer.clear();
+      if (run->stopped && e.code() == asio::error::operation_aborted)
+        throw system_error(run->reason, run->message);
+      throw;
+    }
+    if (outer.is_connected()) outer.clear();
+    if (run->stopped) throw system_error(run->reason, run->message);
+    s->waited = result->waited;
     // A win that lands together with a cancellation must not stand: the caller has moved on.
     auto cancellation = co_await asio::this_coro::cancellation_state;
     if (cancellation.cancelled() != asio::cancellation_type::none)
       throw system_error(asio::error::operation_aborted, "campaign");
     s->campaign.reset();
-    auto& won = std::get<0>(result);
+    const auto& won = *result;
     s->start_term(won);
     co_return won.key;
   } catch (...) {

@@ -37,12 +37,15 @@ void Term::end(error_code why) {
   if (!own && lease_->past_deadline()) why = errc::lease_deadline_passed;
   reason_ = why;
   ended_.set();
+  // The withdrawal first: its request (a signed resignation, or the revocation) leaves before
+  // the feed's watch is cancelled (a write on the Watch stream), so the next candidate leads
+  // that much sooner.
+  if (auto on_end = std::move(on_end_)) on_end(*this);
   if (subscribed_) {
     subscribed_ = false;
     feed_->unsubscribe(this);
   }
   lease_->unlisten(this);
-  if (auto on_end = std::move(on_end_)) on_end(*this);
 }
 
 void Term::on_view() {

@@ -626,3 +626,44 @@ TEST_CASE("a permission lost is reported by one next() and a later next() tries 
       },
       60s);
 }
+
+TEST_CASE("a user allowed only the election's prefix leads and resigns unsigned: the next waits",
+          "[security][auth]") {
+  SecureEtcd etcd("auth");
+  const auto name = unique("narrow");
+  etcd.ctl("user add narrow:" + std::string(password));
+  etcd.ctl("role add narrow-role");
+  etcd.ctl("role grant-permission narrow-role --prefix=true readwrite " + name + "/");
+  etcd.ctl("user grant-role narrow narrow-role");
+  run(
+      [&]() -> asio::awaitable<void> {
+        auto executor = co_await asio::this_coro::executor;
+        election::Client client(executor, auth_options(etcd, "narrow"));
+        Participant a(client, name, "a", {.ttl = 5s});
+        Participant b(client, name, "b", {.ttl = 5s});
+        election::Observer observer(client, name);
+        co_await a.campaign();
+        auto first = co_await observer.next();  // the feed falls back to the prefix alone
+        REQUIRE(first.has_leader());
+        CHECK(first.leader->value == "a");
+
+        std::optional<election::LeaderKey> b_key;
+        auto b_campaign = [&]() -> asio::awaitable<void> { b_key = co_await b.campaign(); };
+        asio::co_spawn(executor, b_campaign(), asio::detached);
+        const bool queued = co_await wait_until([&] { return b.lease_id().has_value(); }, 5s);
+        REQUIRE(queued);
+        co_await sleep_for(300ms);
+        co_await a.resign();  // its signature refused: the resignation goes on without it
+        const bool won = co_await wait_until([&] { return b_key.has_value(); }, 5s);
+        REQUIRE(won);
+        REQUIRE(b.takeover_delay());
+        CHECK(*b.takeover_delay() == 200ms);
+        REQUIRE(b.takeover_wait());
+        CHECK(*b.takeover_wait() > 100ms);  // unsigned: the guard held
+        auto second = co_await observer.next();
+        REQUIRE(second.has_leader());
+        CHECK(second.leader->value == "b");
+        co_await b.resign();
+      },
+      40s);
+}

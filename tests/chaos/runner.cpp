@@ -354,8 +354,16 @@ class Runner {
     // Workers that were SIGKILLed leave keys until their lease expires: give that time.
     const auto until = Clock::now() + std::chrono::seconds(options_.ttl_s + 3);
     for (;;) {
-      input.keys_left = with_any_member(
-          [&](const std::string& endpoint) { return keys_under(endpoint, election_name + "/"); });
+      // The candidates, and the signatures of resignations (election + "0\0" + lease), which
+      // go with their leases.
+      input.keys_left = with_any_member([&](const std::string& endpoint) {
+        auto keys = keys_under(endpoint, election_name + "/");
+        for (auto key : keys_under(endpoint, election_name + std::string("0\0", 2))) {
+          if (const auto nul = key.find('\0'); nul != std::string::npos) key.replace(nul, 1, "\\0");
+          keys.push_back(key);
+        }
+        return keys;
+      });
       if (input.keys_left.empty() || Clock::now() >= until) break;
       std::this_thread::sleep_for(200ms);
     }

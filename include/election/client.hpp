@@ -4,6 +4,7 @@
 #include "election/detail/initiate.hpp"
 #include "election/error.hpp"
 #include "election/metrics.hpp"
+#include "election/options.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -20,83 +21,6 @@ namespace detail {
 class ClientCore;
 struct access;
 }  // namespace detail
-
-/// TLS to etcd's client port. Files are PEM and read when the Client is made.
-struct TlsOptions {
-  /// CA bundle to verify etcd's server certificate with. Empty: the system's root CAs.
-  std::string ca_file{};
-
-  /// Client certificate (chain) and its private key, for etcd's `--client-cert-auth`
-  /// (mutual TLS). Both or neither.
-  std::string cert_file{};
-  std::string key_file{};
-
-  /// The name the server certificate must carry, when it is not the endpoint's host
-  /// (e.g. endpoints given as IP addresses, a certificate issued for a DNS name).
-  std::string server_name{};
-};
-
-/// Something a Client's background work did that belongs in an operator's log: its long-lived
-/// streams finding members, and moving off members that stopped answering.
-struct ClientEvent {
-  enum class Kind {
-    watch_stream,       ///< the Watch stream (every election's watch) answers from `peer`
-    watch_stalled,      ///< the Watch stream on `peer` fell silent and is opened again
-    keep_alive_stream,  ///< a LeaseKeepAlive stream answers from `peer`
-    keep_alive_hedged,  ///< renewals on `peer` went unanswered: a stream opened beside it
-    /// Background work of the Client (the keep-alive, the watch stream, an election's feed, a
-    /// lease's revocation) failed with an exception nothing expected: `what` says which, and
-    /// what it said. Counted in ClientMetrics::internal_errors. A bug worth reporting.
-    internal_error,
-  };
-  Kind kind;
-  /// The member, as gRPC names it ("ipv4:127.0.0.1:2379"); empty when not known.
-  std::string peer;
-  /// For internal_error: the work and the exception's text.
-  std::string what{};
-};
-
-struct ClientOptions {
-  /// etcd members as `host:port`, `http://host:port` or `https://host:port`, all plaintext or
-  /// all TLS. TLS is used for `https://` endpoints, and for bare `host:port` ones when any
-  /// `tls` field is set. Requests are spread over all members by gRPC's round-robin balancing;
-  /// a member that fails is skipped.
-  std::vector<std::string> endpoints{};
-
-  /// How long connect() (and so Lease::grant and Participant::campaign) waits for the first
-  /// connection before failing with errc::unreachable.
-  std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
-
-  /// Deadline of every unary request. Long-lived streams have none.
-  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
-
-  /// Unary requests of this Client in flight at once; the rest wait their turn, first come
-  /// first served, and a request's deadline starts when it is sent. Thousands of campaigns
-  /// started together then cost etcd a steady queue instead of a burst whose attempts time out
-  /// and are sent again. Must be positive.
-  std::size_t max_requests_in_flight = 256;
-
-  /// HTTP/2 keep-alive pings on an idle connection with open streams, so a member that hangs
-  /// (SIGSTOP, a VM freeze, a dead network path) is noticed and what waits on it (a campaign
-  /// in line, an observer's watch) moves to another member: at most time + timeout after the
-  /// hang. etcd refuses pings more often than every 5 s by default (--grpc-keepalive-min-time).
-  std::chrono::milliseconds keepalive_time{std::chrono::seconds(6)};
-  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(2)};
-
-  TlsOptions tls{};
-
-  /// etcd user and password, for an etcd with authentication enabled (`etcdctl auth enable`).
-  /// The client authenticates on connect(), sends the token with every request and stream,
-  /// and authenticates again when etcd no longer accepts the token (its TTL passed, the auth
-  /// store changed), so long campaigns, leaderships and observers carry on. An etcd without
-  /// authentication is used as is. Empty user: no authentication. Never appears in a message.
-  std::string user{};
-  std::string password{};
-
-  /// Called for each ClientEvent, on the Client's executor. Must not block or throw. Empty:
-  /// nothing is reported.
-  std::function<void(const ClientEvent&)> on_event{};
-};
 
 /// One channel to an etcd cluster, shared by the Leases and Participants made from it.
 ///

@@ -9,5 +9,7 @@
 #include "election/lease.hpp"
 #include "election/metrics.hpp"
 #include "election/observer.hpp"
+#include "election/options.hpp"
 #include "election/participant.hpp"
 #include "election/session.hpp"
+#include "election/values.hpp"

@@ -5,6 +5,8 @@
 #include "election/clock.hpp"
 #include "election/detail/initiate.hpp"
 #include "election/error.hpp"
+#include "election/options.hpp"
+#include "election/values.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -21,23 +23,6 @@ namespace detail {
 class LeaseState;
 struct access;
 }  // namespace detail
-
-struct LeaseOptions {
-  /// Subtracted from "send time of the last acknowledged keep-alive + TTL" to give the local
-  /// deadline. Negative (the default) means a tenth of the granted TTL, at most one second.
-  std::chrono::milliseconds margin{-1};
-};
-
-/// A lease id as etcd writes it in keys and etcdctl prints it: lowercase hex, no leading zeros
-/// (a candidate's key is the election name + "/" + this).
-std::string lease_hex(std::int64_t id);
-
-/// What etcd says of a lease right now.
-struct LeaseTimeToLive {
-  std::chrono::seconds remaining;  ///< -1 when the lease has expired
-  std::chrono::seconds granted;
-  std::vector<std::string> keys;  ///< the keys attached to the lease
-};
 
 /// A granted lease, renewed every third of its TTL until it is lost, revoked, or this object is
 /// destroyed. All leases of one Client share one keep-alive stream.

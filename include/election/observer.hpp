@@ -4,6 +4,7 @@
 #include "election/client.hpp"
 #include "election/detail/initiate.hpp"
 #include "election/error.hpp"
+#include "election/values.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -14,27 +15,6 @@
 #include <vector>
 
 namespace election {
-
-/// A candidate's key in an election, as etcd stores it.
-struct LeaderInfo {
-  std::string key;               ///< election name + "/" + the candidate's lease in hex
-  std::string value;             ///< what the candidate campaigned with or last proclaimed
-  std::int64_t create_revision;  ///< the fencing token: grows with every new leader
-  std::int64_t mod_revision;     ///< changes with every proclaim
-  std::int64_t lease;
-
-  friend bool operator==(const LeaderInfo&, const LeaderInfo&) = default;
-};
-
-/// One change of an election's leadership as seen by an Observer.
-struct LeaderEvent {
-  /// The leader, or std::nullopt when the election has none.
-  std::optional<LeaderInfo> leader;
-  /// The etcd revision at which this became true.
-  std::int64_t revision = 0;
-
-  bool has_leader() const { return leader.has_value(); }
-};
 
 namespace detail {
 class ObserverState;

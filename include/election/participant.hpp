@@ -7,7 +7,9 @@
 #include "election/error.hpp"
 #include "election/lease.hpp"
 #include "election/observer.hpp"
+#include "election/options.hpp"
 #include "election/session.hpp"
+#include "election/values.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -21,35 +23,6 @@
 #include <vector>
 
 namespace election {
-
-/// The key that makes a participant the leader. `create_revision` (the key's create revision)
-/// is a fencing token: every new leader's is larger than any before it.
-struct LeaderKey {
-  std::string name;                  ///< the election
-  std::string key;                   ///< election name + "/" + the lease in hex
-  std::int64_t create_revision = 0;  ///< the fencing token
-  std::int64_t lease = 0;
-};
-
-struct ParticipantOptions {
-  /// The lease TTL: how long after this process dies, hangs or is cut off another candidate can
-  /// take over. etcd raises a TTL under its minimum (2 s by default); granted_ttl() tells.
-  std::chrono::seconds ttl{10};
-  LeaseOptions lease{};
-  /// How long campaign() waits, at most, after winning before it returns (is_leader() stays
-  /// false until then), when the previous leader's key went without its owner's say: an
-  /// operator's `etcdctl del` or `lease revoke`, an expiry, a resignation by a client that does
-  /// not sign (etcdctl elect), or etcd's own stale-leader revocation (README "A key removed
-  /// before its lease ran out"). Its owner may still believe it leads until its watch shows the
-  /// deletion; waiting a few watch round trips, counted from when the deletion was seen, keeps
-  /// the two from acting at once. A key resigned by this library (resign(), a Leadership's
-  /// stop, the destructor) is signed and needs no wait: takeover_wait() says what was waited.
-  ///
-  /// Unset (the default): chosen from the etcd version the Client finds (asked once, see
-  /// default_takeover_delay): 200 ms on releases without the stale-leader fix, 0 on releases
-  /// with it. A value set here always wins; 0 returns at once, as etcd's own Campaign does.
-  std::optional<std::chrono::milliseconds> takeover_delay{};
-};
 
 /// The takeover delay used when ParticipantOptions::takeover_delay is unset, for an etcd that
 /// reports `version` (e.g. "3.4.23"): 200 ms before 3.4.31, on 3.5.0 to 3.5.12 and for an

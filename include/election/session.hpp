@@ -6,6 +6,7 @@
 #include "election/detail/initiate.hpp"
 #include "election/error.hpp"
 #include "election/lease.hpp"
+#include "election/options.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
@@ -16,13 +17,6 @@
 #include <optional>
 
 namespace election {
-
-struct SessionOptions {
-  /// The lease TTL: how long after this process dies, hangs or is cut off another candidate can
-  /// take over, in every election of the session.
-  std::chrono::seconds ttl{10};
-  LeaseOptions lease{};
-};
 
 namespace detail {
 class SessionState;

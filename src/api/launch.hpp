@@ -5,7 +5,7 @@
 // Private to the library: instantiated only in its compiled code.
 #pragma once
 
-#include "access.hpp"
+#include "api/access.hpp"
 #include "election/error.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>

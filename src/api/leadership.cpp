@@ -2,14 +2,15 @@
 
 #include "election/first_of.hpp"
 
-#include "access.hpp"
-#include "async_event.hpp"
-#include "backoff.hpp"
-#include "client_core.hpp"
-#include "launch.hpp"
-#include "lease_state.hpp"
-#include "throw.hpp"
-#include "time_source.hpp"
+#include "api/access.hpp"
+#include "api/launch.hpp"
+#include "api/leadership_record.hpp"
+#include "base/async_event.hpp"
+#include "base/backoff.hpp"
+#include "base/throw.hpp"
+#include "base/time_source.hpp"
+#include "lease/lease_state.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -19,43 +20,11 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <cstdio>
-#include <mutex>
-
 namespace election {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
 using boost::system::system_error;
-
-std::string reason_name(const error_code& reason) {
-  if (reason == errc::resigned) return "resigned";
-  if (reason == errc::lease_expired) return "lease-expired";
-  if (reason == errc::lease_revoked) return "lease-revoked";
-  if (reason == errc::key_deleted) return "key-deleted";
-  if (reason == errc::lease_deadline_passed) return "deadline-passed";
-  if (reason == errc::client_closed) return "client-closed";
-  if (reason == errc::work_finished) return "work-finished";
-  if (reason == errc::work_failed) return "work-failed";
-  if (reason == asio::error::operation_aborted) return "shutdown";
-  return reason.category().name() + std::string(":") + std::to_string(reason.value());
-}
-
-const char* state_name(Health::State state) {
-  switch (state) {
-    case Health::State::idle:
-      return "idle";
-    case Health::State::campaigning:
-      return "campaigning";
-    case Health::State::leading:
-      return "leading";
-    case Health::State::retrying:
-      return "retrying";
-    case Health::State::stopped:
-      return "stopped";
-  }
-  return "unknown";
-}
 
 namespace detail {
 
@@ -67,12 +36,6 @@ using Time = TimeSource::time_point;
 // passes by itself and what merely ends a leadership are retried.
 bool needs_a_person(const error_code& ec) {
   return !is_transient(ec) && !ends_leadership(ec) && ec != asio::error::operation_aborted;
-}
-
-std::string seconds_text(TimeSource::duration d) {
-  char out[32];
-  std::snprintf(out, sizeof out, "%.1f s", std::chrono::duration<double>(d).count());
-  return out;
 }
 
 bool cancelled_now(const asio::cancellation_state& state) {
@@ -95,17 +58,13 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         participant(std::move(participant)),
         work(std::move(work)),
         options(options),
-        hooks(std::move(hooks)),
-        stale_after(stale_after),
+        record(this->core->time(), std::move(hooks), stale_after, options.failing_for),
         stopping(this->core->executor()) {}
 
   // Called once, after construction: the hook holds only a weak reference.
   void attach() {
     access::on_in_line(participant, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) {
-        std::lock_guard lock(self->mutex);
-        self->failing_since.reset();  // in line: campaigning works
-      }
+      if (auto self = weak.lock()) self->record.in_line();  // in line: campaigning works
     });
   }
 
@@ -116,21 +75,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
     if (!stopping.is_set()) stopping.set();
   }
 
-  void set_state(Health::State s) {
-    std::lock_guard lock(mutex);
-    state = s;
-  }
-
   Time now() const { return core->time().now(); }
-
-  // The send time of the lease's last renewal etcd answered.
-  static Time answered(const LeaseState& lease) {
-    return Time(TimeSource::duration(lease.answered_send.load()));
-  }
-
-  // The first instant etcd could let another candidate in: the TTL from that send time (etcd
-  // counts it from when the renewal arrived, later).
-  static Time expiry(const LeaseState& lease) { return answered(lease) + lease.clock.ttl(); }
 
   // Reports every leadership change. The Observer retries what passes by itself inside; what
   // it throws needs a person (or is the client closing), and ends run().
@@ -151,11 +96,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         continue;
       }
       backoff.reset();
-      {
-        std::lock_guard lock(mutex);
-        ++metrics.observer_events;
-      }
-      if (hooks.leader_changed) hooks.leader_changed(*event);
+      record.observed(*event);
     }
   }
 
@@ -183,16 +124,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
   asio::awaitable<void> lead(const LeaderKey& key) {
     auto executor = co_await asio::this_coro::executor;
     const auto lease = access::participant_lease(participant);
-    {
-      std::lock_guard lock(mutex);
-      state = Health::State::leading;
-      leading = true;
-      work_running = true;
-      term_lease = lease;
-      metrics.is_leader = true;
-      ++metrics.terms_won;
-    }
-    if (hooks.elected) hooks.elected(key);
+    record.won(key, lease);
 
     auto done = std::make_shared<AsyncEvent>(executor);
     auto cancel = std::make_shared<asio::cancellation_signal>();
@@ -231,19 +163,15 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
       }
     } else {
       if (!lost.reason) lost.reason = asio::error::operation_aborted;
-      {
-        std::lock_guard lock(mutex);
-        leading = false;
-        metrics.is_leader = false;
-        limit = lease ? expiry(*lease) : now();
-        // The key gone: another candidate leads once it has waited what that deletion calls
-        // for (not signed by this process: the whole takeover delay), often long before the
-        // lease could have expired.
-        if (lost.reason == errc::key_deleted || lost.reason == errc::lease_expired ||
-            lost.reason == errc::lease_revoked)
-          limit = std::min(
-              *limit, now() + participant.takeover_delay().value_or(std::chrono::milliseconds(0)));
-      }
+      auto limit = lease ? LeadershipRecord::expiry(*lease) : now();
+      // The key gone: another candidate leads once it has waited what that deletion calls
+      // for (not signed by this process: the whole takeover delay), often long before the
+      // lease could have expired.
+      if (lost.reason == errc::key_deleted || lost.reason == errc::lease_expired ||
+          lost.reason == errc::lease_revoked)
+        limit = std::min(
+            limit, now() + participant.takeover_delay().value_or(std::chrono::milliseconds(0)));
+      record.leadership_ended(limit);
       if (!done->is_set()) {
         *cancelled = true;
         cancel->emit(asio::cancellation_type::terminal);
@@ -251,7 +179,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         bool late = false;
         while (!done->is_set() && !late) {
           try {
-            auto first = co_await first_of(done->wait(), wait_until(timer, *limit));
+            auto first = co_await first_of(done->wait(), wait_until(timer, limit));
             late = first.index() == 1;
           } catch (const system_error&) {
             stopped = true;
@@ -260,12 +188,8 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
           if (stopped) co_await asio::this_coro::reset_cancellation_state();
         }
         if (!done->is_set()) {
-          {
-            std::lock_guard lock(mutex);
-            ++metrics.work_overruns;
-          }
           lost.work_stopped_in_time = false;
-          if (hooks.work_overran) hooks.work_overran(key);
+          record.work_overran(key);
           while (!done->is_set()) {
             try {
               co_await done->wait();
@@ -278,16 +202,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         }
       }
     }
-    {
-      std::lock_guard lock(mutex);
-      leading = false;
-      work_running = false;
-      metrics.is_leader = false;
-      term_lease.reset();
-      limit.reset();
-      ++metrics.ends_by_reason[reason_name(lost.reason)];
-    }
-    if (hooks.lost) hooks.lost(lost);
+    record.term_over(lost);
     if (stopped) throw system_error(asio::error::operation_aborted);
   }
 
@@ -299,14 +214,10 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
       std::exception_ptr failed;
       error_code code;
       std::string message;
-      set_state(Health::State::campaigning);
-      {
-        std::lock_guard lock(mutex);
-        in_line_since = now();
-      }
+      record.campaigning();
       try {
         const auto lease = co_await participant.acquire_lease();
-        if (hooks.campaigning) hooks.campaigning({lease, participant.granted_ttl()});
+        record.lease_in_use(lease, participant.granted_ttl());
         won = co_await participant.campaign();
       } catch (const std::exception&) {
         failed = std::current_exception();
@@ -314,32 +225,15 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         code = to_error(failed, &diag);
         message = diag.message();
       }
-      {
-        std::lock_guard lock(mutex);
-        metrics.time_in_line += now() - *in_line_since;
-        in_line_since.reset();
-      }
+      record.campaign_over();
       if (code == asio::error::operation_aborted || (failed && needs_a_person(code)))
         std::rethrow_exception(failed);
       if (won) {
-        {
-          std::lock_guard lock(mutex);
-          failing_since.reset();
-        }
         backoff.reset();
         co_await lead(*won);
       }
       const auto delay = backoff.next();
-      if (failed) {
-        {
-          std::lock_guard lock(mutex);
-          state = Health::State::retrying;
-          if (!failing_since) failing_since = now();
-          last_failure = message;
-          ++metrics.retried_errors;
-        }
-        if (hooks.retrying) hooks.retrying({code, message, delay});
-      }
+      if (failed) record.retrying(code, message, delay);
       pause.expires_after(delay);
       co_await pause.async_wait(asio::use_awaitable);
     }
@@ -369,7 +263,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
       resign_failure = std::current_exception();
     }
     running = false;
-    set_state(Health::State::stopped);
+    record.stopped();
     if (!stopped && failure) {
       if (cancelled) throw system_error(asio::error::operation_aborted);
       std::rethrow_exception(failure);
@@ -377,65 +271,14 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
     if (resign_failure) std::rethrow_exception(resign_failure);
   }
 
-  // --- from any thread -----------------------------------------------------------------------
-
-  Health health() const {
-    std::lock_guard lock(mutex);
-    Health h;
-    h.state = state;
-    const auto t = now();
-    if (leading && term_lease) {
-      const auto stale = t - answered(*term_lease);
-      if (stale > stale_after) {
-        h.healthy = false;
-        h.reason = "leading, but no renewal has been answered for " + seconds_text(stale) +
-                   ": the keep-alive is wedged (a blocked executor?)";
-      }
-    }
-    if (!leading && work_running && limit && t >= *limit) {
-      h.healthy = false;
-      h.reason = "the work has run on " + seconds_text(t - *limit) +
-                 " after its leadership ended and another candidate could lead: it ignores its "
-                 "cancellation or blocks the executor";
-    }
-    if (failing_since && t - *failing_since > options.failing_for) {
-      h.healthy = false;
-      h.reason =
-          "campaigning has failed for " + seconds_text(t - *failing_since) + ": " + last_failure;
-    }
-    return h;
-  }
-
-  LeadershipMetrics snapshot() const {
-    std::lock_guard lock(mutex);
-    auto m = metrics;
-    const auto t = now();
-    if (leading && term_lease) m.since_renewal = t - answered(*term_lease);
-    if (in_line_since) m.time_in_line += t - *in_line_since;
-    return m;
-  }
-
   std::shared_ptr<ClientCore> core;
   Participant participant;
   Leadership::Work work;
   const LeadershipOptions options;
-  LeadershipHooks hooks;
-  const std::chrono::milliseconds stale_after;
+  LeadershipRecord record;  // hooks, metrics, health
   AsyncEvent stopping;
   bool running = false;
   bool gone = false;  // the Leadership was destroyed: run() after that fails with object_gone
-
-  // What health() and metrics() read from other threads.
-  mutable std::mutex mutex;
-  Health::State state = Health::State::idle;
-  LeadershipMetrics metrics;
-  bool leading = false;       // from the win until keep_alive() says it ended
-  bool work_running = false;  // from the win until the work has stopped
-  std::shared_ptr<LeaseState> term_lease;
-  std::optional<Time> limit;  // once the leadership ended: when another could lead
-  std::optional<Time> in_line_since;
-  std::optional<Time> failing_since;
-  std::string last_failure;
 };
 
 namespace {
@@ -541,13 +384,13 @@ std::function<std::optional<std::pair<LeadershipMetrics, Health>>()>
 detail::access::leadership_probe(const Leadership& leadership) {
   return [weak = std::weak_ptr<LeadershipState>(
               leadership.state_)]() -> std::optional<std::pair<LeadershipMetrics, Health>> {
-    if (auto s = weak.lock()) return std::pair{s->snapshot(), s->health()};
+    if (auto s = weak.lock()) return std::pair{s->record.snapshot(), s->record.health()};
     return std::nullopt;
   };
 }
 
-Health Leadership::health() const { return state_->health(); }
-LeadershipMetrics Leadership::metrics() const { return state_->snapshot(); }
+Health Leadership::health() const { return state_->record.health(); }
+LeadershipMetrics Leadership::metrics() const { return state_->record.snapshot(); }
 const Participant& Leadership::participant() const { return state_->participant; }
 
 }  // namespace election

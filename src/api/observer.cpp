@@ -1,10 +1,10 @@
 #include "election/observer.hpp"
-#include "access.hpp"
+#include "api/access.hpp"
 
-#include "election_feed.hpp"
-#include "kv.hpp"
-#include "launch.hpp"
-#include "notifier.hpp"
+#include "api/launch.hpp"
+#include "base/notifier.hpp"
+#include "engine/election_feed.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/this_coro.hpp>

@@ -1,7 +1,7 @@
 #include "election/prometheus.hpp"
 
-#include "access.hpp"
-#include "throw.hpp"
+#include "api/access.hpp"
+#include "base/throw.hpp"
 
 #include <prometheus/check_names.h>
 

@@ -1,9 +1,9 @@
 #include "election/session.hpp"
 
-#include "access.hpp"
-#include "launch.hpp"
-#include "session_state.hpp"
-#include "throw.hpp"
+#include "api/access.hpp"
+#include "api/launch.hpp"
+#include "api/session_state.hpp"
+#include "base/throw.hpp"
 
 #include <boost/asio/dispatch.hpp>
 

@@ -1,10 +1,10 @@
 // What a Session and the Participants made from it share. Private to the library.
 #pragma once
 
-#include "async_event.hpp"
-#include "client_core.hpp"
+#include "base/async_event.hpp"
 #include "election/session.hpp"
-#include "lease_state.hpp"
+#include "lease/lease_state.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

@@ -1,4 +1,4 @@
-#include "throw.hpp"
+#include "election/error.hpp"
 
 namespace election {
 namespace {
@@ -105,8 +105,6 @@ const boost::system::error_category& grpc_category() noexcept {
   static const GrpcCategory category;
   return category;
 }
-
-void throw_error(errc e, const std::string& detail) { throw error(make_error_code(e), detail); }
 
 bool ends_leadership(const boost::system::error_code& ec) noexcept {
   return ec == errc::resigned || ec == errc::lease_expired || ec == errc::lease_deadline_passed ||

@@ -1,6 +1,6 @@
-#include "keys.hpp"
+#include "base/keys.hpp"
 
-#include "election/lease.hpp"
+#include "election/values.hpp"
 
 #include <cstdio>
 

@@ -29,7 +29,6 @@ class RttEstimator {
   }
 
   bool known() const { return samples_ > 0; }
-  duration smoothed() const { return srtt_; }
 
   /// srtt + 4 rttvar (at least 1.5 srtt), and at least `floor`; `floor` alone while there is
   /// no sample yet.

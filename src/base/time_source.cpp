@@ -1,6 +1,6 @@
-#include "time_source.hpp"
+#include "base/time_source.hpp"
 
-#include "throw.hpp"
+#include "base/throw.hpp"
 
 #include <cerrno>
 #include <cstring>

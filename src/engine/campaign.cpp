@@ -1,11 +1,11 @@
-#include "campaign.hpp"
+#include "engine/campaign.hpp"
 
-#include "campaign_engine.hpp"
+#include "base/notifier.hpp"
 #include "election/first_of.hpp"
-#include "election_feed.hpp"
-#include "entry_batcher.hpp"
-#include "kv.hpp"
-#include "notifier.hpp"
+#include "engine/campaign_engine.hpp"
+#include "engine/election_feed.hpp"
+#include "engine/entry_batcher.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>

@@ -2,9 +2,10 @@
 // Private to the library.
 #pragma once
 
-#include "client_core.hpp"
-#include "election/participant.hpp"
-#include "lease_state.hpp"
+#include "election/options.hpp"
+#include "election/values.hpp"
+#include "lease/lease_state.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

@@ -2,8 +2,8 @@
 // says and reports what came of it; the engine says what to do next.
 #pragma once
 
+#include "base/mutation.hpp"
 #include "election/error.hpp"
-#include "mutation.hpp"
 
 #include <boost/system/error_code.hpp>
 

@@ -1,6 +1,6 @@
-#include "election_feed.hpp"
+#include "engine/election_feed.hpp"
 
-#include "kv.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>

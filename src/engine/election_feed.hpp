@@ -3,10 +3,10 @@
 // Private to the library.
 #pragma once
 
-#include "backoff.hpp"
-#include "client_core.hpp"
-#include "leader_tracker.hpp"
-#include "watch_hub.hpp"
+#include "base/backoff.hpp"
+#include "engine/leader_tracker.hpp"
+#include "transport/client_core.hpp"
+#include "transport/watch_hub.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>

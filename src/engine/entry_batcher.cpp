@@ -1,6 +1,6 @@
-#include "entry_batcher.hpp"
+#include "engine/entry_batcher.hpp"
 
-#include "kv.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>

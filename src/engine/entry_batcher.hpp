@@ -1,8 +1,8 @@
 // Candidates entering their elections' lines, many to one transaction. Private to the library.
 #pragma once
 
-#include "async_event.hpp"
-#include "client_core.hpp"
+#include "base/async_event.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

@@ -1,8 +1,8 @@
 // Who leads an election, computed from its candidates' keys; the logic behind Observer.
 #pragma once
 
-#include "election/observer.hpp"
-#include "keys.hpp"
+#include "base/keys.hpp"
+#include "election/values.hpp"
 
 #include <map>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "term.hpp"
+#include "engine/term.hpp"
 
 namespace election::detail {
 

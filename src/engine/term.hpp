@@ -2,10 +2,11 @@
 // Private to the library.
 #pragma once
 
-#include "async_event.hpp"
-#include "election/participant.hpp"
-#include "election_feed.hpp"
-#include "lease_state.hpp"
+#include "base/async_event.hpp"
+#include "election/options.hpp"
+#include "election/values.hpp"
+#include "engine/election_feed.hpp"
+#include "lease/lease_state.hpp"
 
 #include <boost/system/error_code.hpp>
 
@@ -19,9 +20,7 @@ namespace election::detail {
 /// compaction), the election's feed failing for a reason a retry cannot cure, or end() (resign,
 /// the participant destroyed). A term that ends after its lease's local deadline, whatever
 /// noticed it first, ends with errc::lease_deadline_passed: that is when it stopped being safe.
-class Term : public FeedListener,
-             public LeaseListener,
-             public std::enable_shared_from_this<Term> {
+class Term : public FeedListener, public LeaseListener, public std::enable_shared_from_this<Term> {
  public:
   using OnEnd = std::function<void(Term&)>;
 

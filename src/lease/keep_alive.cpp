@@ -1,4 +1,4 @@
-#include "lease_state.hpp"
+#include "lease/lease_state.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>

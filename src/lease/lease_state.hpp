@@ -2,12 +2,12 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
-#include "async_event.hpp"
-#include "client_core.hpp"
-#include "lease_clock.hpp"
-#include "notifier.hpp"
-#include "renewal_plan.hpp"
-#include "time_source.hpp"
+#include "base/async_event.hpp"
+#include "base/lease_clock.hpp"
+#include "base/notifier.hpp"
+#include "base/time_source.hpp"
+#include "lease/renewal_plan.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>

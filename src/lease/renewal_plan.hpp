@@ -2,11 +2,11 @@
 // stream is stuck, and what an answer is worth. KeepAliveHub (keep_alive.cpp) carries them out.
 #pragma once
 
-#include "backoff.hpp"
+#include "base/backoff.hpp"
+#include "base/lease_clock.hpp"
+#include "base/mutation.hpp"
+#include "base/rtt.hpp"
 #include "election/error.hpp"
-#include "lease_clock.hpp"
-#include "mutation.hpp"
-#include "rtt.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,7 +1,7 @@
 // At most so many unary requests of one Client in flight at once. Private to the library.
 #pragma once
 
-#include "async_event.hpp"
+#include "base/async_event.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -2,15 +2,16 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
-#include "backoff.hpp"
-#include "call_limiter.hpp"
-#include "election/client.hpp"
+#include "base/backoff.hpp"
+#include "base/rtt.hpp"
+#include "base/throw.hpp"
+#include "base/time_source.hpp"
 #include "election/error.hpp"
 #include "election/metrics.hpp"
-#include "grpc_bridge.hpp"
-#include "rtt.hpp"
-#include "throw.hpp"
-#include "time_source.hpp"
+#include "election/options.hpp"
+#include "transport/call_limiter.hpp"
+#include "transport/grpc_call.hpp"
+#include "transport/grpc_stream.hpp"
 
 #include "etcd/rpc.grpc.pb.h"
 

@@ -1,4 +1,4 @@
-#include "kv.hpp"
+#include "transport/kv.hpp"
 
 namespace election::detail {
 

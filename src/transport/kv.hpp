@@ -1,8 +1,8 @@
 // Small KV requests the election classes share, and input checks.
 #pragma once
 
-#include "client_core.hpp"
-#include "keys.hpp"
+#include "base/keys.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

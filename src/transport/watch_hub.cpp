@@ -1,4 +1,4 @@
-#include "watch_hub.hpp"
+#include "transport/watch_hub.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>

@@ -2,9 +2,9 @@
 // Private to the library: it names gRPC and generated protobuf types.
 #pragma once
 
-#include "backoff.hpp"
-#include "client_core.hpp"
-#include "rtt.hpp"
+#include "base/backoff.hpp"
+#include "base/rtt.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -1,6 +1,6 @@
 #include "common.hpp"
 
-#include "kv.hpp"
+#include "transport/kv.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -5,9 +5,9 @@
 // compared with a time taken in another (std::chrono::steady_clock is CLOCK_MONOTONIC on Linux).
 #pragma once
 
-#include "client_core.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

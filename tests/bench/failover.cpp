@@ -14,7 +14,7 @@
 // Ours and etcdctl's run side by side in two elections on one etcd, killed within a
 // millisecond of each other, so both wait for the same pass of etcd's expiry loop: the
 // difference between them is the clients', not etcd's 500 ms granularity.
-#include "access.hpp"
+#include "api/access.hpp"
 #include "common.hpp"
 
 #include <csignal>

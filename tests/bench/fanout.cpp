@@ -6,7 +6,7 @@
 //          bridge and Client) on one key; a Put -> its event: what etcd and the transport cost
 //          one watcher, so the ratio says what telling N observers adds. Rounds alternate.
 // Every observer's and watcher's event of every round is one sample.
-#include "access.hpp"
+#include "api/access.hpp"
 #include "common.hpp"
 
 #include "raw_watch.hpp"

@@ -15,11 +15,11 @@
 // delivers events to a watch that started at a past revision only from its sync loop, every
 // 100 ms, until the watch has caught up. A handover right after queueing would measure that
 // loop; the steady state, which every later handover sees, is what is measured here.
-#include "access.hpp"
+#include "api/access.hpp"
 #include "common.hpp"
 
-#include "kv.hpp"
 #include "raw_watch.hpp"
+#include "transport/kv.hpp"
 
 #include <csignal>
 #include <iostream>

@@ -1,10 +1,10 @@
 // A watch on a key range on a gRPC stream of its own, that survives broken streams: the
 // benchmarks' floor (what a watch costs when nothing is shared), built on the library's bridge.
-// The library itself runs every watch of a Client on one stream (src/watch_hub.hpp).
+// The library itself runs every watch of a Client on one stream (src/transport/watch_hub.hpp).
 #pragma once
 
-#include "backoff.hpp"
-#include "client_core.hpp"
+#include "base/backoff.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

@@ -12,7 +12,7 @@
 // Beside it, K `etcdctl elect` processes wait in the same election: their VmRSS and threads
 // are the cost of one Go participant, and their CPU over the same window, times N, what N of
 // them would cost.
-#include "access.hpp"
+#include "api/access.hpp"
 #include "common.hpp"
 
 #include <csignal>

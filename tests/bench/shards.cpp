@@ -15,7 +15,7 @@
 // baseline) and the growth from 100 to 10,000.
 #include "common.hpp"
 
-#include "access.hpp"
+#include "api/access.hpp"
 
 #include <malloc.h>
 #include <cstdio>

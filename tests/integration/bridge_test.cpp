@@ -1,13 +1,14 @@
 // The gRPC <-> Asio bridge against a real etcd: cancellation through `||`, streams that outlive
 // a cancelled read, and a stream destroyed while a read waits.
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
 #include "etcd/v3election.grpc.pb.h"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
+#include "support/server_stream.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>

@@ -1,9 +1,9 @@
 // Client against good and bad endpoints.
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,12 +1,12 @@
 // Watches and observers when the history they would resume from has been compacted away.
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
-#include "watch_hub.hpp"
+#include "transport/client_core.hpp"
+#include "transport/watch_hub.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>

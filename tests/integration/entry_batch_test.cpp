@@ -1,4 +1,4 @@
-// Campaigns started together go to etcd together (src/entry_batcher.hpp), and every election
+// Campaigns started together go to etcd together (src/engine/entry_batcher.hpp), and every election
 // keeps its own guarantees: a guard that fails for one election fails that one only; an etcd
 // that takes fewer operations per Txn than the batcher asks for is told so and obeyed; two
 // candidates of one election never share a create revision.
@@ -8,10 +8,10 @@
 #include "support/options.hpp"
 #include "support/run.hpp"
 
-#include "access.hpp"
-#include "client_core.hpp"
-#include "entry_batcher.hpp"
-#include "kv.hpp"
+#include "api/access.hpp"
+#include "engine/entry_batcher.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

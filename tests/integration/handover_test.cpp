@@ -2,15 +2,15 @@
 // (whose default delay is 200 ms): a resignation this library signs gets none; an operator's
 // `etcdctl del` or `etcdctl lease revoke`, and a resignation by etcdctl elect (which does not
 // sign), get the whole delay. And no signature outlives its lease.
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
-#include "kv.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/process.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -1,15 +1,15 @@
 // The API's edges: calls cut short, calls that overlap on one object, input that could wedge an
 // election, and values as large as the library accepts. Each test here is a way a careful user
 // could break the safety promise (no phantom leader, no crash, no wedged election).
-#include "access.hpp"
+#include "api/access.hpp"
 #include "chaos/proxy.hpp"
-#include "client_core.hpp"
 #include "election/election.hpp"
-#include "kv.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -1,13 +1,13 @@
 // Participant against a real etcd: the points of "the election, done right".
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
-#include "kv.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/process.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/detached.hpp>

@@ -1,12 +1,12 @@
 // TLS, mutual TLS and etcd authentication, against private etcd servers that
 // cmake/etcd-security.sh starts on 127.0.0.1 (certificates made with openssl at test time).
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
-#include "kv.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/process.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

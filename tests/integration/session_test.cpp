@@ -5,8 +5,8 @@
 #include "support/options.hpp"
 #include "support/run.hpp"
 
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
+#include "transport/client_core.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

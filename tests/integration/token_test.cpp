@@ -1,13 +1,13 @@
 // The completion-token forms: each with a callback, use_future from a thread that does not run
 // the io_context, deferred and as_tuple(use_awaitable); error codes with diagnostics; and a
 // cancelled token operation cleaning up as the awaitable one does.
-#include "access.hpp"
-#include "client_core.hpp"
+#include "api/access.hpp"
 #include "election/election.hpp"
-#include "kv.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
+#include "transport/client_core.hpp"
+#include "transport/kv.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -1,7 +1,7 @@
 #include "client.hpp"
 
+#include "base/keys.hpp"
 #include "election/lease.hpp"
-#include "keys.hpp"
 
 #include <algorithm>
 

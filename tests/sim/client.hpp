@@ -1,18 +1,18 @@
 // One simulated process running a Leadership: the library's sans-io decisions (CampaignEngine,
 // RenewalPlan, LeaseClock, LeaderTracker, Backoff, RttEstimator) driven by a short transcription
-// of what src/campaign.cpp, keep_alive.cpp, election_feed.cpp, watch_hub.cpp, term.cpp,
-// lease.cpp (Withdrawal), participant.cpp and leadership.cpp do with real I/O, the I/O going
-// to the simulated world instead. The decisions are the library's; only the plumbing is here.
+// of what src/engine/campaign.cpp, lease/keep_alive.cpp, engine/election_feed.cpp,
+// transport/watch_hub.cpp, engine/term.cpp, lease/withdrawal.cpp, api/participant_*.cpp and
+// api/leadership.cpp do with real I/O, the I/O going to the simulated world instead. The decisions are the library's; only the plumbing is here.
 #pragma once
 
 #include "world.hpp"
 
-#include "backoff.hpp"
-#include "campaign_engine.hpp"
-#include "leader_tracker.hpp"
-#include "lease_clock.hpp"
-#include "renewal_plan.hpp"
-#include "rtt.hpp"
+#include "base/backoff.hpp"
+#include "base/lease_clock.hpp"
+#include "base/rtt.hpp"
+#include "engine/campaign_engine.hpp"
+#include "engine/leader_tracker.hpp"
+#include "lease/renewal_plan.hpp"
 
 #include <set>
 

@@ -1,8 +1,8 @@
 #include "world.hpp"
 
+#include "base/keys.hpp"
 #include "client.hpp"
 #include "election/lease.hpp"
-#include "keys.hpp"
 
 #include <algorithm>
 #include <cmath>

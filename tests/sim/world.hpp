@@ -4,8 +4,8 @@
 // by one seeded PRNG, so a seed replays exactly.
 #pragma once
 
+#include "base/mutation.hpp"
 #include "etcd_model.hpp"
-#include "mutation.hpp"
 
 #include <cstdint>
 #include <functional>

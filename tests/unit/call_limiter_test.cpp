@@ -1,6 +1,6 @@
 // CallLimiter: at most so many requests in flight, the rest in order, a cancelled wait gives
 // its turn on.
-#include "call_limiter.hpp"
+#include "transport/call_limiter.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>

@@ -1,7 +1,7 @@
 // The campaign protocol's decisions, step by step, without etcd: the win decided from a
 // contiguous view, or from a read after a gap in the watch; and the takeover delay that a
 // vacancy calls for.
-#include "campaign_engine.hpp"
+#include "engine/campaign_engine.hpp"
 
 #include <boost/asio/error.hpp>
 #include <catch2/catch.hpp>

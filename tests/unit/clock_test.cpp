@@ -1,6 +1,6 @@
 // lease_clock, the injectable TimeSource, the BootTimer, and the takeover delay by etcd version.
+#include "base/time_source.hpp"
 #include "election/participant.hpp"
-#include "time_source.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "client_core.hpp"
+#include "transport/client_core.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 #include "election/error.hpp"
-#include "client_core.hpp"
-#include "throw.hpp"
+#include "base/throw.hpp"
+#include "transport/client_core.hpp"
 
 #include <fstream>
 #include <regex>

@@ -1,4 +1,4 @@
-#include "leader_tracker.hpp"
+#include "engine/leader_tracker.hpp"
 
 #include <catch2/catch.hpp>
 

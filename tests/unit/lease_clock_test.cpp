@@ -1,4 +1,4 @@
-#include "lease_clock.hpp"
+#include "base/lease_clock.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // The keep-alive's decisions on a scripted clock and scripted answers: slow links, stuck
 // streams, late answers, deadlines.
-#include "renewal_plan.hpp"
+#include "lease/renewal_plan.hpp"
 
 #include <catch2/catch.hpp>
 

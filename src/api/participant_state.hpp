@@ -1,0 +1,180 @@
+// The state behind a Participant, shared by its operations (an operation in flight holds it,
+// so the Participant may go meanwhile): the lease in use, the campaign in progress, the current
+// term, the last withdrawal. The operations are split by job: participant_campaign.cpp
+// (campaign, acquire_lease, keep_alive, resign), participant_fenced.cpp (proclaim and
+// put_if_leader, fenced by the leader key's create revision), participant.cpp (the reads and
+// the public object).
+#pragma once
+
+#include "election/participant.hpp"
+
+#include "api/session_state.hpp"
+#include "base/keys.hpp"
+#include "base/throw.hpp"
+#include "engine/campaign.hpp"
+#include "engine/election_feed.hpp"
+#include "engine/term.hpp"
+#include "lease/lease_state.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace election::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+/// A campaign in progress, and how it is stopped from outside (resign, the destructor).
+struct CampaignRun {
+  void request_stop(error_code why, std::string what) {
+    if (stopped) return;
+    stopped = true;
+    reason = why;
+    message = std::move(what);
+    cut.emit(asio::cancellation_type::terminal);
+  }
+  // The campaign runs bound to `cut`: stopping it is a cancellation, and the caller's own
+  // cancellation is passed on to it (campaign_of). No race of two coroutines for every
+  // campaign in line.
+  asio::cancellation_signal cut;
+  bool stopped = false;
+  error_code reason;
+  std::string message;
+};
+
+class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
+ public:
+  ParticipantState(std::shared_ptr<ClientCore> core, std::string election, std::string value,
+                   ParticipantOptions options, std::shared_ptr<SessionState> session)
+      : core(std::move(core)),
+        election(std::move(election)),
+        value(std::move(value)),
+        options(options),
+        session(std::move(session)) {}
+
+  // Takes the lease out of use: no renewal from now on, its revocation in the background.
+  // A Session's lease is not this participant's to revoke: its key is deleted instead.
+  // Returns that withdrawal, or the one still running from before, or nothing.
+  std::shared_ptr<Withdrawal> withdraw() {
+    // A leadership this participant ends itself is resigned with a signature, so that the next
+    // candidate leads without the takeover delay. One whose key was deleted has nothing to sign.
+    std::optional<Signature> sign;
+    if (lease && term && term->lease() == lease && term->reason() != errc::key_deleted)
+      sign = Signature{election, term->key().key, term->key().create_revision};
+    if (lease && session) {
+      auto key = candidate_key(election, lease->id);
+      withdrawal =
+          Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key), std::move(sign));
+    } else if (lease) {
+      withdrawal = Withdrawal::start(std::exchange(lease, nullptr), std::move(sign));
+    }
+    if (withdrawal && withdrawal->finished() && !withdrawal->result()) return nullptr;
+    return withdrawal;
+  }
+
+  asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run) {
+    // Its own coroutine, bound to the run's `cut`: whatever comes through that (a stop, or the
+    // caller's cancellation as campaign()'s filter let it) is for the campaign.
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    auto delay = options.takeover_delay;
+    if (!delay) delay = default_takeover_delay(co_await core->server_version());
+    chosen_delay = delay;
+    waited.reset();
+    if (session) {
+      // The last key's deletion lands first (this participant's, or a destroyed one's in the
+      // same election): a retried delete must not take the new key.
+      if (auto w = withdrawal; w && !w->finished()) co_await w->done.wait();
+      if (auto it = session->leaving.find(election); it != session->leaving.end()) {
+        auto w = it->second.lock();
+        if (w && !w->finished()) co_await w->done.wait();
+        session->leaving.erase(election);
+      }
+      if (!lease || lease->lost()) lease = co_await session->current();
+    }
+    // Named, not a temporary in the co_await: g++ 12 destroys such a temporary twice.
+    // The lease lost while in line stops the campaign as a resign would, with the lease's
+    // reason.
+    auto lost = [weak = std::weak_ptr<CampaignRun>(campaign_run)](error_code reason) {
+      if (auto r = weak.lock())
+        r->request_stop(reason, "campaign: the lease was lost while waiting in line");
+    };
+    CampaignRequest request{core,   election,   value, options.ttl, options.lease.margin,
+                            *delay, on_in_line, lost};
+    co_return co_await run_campaign(request, lease);
+  }
+
+  // The Participant is gone: whatever runs stops, the lease is withdrawn, the names released;
+  // operations started later fail with errc::object_gone.
+  void end() {
+    gone = true;
+    if (campaign)
+      campaign->request_stop(asio::error::operation_aborted,
+                             "campaign: the participant was destroyed");
+    if (term) term->end(asio::error::operation_aborted);
+    auto withdrawn = withdraw();  // the revocation is in flight before this returns
+    core->release_election(election);
+    if (session) {
+      session->release(election);
+      session->leave(election, withdrawn);
+    }
+  }
+
+  // Throws errc::object_gone once the Participant is destroyed.
+  void check_live(const char* what) const {
+    if (gone) throw_error(errc::object_gone, std::string(what) + ": the Participant was destroyed");
+  }
+
+  void start_term(const Won& won) {
+    auto t = std::make_shared<Term>(won.key, won.read_revision + 1, lease,
+                                    ElectionFeed::of(core, election));
+    term = t;
+    // A term that ends, however it ends, withdraws its lease: nothing renews it after.
+    t->start([weak = weak_from_this()](Term& ended) {
+      if (auto self = weak.lock(); self && self->term.get() == &ended) self->withdraw();
+    });
+  }
+
+  std::shared_ptr<ClientCore> core;
+  std::string election;
+  std::string value;
+  ParticipantOptions options;
+  std::shared_ptr<LeaseState> lease;       // in use: by the campaign, the term, acquire_lease()
+  std::shared_ptr<Term> term;              // the current or last leadership
+  std::shared_ptr<CampaignRun> campaign;   // the campaign in progress
+  std::shared_ptr<Withdrawal> withdrawal;  // the last lease taken out of use
+  std::shared_ptr<SessionState> session;   // for a participant on a Session's lease
+  std::optional<std::chrono::milliseconds> chosen_delay;
+  std::optional<std::chrono::milliseconds> waited;  // of the delay, by the last win
+  bool proclaiming = false;
+  bool acquiring = false;
+  bool gone = false;                 // the Participant was destroyed
+  std::function<void()> on_in_line;  // CampaignRequest::in_line of every campaign
+};
+
+// Sets a flag for a scope: one call of a kind at a time.
+class Busy {
+ public:
+  explicit Busy(bool& flag) : flag_(flag) { flag_ = true; }
+  ~Busy() { flag_ = false; }
+  Busy(const Busy&) = delete;
+  Busy& operator=(const Busy&) = delete;
+
+ private:
+  bool& flag_;
+};
+
+asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s);
+asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState> s);
+asio::awaitable<boost::system::error_code> keep_alive_of(std::shared_ptr<ParticipantState> s);
+asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s);
+asio::awaitable<void> proclaim_of(std::shared_ptr<ParticipantState> s, std::string value);
+asio::awaitable<std::int64_t> put_if_leader_of(std::shared_ptr<ParticipantState> s, std::string key,
+                                               std::string value);
+
+}  // namespace election::detail

@@ -11,11 +11,11 @@
 //
 // What is left here: the flags, the work, and the output.
 // One io_context, one thread: every coroutine here runs on it, so none of them needs a lock.
-#include "json_line.hpp"
+#include "leader_worker/json_line.hpp"
 
 #include <election/election.hpp>
 #ifdef LEADER_WORKER_METRICS
-#include "http_endpoint.hpp"
+#include "leader_worker/http_endpoint.hpp"
 
 #include <prometheus/text_serializer.h>
 #include <election/prometheus.hpp>

@@ -9,8 +9,11 @@
 // stops, the leadership is resigned and the lease revoked (the next candidate takes over in
 // milliseconds), and it exits 0.
 //
-// What is left here: the flags, the work, and the output.
+// What is left here: the work and the node's life. The flags are in leader_worker/config, the
+// output in leader_worker/events.
 // One io_context, one thread: every coroutine here runs on it, so none of them needs a lock.
+#include "leader_worker/config.hpp"
+#include "leader_worker/events.hpp"
 #include "leader_worker/json_line.hpp"
 
 #include <election/election.hpp>
@@ -21,7 +24,6 @@
 #include <election/prometheus.hpp>
 #endif
 
-#include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -35,11 +37,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -57,51 +56,12 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using boost::system::system_error;
 using election::errc;
-using leader_worker::json_line;
-using Fields = boost::json::object;
-using Clock = std::chrono::steady_clock;
+using namespace leader_worker;
 
 constexpr auto connect_timeout = 3s;
 // Resign and revoke are two round trips to etcd; past this the process exits anyway and the
 // lease expires after its TTL instead.
 constexpr auto resign_limit = 800ms;
-
-// --metrics [HOST:]PORT: loopback unless a host says otherwise.
-struct MetricsAddress {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;
-  std::string text() const {
-    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-           std::to_string(port);
-  }
-};
-
-struct Config {
-  std::string node;
-  std::string host = "127.0.0.1";
-  int port = 2379;
-  std::vector<std::string> endpoints;  // filled from --endpoints, or from --host and --port
-  std::string election = "leader-worker";
-  std::int64_t ttl = 10;
-  std::optional<std::int64_t> takeover_delay_ms;  // unset: chosen from etcd's version
-  bool json = false;
-  election::TlsOptions tls;  // --cacert, --cert, --key
-  std::string user;          // --user name[:password]
-  std::string password;      // from --password-file, $LEADER_WORKER_PASSWORD, --user or
-                             // --password; never printed
-  std::optional<MetricsAddress> metrics;  // --metrics
-};
-
-std::int64_t micros(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-
-// A lease deadline (lease_clock: boot time, which counts suspended time) on CLOCK_MONOTONIC,
-// the clock of every other time this program prints. The two differ by the time suspended.
-Clock::time_point on_monotonic(election::lease_clock::time_point t) {
-  return Clock::now() +
-         std::chrono::duration_cast<Clock::duration>(t - election::lease_clock::now());
-}
 
 void set_stop_signals_blocked(bool blocked) {
   sigset_t set;
@@ -116,79 +76,6 @@ std::string join(const std::vector<std::string>& items) {
   for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
   return out;
 }
-
-std::string one_line(std::string text) {
-  for (auto& c : text)
-    if (c == '\n' || c == '\r') c = ' ';
-  return text;
-}
-
-// Boost's system_error::what() ends in " [category:value]" (and a source location): noise on a
-// line meant for people, so it goes.
-std::string strip_tag(std::string text, const error_code& code) {
-  const auto tag = " [" + std::string(code.category().name()) + ":";
-  if (const auto at = text.rfind(tag); at != std::string::npos && text.back() == ']')
-    text.erase(at);
-  return text;
-}
-
-std::string describe(const system_error& e) { return strip_tag(e.what(), e.code()); }
-
-// What the worker prints. Each line is written whole and flushed at once: the output is read
-// while the process runs, and a SIGKILL must not lose what was already said.
-class Events {
- public:
-  Events(std::string node, bool json) : node_(std::move(node)), json_(json) {}
-
-  /// `fields` follow event, node and mono_us in the JSON line; `text` is the readable line.
-  void emit(std::string_view event, const Fields& fields, std::string_view text) {
-    const auto now = Clock::now();
-    std::string line;
-    if (json_) {
-      Fields all{{"event", event}, {"node", node_}, {"mono_us", micros(now)}};
-      all.insert(fields.begin(), fields.end());
-      line = json_line(std::move(all));
-    } else {
-      line = wall_clock() + "  " + node_ + "  " + one_line(std::string(text));
-    }
-    line += '\n';
-    write(stdout, line);
-  }
-
-  void error(const std::string& message) {
-    emit("error", {{"message", one_line(message)}}, "error: " + message);
-  }
-
-  /// The one line on stderr for a failure that ends the process (and an `error` event for a
-  /// reader of the JSON lines).
-  void fatal(const std::string& message) {
-    if (json_) error(message);
-    write(stderr, "leader-worker: " + one_line(message) + "\n");
-  }
-
- private:
-  static void write(std::FILE* to, const std::string& line) {
-    std::fwrite(line.data(), 1, line.size(), to);
-    std::fflush(to);
-  }
-
-  static std::string wall_clock() {
-    const auto now = std::chrono::system_clock::now();
-    const auto seconds = std::chrono::system_clock::to_time_t(now);
-    const auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-        1000;
-    std::tm local{};
-    ::localtime_r(&seconds, &local);
-    char out[32];
-    std::snprintf(out, sizeof out, "%02d:%02d:%02d.%03d", local.tm_hour, local.tm_min, local.tm_sec,
-                  static_cast<int>(millis));
-    return out;
-  }
-
-  std::string node_;
-  bool json_;
-};
 
 class Worker {
  public:
@@ -514,202 +401,6 @@ class Worker {
   bool campaigned_ = false;
   std::int64_t seq_ = 0;
 };
-
-// Where --user NAME finds its password when no flag gives it: the environment is readable only
-// by this user (and root), unlike the command line.
-constexpr const char* password_variable = "LEADER_WORKER_PASSWORD";
-
-// [HOST:]PORT, [IPV6]:PORT. Returns what is wrong with it, if anything.
-std::optional<std::string> parse_metrics_address(const std::string& text, Config& config) {
-#ifndef LEADER_WORKER_METRICS
-  (void)text;
-  (void)config;
-  return "this leader-worker was built without prometheus-cpp (install prometheus-cpp-dev)";
-#else
-  MetricsAddress address;
-  std::string port = text;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return std::string("expected [IPV6]:PORT");
-    address.host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
-    if (colon > 0) address.host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
-    return std::string("expected [HOST:]PORT with PORT a number");
-  const auto number = std::stoi(port);
-  if (number < 1 || number > 65535) return std::string("the port must be 1 to 65535");
-  address.port = static_cast<std::uint16_t>(number);
-  config.metrics = address;
-  return std::nullopt;
-#endif
-}
-
-// Returns an exit code when the process should end now (--help, bad input).
-std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
-  CLI::App app{
-      "leader-worker: one node of a pool in which only the elected leader works.\n"
-      "It campaigns in an etcd v3 election; while it leads it writes a counter once a second\n"
-      "through a fenced write (etcd applies it only while this node's leader key exists);\n"
-      "when the leadership ends the work stops, and the node campaigns again. It prints\n"
-      "every leader change it observes. SIGINT/SIGTERM: stop the work, resign, revoke the\n"
-      "lease, exit 0.",
-      "leader-worker"};
-  app.footer(
-      "Output: readable lines, or with --json one JSON object a line:\n"
-      "  {\"event\": E, \"node\": NAME, \"mono_us\": T, ...}  T: CLOCK_MONOTONIC in us.\n"
-      "  etcd (version, takeover_delay_ms, takeover_delay_from: flag | etcd-version)\n"
-      "  stream (kind: watch | watch-stalled | keep-alive | keep-alive-hedged, peer)\n"
-      "  campaigning (lease, ttl)   elected (key, rev, lease, ttl)   work (rev, seq, ok, fence)\n"
-      "  lost (reason, rev; deadline_us if the reason is deadline-passed)   resigned\n"
-      "  leader (value, key, rev)   no-leader   error (message)\n"
-      "A node acts as leader from `elected` until its next `lost` or `resigned`, or until the\n"
-      "`deadline_us` of that `lost`, whichever is earlier.\n"
-      "--metrics: /metrics has election_is_leader, election_terms_won_total,\n"
-      "election_leadership_ends_total{reason}, election_renewal_seconds and more; /healthz\n"
-      "answers 503 when renewals are wedged, the work outlived its turn, or campaigning has\n"
-      "failed for a minute.\n"
-      "Exit: 0 after SIGINT/SIGTERM, 1 on a runtime failure (etcd unreachable, credentials\n"
-      "refused, resign failed), 2 on bad input (also a --metrics address that cannot be bound).\n"
-      "Credentials: prefer --user NAME with --password-file FILE or $LEADER_WORKER_PASSWORD;\n"
-      "a password on the command line is visible to every local user in /proc/PID/cmdline.");
-  std::vector<std::string> endpoints;
-  app.add_option("--node", config.node, "This node's name: the value it campaigns with")
-      ->required()
-      ->check(CLI::Validator(
-          [](std::string& value) {
-            return value.empty() ? std::string("must not be empty") : std::string();
-          },
-          "NAME"));
-  auto* host =
-      app.add_option("--host", config.host, "etcd host (with --port)")->capture_default_str();
-  auto* port = app.add_option("--port", config.port, "etcd client port (with --host)")
-                   ->check(CLI::Range(1, 65535))
-                   ->capture_default_str();
-  app.add_option("--endpoints", endpoints,
-                 "etcd members as host:port,host:port,... instead of --host/--port; "
-                 "https://host:port for TLS")
-      ->delimiter(',')
-      ->excludes(host)
-      ->excludes(port);
-  app.add_option("--election", config.election, "The election's name (its key prefix in etcd)")
-      ->capture_default_str();
-  app.add_option("--ttl", config.ttl,
-                 "Lease TTL in s: how soon another node takes over if this one dies")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
-      ->capture_default_str();
-  app.add_option("--takeover-delay", config.takeover_delay_ms,
-                 "ms to wait after winning before working, so a leader whose key was removed "
-                 "early (etcd before the fix for stale-leader lease revocation) has stopped; "
-                 "default: 200 on etcd before 3.4.31 and 3.5.13, 0 after (printed at start)")
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}));
-  app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
-  std::string metrics;
-  app.add_option("--metrics", metrics,
-                 "Serve /metrics (Prometheus text format) and /healthz (200 when healthy, 503 "
-                 "and the reason when not) on [HOST:]PORT; HOST defaults to 127.0.0.1: name an "
-                 "address to listen beyond loopback");
-  // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
-  app.add_option("--cacert", config.tls.ca_file,
-                 "CA bundle (PEM) to verify etcd's TLS certificate with; implies TLS");
-  app.add_option("--cert", config.tls.cert_file, "Client certificate (PEM) for mutual TLS");
-  app.add_option("--key", config.tls.key_file, "Private key (PEM) of --cert");
-  std::string user;
-  app.add_option("--user", user,
-                 "etcd user: NAME, with the password from --password-file or $" +
-                     std::string(password_variable) +
-                     " (preferred), or NAME:PASSWORD (seen by every local user in "
-                     "/proc/PID/cmdline)");
-  std::string password_file;
-  auto* file = app.add_option("--password-file", password_file,
-                              "File holding the password of --user NAME (its first line); the "
-                              "way to prefer, with the file readable by this user only");
-  auto* password = app.add_option("--password", config.password,
-                                  "Password of --user NAME, on the command line (visible in "
-                                  "/proc/PID/cmdline: prefer --password-file)")
-                       ->excludes(file);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help: the text on stdout, exit 0
-    std::fprintf(stderr, "leader-worker: %s (see --help)\n", one_line(e.what()).c_str());
-    return 2;
-  }
-  if (!endpoints.empty()) {
-    for (const auto& e : endpoints) {
-      if (e.empty()) {
-        std::fprintf(stderr, "leader-worker: --endpoints: empty member in the list\n");
-        return 2;
-      }
-    }
-    config.endpoints = std::move(endpoints);
-  } else {
-    const bool ipv6 = config.host.find(':') != std::string::npos && config.host.front() != '[';
-    config.endpoints = {(ipv6 ? "[" + config.host + "]" : config.host) + ":" +
-                        std::to_string(config.port)};
-  }
-  if (!metrics.empty()) {
-    if (const auto error = parse_metrics_address(metrics, config)) {
-      std::fprintf(stderr, "leader-worker: --metrics %s: %s\n", metrics.c_str(), error->c_str());
-      return 2;
-    }
-  }
-  if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
-    std::fprintf(stderr, "leader-worker: --cert and --key go together\n");
-    return 2;
-  }
-  const auto colon = user.find(':');
-  const char* from_environment = std::getenv(password_variable);
-  const bool in_environment = from_environment != nullptr && *from_environment != '\0';
-  const bool given_apart = password->count() > 0 || file->count() > 0;
-  if (colon != std::string::npos && given_apart) {
-    std::fprintf(stderr,
-                 "leader-worker: --password or --password-file given, so --user must be NAME "
-                 "only\n");
-    return 2;
-  }
-  if (user.empty() && given_apart) {
-    std::fprintf(stderr, "leader-worker: --password and --password-file need --user\n");
-    return 2;
-  }
-  if (file->count() > 0) {
-    // The file's first line; the message names the file, never its content.
-    std::ifstream in(password_file);
-    if (!in || !std::getline(in, config.password)) {
-      std::fprintf(stderr, "leader-worker: --password-file %s: cannot read a line from it\n",
-                   password_file.c_str());
-      return 2;
-    }
-    if (!config.password.empty() && config.password.back() == '\r') config.password.pop_back();
-    if (config.password.empty()) {
-      std::fprintf(stderr, "leader-worker: --password-file %s: the first line is empty\n",
-                   password_file.c_str());
-      return 2;
-    }
-  } else if (!user.empty() && colon == std::string::npos && password->count() == 0) {
-    if (!in_environment) {
-      std::fprintf(stderr,
-                   "leader-worker: --user NAME needs a password: --password-file FILE or $%s "
-                   "(preferred), --user NAME:PASSWORD or --password\n",
-                   password_variable);
-      return 2;
-    }
-    config.password = from_environment;
-  }
-  if (colon != std::string::npos) {
-    config.password = user.substr(colon + 1);
-    user.erase(colon);
-    if (user.empty()) {
-      std::fprintf(stderr, "leader-worker: --user: empty user name\n");
-      return 2;
-    }
-  }
-  config.user = std::move(user);
-  return std::nullopt;
-}
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include "election/leadership.hpp"
 #include "election/lease.hpp"
 #include "election/metrics.hpp"
+#include "election/mutex.hpp"
 #include "election/observer.hpp"
 #include "election/options.hpp"
 #include "election/participant.hpp"

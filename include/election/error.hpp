@@ -89,6 +89,11 @@ enum class errc {
 
   /// The object this operation belongs to was destroyed or moved from before it started.
   object_gone,
+
+  // Locks.
+
+  /// The lock is held by another: try_lock() does not wait in line.
+  lock_held,
 };
 
 /// The category of election::errc; its name is "election". Thread-safe.

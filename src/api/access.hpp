@@ -32,6 +32,8 @@ struct access {
   static const SessionOptions& session_options(const Session& session);            // session.cpp
   /// The lease of a participant's current (or last) leadership (participant.cpp).
   static std::shared_ptr<LeaseState> participant_lease(const Participant& participant);
+  /// The state behind a participant (participant.cpp); null for one moved from.
+  static std::shared_ptr<ParticipantState> participant_state(const Participant& participant);
   /// Calls `f` each time a campaign of `participant` has its key in line (participant.cpp).
   static void on_in_line(Participant& participant, std::function<void()> f);
 

@@ -143,11 +143,11 @@ auto run(const char* what, Op op, detail::Cancellation c,
 }  // namespace
 
 asio::awaitable<LeaderKey> Participant::campaign() {
-  return run("campaign", detail::campaign_of, effects, state_);
+  return run("campaign", detail::campaign_of, effects, state_, false);
 }
 
 void Participant::start_campaign(State s, Handler<LeaderKey> handler, diagnostics* diag) {
-  start("campaign", detail::campaign_of, effects, std::move(s), std::move(handler), diag);
+  start("campaign", detail::campaign_of, effects, std::move(s), std::move(handler), diag, false);
 }
 
 asio::awaitable<std::int64_t> Participant::acquire_lease() {
@@ -251,6 +251,10 @@ std::shared_ptr<detail::LeaseState> detail::access::participant_lease(const Part
   const auto& s = *p.state_;
   if (s.term) return s.term->lease();
   return s.lease;
+}
+
+std::shared_ptr<detail::ParticipantState> detail::access::participant_state(const Participant& p) {
+  return p.state_;
 }
 
 void detail::access::on_in_line(Participant& p, std::function<void()> f) {

@@ -44,7 +44,7 @@ namespace detail {
 
 // The operations, on the participant's state: an operation in flight holds it, so the
 // Participant may go meanwhile.
-asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
+asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool only_if_first) {
   s->check_live("campaign");
   if (s->campaign)
     throw_error(errc::invalid_argument,
@@ -66,7 +66,7 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s) {
     std::optional<Won> result;
     try {
       result = co_await asio::co_spawn(
-          s->core->executor(), s->run(run),
+          s->core->executor(), s->run(run, only_if_first),
           asio::bind_cancellation_slot(run->cut.slot(), asio::use_awaitable));
     } catch (const system_error& e) {
       if (outer.is_connected()) outer.clear();

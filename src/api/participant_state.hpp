@@ -78,7 +78,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     return withdrawal;
   }
 
-  asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run) {
+  asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run, bool only_if_first) {
     // Its own coroutine, bound to the run's `cut`: whatever comes through that (a stop, or the
     // caller's cancellation as campaign()'s filter let it) is for the campaign.
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
@@ -104,8 +104,8 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (auto r = weak.lock())
         r->request_stop(reason, "campaign: the lease was lost while waiting in line");
     };
-    CampaignRequest request{core,   election,   value, options.ttl, options.lease.margin,
-                            *delay, on_in_line, lost};
+    CampaignRequest request{core,   election,   value, options.ttl,  options.lease.margin,
+                            *delay, on_in_line, lost,  only_if_first};
     co_return co_await run_campaign(request, lease);
   }
 
@@ -169,7 +169,9 @@ class Busy {
   bool& flag_;
 };
 
-asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s);
+/// A campaign; `only_if_first` (a lock's try): fails with errc::lock_held, its key withdrawn,
+/// once another key is seen first in line.
+asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool only_if_first);
 asio::awaitable<std::int64_t> acquire_lease_of(std::shared_ptr<ParticipantState> s);
 asio::awaitable<boost::system::error_code> keep_alive_of(std::shared_ptr<ParticipantState> s);
 asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s);

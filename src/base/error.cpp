@@ -58,6 +58,8 @@ class ErrcCategory final : public boost::system::error_category {
       case errc::object_gone:
         return "The object this operation belongs to was destroyed or moved from before it "
                "started.";
+      case errc::lock_held:
+        return "The lock is held by another: try_lock() does not wait in line.";
       case errc::tls_failed:
         return "No TLS connection to etcd could be made: the server certificate was not trusted, "
                "the client certificate was refused, or one side does not speak TLS.";

@@ -189,8 +189,8 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
   // The campaign's own hold on its lease: whoever stops it may empty the slot meanwhile.
   auto lease = slot;
   const auto executor = core->executor();
-  CampaignEngine engine(
-      {request.takeover_delay, core->options().request_timeout, std::chrono::milliseconds(500)});
+  CampaignEngine engine({request.takeover_delay, core->options().request_timeout,
+                         std::chrono::milliseconds(500), request.only_if_first});
   FeedWatch line(ElectionFeed::of(core, request.election), executor);
   HoldPastDeadline hold;
   std::string own_key;

@@ -29,6 +29,9 @@ struct CampaignRequest {
   /// Called on the Client's executor when the campaign's lease is lost: whoever runs the
   /// campaign stops it then (it ends with the lease's reason), as it would for a resign.
   std::function<void(boost::system::error_code)> lost;
+  /// A try (Mutex::try_lock): fail with errc::lock_held once another key is seen first,
+  /// instead of waiting in line.
+  bool only_if_first = false;
 };
 
 struct Won {

@@ -84,6 +84,9 @@ class CampaignEngine {
     std::chrono::milliseconds renewal_wait{std::chrono::seconds(5)};
     /// Between reads that could not reach etcd.
     std::chrono::milliseconds read_pause{500};
+    /// A try: once the view shows another key first, the campaign fails with errc::lock_held
+    /// instead of waiting in line (try_lock()).
+    bool only_if_first = false;
   };
 
   explicit CampaignEngine(Options options) : options_(options) {}
@@ -126,7 +129,15 @@ class CampaignEngine {
       ++reentries_;
       return {Do::enter};
     }
-    if (!view.first || *view.first != own_revision_) return {Do::wait};
+    if (!view.first || *view.first != own_revision_) {
+      if (options_.only_if_first && view.first)
+        return {Do::fail,
+                {},
+                errc::lock_held,
+                "try_lock: held by another (the key with create revision " +
+                    std::to_string(*view.first) + " is first in line)"};
+      return {Do::wait};
+    }
     settle_for_ = remaining_delay(view);
     if (!view.contiguous) return {Do::confirm};
     read_revision_ = view.revision;

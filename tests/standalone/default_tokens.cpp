@@ -13,7 +13,7 @@ namespace {
 asio::awaitable<void> every_default(election::Client& client, election::Lease& lease,
                                     election::Session& session, election::Participant& p,
                                     election::Observer& observer,
-                                    election::Leadership& leadership) {
+                                    election::Leadership& leadership, election::Mutex& mutex) {
   election::diagnostics why;
 
   co_await client.async_connect();
@@ -56,8 +56,19 @@ asio::awaitable<void> every_default(election::Client& client, election::Lease& l
 
   co_await leadership.async_run();
   co_await leadership.async_run(why);
+
+  election::LockKey held = co_await mutex.async_lock();
+  held = co_await mutex.async_lock(why);
+  held = co_await mutex.async_try_lock();
+  held = co_await mutex.async_try_lock(why);
+  revision = co_await mutex.async_put_if_held("k", "v");
+  revision = co_await mutex.async_put_if_held("k", "v", why);
+  ended = co_await mutex.async_wait_lost();
+  ended = co_await mutex.async_wait_lost(why);
+  co_await mutex.async_unlock();
+  co_await mutex.async_unlock(why);
   (void)version, (void)granted, (void)lost, (void)left, (void)id, (void)key, (void)ended,
-      (void)revision, (void)leader, (void)line, (void)event;
+      (void)revision, (void)leader, (void)line, (void)event, (void)held;
 }
 
 // The default token's operation, launched later with a callback, with and without diagnostics.

@@ -199,3 +199,31 @@ TEST_CASE(
   CHECK(denied.message == "range: permission denied");
   CHECK(e.failed(Do::wait, errc::auth_failed, "watch").what == Do::fail);
 }
+
+TEST_CASE("a try fails with lock_held once another key is first, and wins a free line",
+          "[campaign-engine]") {
+  auto tried = [](std::chrono::milliseconds delay) {
+    auto e = CampaignEngine({delay, 5s, 500ms, true});
+    REQUIRE(e.start(std::nullopt).what == Do::grant);
+    REQUIRE(e.granted(lease).what == Do::enter);
+    REQUIRE(e.entered(20, 20).what == Do::wait);
+    return e;
+  };
+  auto held = tried(0ms);
+  CHECK(held.viewed(view(19, 10, std::nullopt), true).what == Do::wait);  // behind the entry
+  const auto refused = held.viewed(view(20, 10, 20), true);
+  CHECK(refused.what == Do::fail);
+  CHECK(refused.error == errc::lock_held);
+  CHECK(refused.message.find("create revision 10") != std::string::npos);
+
+  auto free = tried(0ms);
+  CHECK(free.viewed(view(20, 20, 20), true).what == Do::lead);
+  // Free, but its last holder's key went unsigned just now: the delay first, as for a wait.
+  auto taken = tried(200ms);
+  const auto settle = taken.viewed(unsigned_vacancy(view(20, 20, 20), 50ms), true);
+  CHECK(settle.what == Do::settle);
+  CHECK(settle.delay == 150ms);
+  // Without the try, the same view waits in line.
+  auto waits = in_line();
+  CHECK(waits.viewed(view(20, 10, 20), true).what == Do::wait);
+}

@@ -14,14 +14,14 @@ using election::detail::to_error_code;
 
 TEST_CASE("every errc has its own sentence in the election category", "[errors]") {
   std::set<std::string> messages;
-  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::object_gone);
+  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::lock_held);
        ++e) {
     const boost::system::error_code ec = static_cast<errc>(e);
     CHECK(std::string(ec.category().name()) == "election");
     CHECK(ec.message().back() == '.');
     messages.insert(ec.message());
   }
-  CHECK(messages.size() == static_cast<std::size_t>(errc::object_gone));
+  CHECK(messages.size() == static_cast<std::size_t>(errc::lock_held));
 }
 
 TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
@@ -101,7 +101,7 @@ TEST_CASE("each errc's sentence in error.hpp is its message()", "[errors]") {
     }
   }
   int checked = 0;
-  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::object_gone);
+  for (int e = static_cast<int>(errc::no_endpoints); e <= static_cast<int>(errc::lock_held);
        ++e) {
     const boost::system::error_code ec = static_cast<errc>(e);
     bool found = false;  // (the enum's own comment above `enum class errc` is not a value's)

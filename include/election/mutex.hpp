@@ -34,6 +34,7 @@ using MutexOptions = ParticipantOptions;
 
 namespace detail {
 class ParticipantState;
+struct LockFollower;
 }  // namespace detail
 
 /// A distributed lock on etcd. A lock is an election whose candidates carry no value: the keys
@@ -57,6 +58,12 @@ class ParticipantState;
 /// campaign(), unlock() as resign(), put_if_held() as put_if_leader(), wait_lost() as
 /// keep_alive(). Calls that overlap behave as a Participant's. Destroying a Mutex unlocks (or
 /// withdraws from the queue) in the background. Thread safety: as Participant.
+///
+/// The takeover delay (200 ms on etcd before 3.4.31 and 3.5.13) is counted from when the
+/// lock's last release was seen: a Mutex follows its queue from construction (one watch on
+/// the Client's shared stream), so a lock() within the delay of the Mutex's construction waits
+/// the rest of it, and later ones wait only after a release nobody signed (etcdctl's, an
+/// operator's delete, an expiry).
 class Mutex {
  public:
   /// A lock named `name` on its own lease (granted by lock()). The name is refused as an
@@ -69,9 +76,9 @@ class Mutex {
   /// same key, and both would believe they hold it).
   Mutex(Session& session, std::string name, MutexOptions options = {});
 
-  Mutex(Mutex&&) noexcept = default;
-  Mutex& operator=(Mutex&&) noexcept = default;
-  ~Mutex() = default;
+  Mutex(Mutex&&) noexcept;
+  Mutex& operator=(Mutex&&) noexcept;
+  ~Mutex();
 
   const std::string& name() const { return participant_.election(); }
 
@@ -176,6 +183,10 @@ class Mutex {
   State state() const;
 
   Participant participant_;
+  // Follows the lock's queue from construction (one watch on the Client's shared stream), so
+  // that lock() knows how the lock last changed hands: after this Mutex's own signed unlock,
+  // or a release seen longer than the takeover delay ago, it waits none of the delay.
+  std::shared_ptr<detail::LockFollower> follower_;
 };
 
 /// "Run this work while holding the lock": a Leadership whose candidates carry no value takes

@@ -5,16 +5,59 @@
 #include "api/access.hpp"
 #include "api/launch.hpp"
 #include "api/participant_state.hpp"
+#include "engine/election_feed.hpp"
+
+#include <boost/asio/dispatch.hpp>
 
 namespace election {
 
 namespace asio = boost::asio;
 
+namespace detail {
+
+// Listens to nothing: its subscription keeps the lock's feed running.
+struct LockFollower final : FeedListener {
+  std::shared_ptr<ElectionFeed> feed;
+};
+
+namespace {
+
+std::shared_ptr<LockFollower> follow(const std::shared_ptr<ParticipantState>& s) {
+  auto follower = std::make_shared<LockFollower>();
+  follower->feed = ElectionFeed::of(s->core, s->election);
+  asio::dispatch(s->core->executor(), [follower] { follower->feed->subscribe(follower.get()); });
+  return follower;
+}
+
+void unfollow(const std::shared_ptr<ParticipantState>& s, std::shared_ptr<LockFollower> follower) {
+  if (!s || !follower) return;
+  asio::dispatch(s->core->executor(),
+                 [follower = std::move(follower)] { follower->feed->unsubscribe(follower.get()); });
+}
+
+}  // namespace
+}  // namespace detail
+
 Mutex::Mutex(Client& client, std::string name, MutexOptions options)
-    : participant_(client, std::move(name), std::string(), options) {}
+    : participant_(client, std::move(name), std::string(), options),
+      follower_(detail::follow(state())) {}
 
 Mutex::Mutex(Session& session, std::string name, MutexOptions options)
-    : participant_(session, std::move(name), std::string(), options) {}
+    : participant_(session, std::move(name), std::string(), options),
+      follower_(detail::follow(state())) {}
+
+Mutex::Mutex(Mutex&&) noexcept = default;
+
+Mutex& Mutex::operator=(Mutex&& other) noexcept {
+  if (this != &other) {
+    detail::unfollow(state(), std::move(follower_));
+    participant_ = std::move(other.participant_);
+    follower_ = std::move(other.follower_);
+  }
+  return *this;
+}
+
+Mutex::~Mutex() { detail::unfollow(state(), std::move(follower_)); }
 
 Mutex::State Mutex::state() const { return detail::access::participant_state(participant_); }
 

@@ -302,6 +302,7 @@ std::string unique(const std::string& prefix);
 // --- the scenarios ----------------------------------------------------------------------------
 
 int run_handover(const Config& config);
+int run_lock(const Config& config);
 int run_failover(const Config& config);
 int run_fanout(const Config& config);
 int run_scale(const Config& config);

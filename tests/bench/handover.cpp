@@ -18,6 +18,7 @@
 #include "api/access.hpp"
 #include "common.hpp"
 
+#include "process_handover.hpp"
 #include "raw_watch.hpp"
 #include "transport/kv.hpp"
 
@@ -156,75 +157,6 @@ struct Handover {
     client_w.reset();
     client_d.reset();
   }
-};
-
-// Two processes of one program in one election handing over by a signal, as a user compares
-// binaries: from the signal to the leader until the successor's "leading" line arrives on its
-// pipe, with the next successor spawned and in line (200 ms) before each round.
-//
-// - etcdctl: two `etcdctl elect` processes; it resigns on SIGINT and prints its key on winning.
-// - leader-worker: two `leader-worker --json` processes with default options (the takeover
-//   delay this etcd gets, 200 ms on 3.4.23, is waited only after a deletion its owner did not
-//   sign; leader-worker's resignation is signed); it stops its work and resigns on SIGTERM, and
-//   prints an `elected` event on winning.
-class ProcessHandover {
- public:
-  struct Program {
-    std::string what;  // for messages
-    std::function<std::vector<std::string>(const std::string& name, const std::string& value)> argv;
-    std::function<bool(const std::string& line)> leads;  // the line that says it leads
-    int stop_signal;
-    std::string err_file;
-  };
-
-  ProcessHandover(const Config& config, IoThread& io, Client& probe, Program program)
-      : config_(config),
-        io_(io),
-        probe_(probe),
-        program_(std::move(program)),
-        name_(unique("handover-process")) {}
-
-  void setup() {
-    leader_ = spawn(0);
-    if (!leader_->wait_line(program_.leads, 15s))
-      throw std::runtime_error(program_.what + " did not lead: " + leader_->stderr_tail());
-  }
-
-  // Milliseconds from the signal to the successor's line.
-  double round(int r) {
-    auto waiter = spawn(r + 1);
-    io_.sync(wait_count(*election::detail::access::core(probe_), name_ + "/", 2, 10s), 15s,
-             "the next process in line");
-    std::this_thread::sleep_for(settle);
-    const auto t0 = now_us();
-    leader_->signal(program_.stop_signal);
-    auto line = waiter->wait_line(program_.leads, 10s);
-    if (!line)
-      throw std::runtime_error(program_.what + " successor did not lead: " + waiter->stderr_tail());
-    leader_->stop(5s);
-    leader_ = std::move(waiter);
-    return ms(line->at_us - t0);
-  }
-
-  void teardown() {
-    if (leader_) {
-      leader_->signal(program_.stop_signal);
-      leader_->stop(5s);
-    }
-  }
-
- private:
-  std::unique_ptr<Child> spawn(int i) {
-    return std::make_unique<Child>(program_.argv(name_, "p-" + std::to_string(i)),
-                                   config_.work / program_.err_file);
-  }
-
-  const Config& config_;
-  IoThread& io_;
-  Client& probe_;
-  Program program_;
-  std::string name_;
-  std::unique_ptr<Child> leader_;
 };
 
 ProcessHandover::Program etcdctl_elect(const Config& config, const Etcd& etcd) {

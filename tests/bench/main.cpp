@@ -1,6 +1,6 @@
 // election-bench: the benchmarks of issue #6, one scenario per run, each on a private etcd.
 //
-//   election-bench handover|failover|fanout|scale|shards|startup [--quick] [--out DIR]
+//   election-bench handover|lock|failover|fanout|scale|shards|startup [--quick] [--out DIR]
 //                  [--candidate PATH] [--worker PATH] [--etcdctl PATH] [--n N]
 //                  [--idle SECONDS] [--lease each|session]
 //   election-bench report [--out DIR] [--mode quick|full] [--command TEXT]
@@ -30,7 +30,7 @@ namespace {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "election-bench: " << why << "\n"
-            << "usage: election-bench handover|failover|fanout|scale|shards|startup [--quick]"
+            << "usage: election-bench handover|lock|failover|fanout|scale|shards|startup [--quick]"
                " [--out DIR]"
                " [--candidate PATH] [--worker PATH] [--etcdctl PATH] [--n N] [--idle SECONDS]"
                " [--lease each|session]\n"
@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   try {
     std::filesystem::create_directories(config.out);
     if (scenario == "handover") return run_handover(config);
+    if (scenario == "lock") return run_lock(config);
     if (scenario == "failover") return run_failover(config);
     if (scenario == "fanout") return run_fanout(config);
     if (scenario == "scale") return run_scale(config);

@@ -106,7 +106,7 @@ std::string md_cell(std::string s) {
 
 int run_report(const std::filesystem::path& out, const std::string& command,
                const std::string& mode) {
-  const std::vector<std::string> order{"handover", "failover", "fanout",
+  const std::vector<std::string> order{"handover", "lock", "failover", "fanout",
                                        "scale",    "shards",   "startup"};
   std::vector<Entry> entries;
   std::vector<std::string> missing;

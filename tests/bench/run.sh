@@ -8,7 +8,7 @@
 #   --bin-dir DIR  where election-bench and bench-candidate are; without it, build/release
 #                  (RelWithDebInfo, no sanitizers) is configured and built first
 #   --quick        few rounds, 100 instead of 1,000 observers/participants (the ctest smoke run)
-#   --only S       run only scenario S (handover, failover, fanout, scale, shards, startup);
+#   --only S       run only scenario S (handover, lock, failover, fanout, scale, shards, startup);
 #                  repeatable
 #
 # Full mode takes about 5½ minutes (plus the build). Benchmark on a quiet machine: the load
@@ -50,14 +50,14 @@ fi
 [[ -x $bin/election-bench && -x $bin/bench-candidate ]] ||
   { echo "run.sh: no election-bench and bench-candidate in $bin" >&2; exit 1; }
 
-scenarios=(handover failover fanout scale shards startup)
+scenarios=(handover lock failover fanout scale shards startup)
 ((${#only[@]})) && scenarios=("${only[@]}")
 mode=full
 flags=()
 ((quick)) && { mode=quick; flags=(--quick); }
 
 mkdir -p "$out"
-rm -f "$out"/{handover,failover,fanout,scale,shards,startup}.tsv "$out"/bench-results.{md,json}
+rm -f "$out"/{handover,lock,failover,fanout,scale,shards,startup}.tsv "$out"/bench-results.{md,json}
 ELECTION_BENCH_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 : "${ELECTION_BENCH_REVISION:=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)}"
 export ELECTION_BENCH_LOAD ELECTION_BENCH_REVISION

@@ -75,6 +75,12 @@ TEST_CASE("the README's loop underneath is examples/manual_loop.cpp, verbatim", 
   CHECK(readme.find(block) != std::string::npos);
 }
 
+TEST_CASE("the README's lock example is examples/lock.cpp, verbatim", "[example]") {
+  const auto readme = text_of(ELECTION_SOURCE_DIR "/README.md");
+  const auto block = "```cpp\n" + text_of(ELECTION_SOURCE_DIR "/examples/lock.cpp") + "```";
+  CHECK(readme.find(block) != std::string::npos);
+}
+
 TEST_CASE("the README's shards example is examples/shards.cpp, verbatim", "[example]") {
   const auto readme = text_of(ELECTION_SOURCE_DIR "/README.md");
   const auto block = "```cpp\n" + text_of(ELECTION_SOURCE_DIR "/examples/shards.cpp") + "```";
@@ -153,4 +159,39 @@ TEST_CASE("shards leads eight elections on one lease and on SIGTERM leaves them 
   CHECK(p.wait() == 0);
   for (int shard = 0; shard < 8; ++shard)
     CHECK(keys_under("jobs/shard-" + std::to_string(shard) + "/") == 0);
+}
+
+TEST_CASE("lock takes the lock, runs its fenced job, and unlocks", "[example]") {
+  election::test::ChildProcess p({ELECTION_LOCK, election::test::fixture_endpoints().front()},
+                                 out_file("lock"));
+  REQUIRE(p.wait_for(20s));
+  const auto output = p.output();
+  INFO(output);
+  CHECK(p.wait() == 0);
+  CHECK_THAT(output, Catch::Contains("locked jobs/nightly-report/"));
+  CHECK_THAT(output, Catch::Contains("step 3 written at revision"));
+  CHECK_THAT(output, Catch::Contains("unlocked"));
+  CHECK_THAT(output, !Catch::Contains("held by another"));
+  CHECK(keys_under("jobs/nightly-report/") == 0);
+}
+
+TEST_CASE("lock queued behind etcdctl lock waits, then runs once etcdctl lets go", "[example]") {
+  const auto endpoint = election::test::fixture_endpoints().front();
+  election::test::ChildProcess ctl(
+      {"etcdctl", "--endpoints=" + endpoint, "lock", "jobs/nightly-report"},
+      out_file("lock-etcdctl"), {"ETCDCTL_API=3"});
+  REQUIRE(wait_for_text(ctl, "jobs/nightly-report/", 5s));
+  election::test::ChildProcess p({ELECTION_LOCK, endpoint}, out_file("lock-queued"));
+  INFO(p.output());
+  REQUIRE(wait_for_text(p, "held by another: waiting in line", 10s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(p.output().find("locked") == std::string::npos);
+  ctl.signal(SIGINT);
+  REQUIRE(p.wait_for(20s));
+  const auto output = p.output();
+  INFO(output);
+  CHECK(p.wait() == 0);
+  CHECK_THAT(output, Catch::Contains("step 3 written at revision"));
+  CHECK(keys_under("jobs/nightly-report/") == 0);
+  ctl.wait();
 }

@@ -325,3 +325,31 @@ TEST_CASE("lock_loop runs the work while it holds the lock, and etcdctl waits me
       },
       40s);
 }
+
+TEST_CASE("a Mutex follows its lock from construction: a free lock is taken at once later",
+          "[mutex]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto name = election::test::unique_name("follow");
+    // Taken at once after construction: nobody can say how long ago the lock was released, so
+    // the takeover delay this etcd gets is waited (200 ms on 3.4.23).
+    Mutex fresh(client, name + "-fresh", ttl(5s));
+    co_await fresh.lock();
+    REQUIRE(fresh.participant().takeover_wait());
+    CHECK(*fresh.participant().takeover_wait() > 100ms);
+    co_await fresh.unlock();
+
+    // Made, then used: the queue has been followed for longer than the delay.
+    Mutex m(client, name, ttl(5s));
+    co_await sleep_for(300ms);
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = Steady::now();
+      co_await m.lock();
+      const auto took = Steady::now() - t0;
+      REQUIRE(m.participant().takeover_wait());
+      CHECK(*m.participant().takeover_wait() == 0ms);  // after none, then after its own unlock
+      CHECK(took < 100ms);
+      co_await m.unlock();
+    }
+  });
+}

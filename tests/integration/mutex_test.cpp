@@ -4,6 +4,7 @@
 #include "api/access.hpp"
 #include "base/keys.hpp"
 #include "election/election.hpp"
+#include "etcd/v3lock.grpc.pb.h"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/process.hpp"
@@ -11,6 +12,7 @@
 #include "transport/client_core.hpp"
 #include "transport/kv.hpp"
 
+#include <grpcpp/create_channel.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <catch2/catch.hpp>
@@ -18,6 +20,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <optional>
 #include <string>
 
@@ -352,4 +355,83 @@ TEST_CASE("a Mutex follows its lock from construction: a free lock is taken at o
       co_await m.unlock();
     }
   });
+}
+
+namespace {
+
+// etcd's Lock RPC, called as a Go program would (blocking, on a thread of its own), with a lease
+// of its own.
+struct LockRpc {
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(endpoint(), grpc::InsecureChannelCredentials());
+  std::int64_t lease = 0;
+
+  LockRpc() {
+    grpc::ClientContext context;
+    etcdserverpb::LeaseGrantRequest request;
+    request.set_ttl(10);
+    etcdserverpb::LeaseGrantResponse response;
+    const auto status =
+        etcdserverpb::Lease::NewStub(channel)->LeaseGrant(&context, request, &response);
+    REQUIRE(status.ok());
+    lease = response.id();
+  }
+
+  // The held key, once etcd granted the lock.
+  std::future<std::string> lock(const std::string& name) {
+    return std::async(std::launch::async, [this, name] {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + 20s);
+      v3lockpb::LockRequest request;
+      request.set_name(name);
+      request.set_lease(lease);
+      v3lockpb::LockResponse response;
+      const auto status = v3lockpb::Lock::NewStub(channel)->Lock(&context, request, &response);
+      if (!status.ok()) throw std::runtime_error("Lock: " + status.error_message());
+      return response.key();
+    });
+  }
+
+  void unlock(const std::string& key) {
+    grpc::ClientContext context;
+    v3lockpb::UnlockRequest request;
+    request.set_key(key);
+    v3lockpb::UnlockResponse response;
+    REQUIRE(v3lockpb::Lock::NewStub(channel)->Unlock(&context, request, &response).ok());
+  }
+};
+
+bool ready(std::future<std::string>& f) { return f.wait_for(0s) == std::future_status::ready; }
+
+}  // namespace
+
+TEST_CASE("etcd's Lock RPC and our Mutex wait in one queue, both ways", "[mutex][interop]") {
+  run(
+      []() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, fixture_options());
+        const auto name = election::test::unique_name("rpc");
+        Mutex ours(client, name, ttl(5s));
+        LockRpc theirs;
+
+        // The RPC holds; ours waits, and takes the lock on the RPC's Unlock.
+        auto held = theirs.lock(name);
+        co_await require_within([&] { return ready(held); }, 5s, "the Lock RPC to take the lock");
+        const auto their_key = held.get();
+        CHECK(their_key.rfind(name + "/", 0) == 0);
+        Locked got;
+        asio::co_spawn(co_await asio::this_coro::executor, lock_into(ours, got), asio::detached);
+        co_await sleep_for(500ms);
+        CHECK_FALSE(got.key);
+        theirs.unlock(their_key);
+        co_await require_within([&] { return got.key.has_value(); }, 3s, "ours after Unlock");
+
+        // Ours holds; the RPC waits, and takes it on our unlock.
+        auto waiting = theirs.lock(name);
+        co_await sleep_for(500ms);
+        CHECK_FALSE(ready(waiting));
+        co_await ours.unlock();
+        co_await require_within([&] { return ready(waiting); }, 3s, "the Lock RPC after unlock");
+        theirs.unlock(waiting.get());
+      },
+      40s);
 }

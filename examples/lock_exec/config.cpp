@@ -22,8 +22,9 @@ constexpr const char* password_variable = "LOCK_EXEC_PASSWORD";
 }  // namespace
 
 std::chrono::milliseconds default_kill_after(std::int64_t ttl_s) {
-  const auto margin = std::min<std::chrono::milliseconds>(std::chrono::seconds(ttl_s) / 10,
-                                                          std::chrono::seconds(1));
+  // In ms before dividing: seconds(2) / 10 would be 0.
+  const std::chrono::milliseconds ttl = std::chrono::seconds(ttl_s);
+  const auto margin = std::min<std::chrono::milliseconds>(ttl / 10, std::chrono::seconds(1));
   return margin / 2;
 }
 
@@ -59,11 +60,11 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "  127 when CMD cannot be started; 130/143 on SIGINT/SIGTERM before the lock was taken.\n"
       "Credentials: prefer --user NAME with --password-file FILE or $LOCK_EXEC_PASSWORD; a\n"
       "  password on the command line is visible to every local user in /proc/PID/cmdline.");
-  std::vector<std::string> endpoints;
+  // One string, split here: a list option would take NAME as one more member.
+  std::string endpoints;
   app.add_option("--endpoints", endpoints,
                  "etcd members as host:port,host:port,...; https://host:port for TLS "
-                 "[127.0.0.1:2379]")
-      ->delimiter(',');
+                 "[127.0.0.1:2379]");
   app.add_option("--ttl", config.ttl,
                  "Lease TTL in s: how soon another holder gets the lock if this process dies")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
@@ -110,13 +111,17 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     return exit_bad_input;
   }
   if (!endpoints.empty()) {
-    for (const auto& e : endpoints) {
-      if (e.empty()) {
+    config.endpoints.clear();
+    for (std::size_t start = 0;;) {
+      const auto comma = endpoints.find(',', start);
+      config.endpoints.push_back(endpoints.substr(start, comma - start));
+      if (config.endpoints.back().empty()) {
         std::fprintf(stderr, "lock-exec: --endpoints: empty member in the list\n");
         return exit_bad_input;
       }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
     }
-    config.endpoints = std::move(endpoints);
   }
   if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
     std::fprintf(stderr, "lock-exec: --cert and --key go together\n");

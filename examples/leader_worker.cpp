@@ -12,8 +12,9 @@
 // This file is the story: the flags, then the node's life, then its exit code. The parts, in
 // leader_worker/: config (the flags, into a Config), worker (the Leadership's life, from start
 // to resignation), work (the leader's fenced counter), reports (the library's hooks and client
-// events, as events), events (the output lines: readable, or --json through json_line.hpp), and
-// with --metrics, metrics and http_endpoint.hpp.
+// events, as events), events (the output lines: readable, or --json through
+// common/json_line.hpp, shared with lock-exec), and with --metrics, metrics and
+// http_endpoint.hpp.
 // One io_context, one thread: every coroutine here runs on it, so none of them needs a lock.
 #include "leader_worker/config.hpp"
 #include "leader_worker/events.hpp"

@@ -1,17 +1,17 @@
 // parse_command_line(): leader-worker's flags (CLI11), their --help text, and the checks that
 // make a Config out of them. Two jobs have a function of their own: the --metrics address
-// ([HOST:]PORT, [IPV6]:PORT) and the credentials, whose password comes from --password-file,
-// $LEADER_WORKER_PASSWORD, --user NAME:PASSWORD or --password, and is never printed. Every
-// refusal is one line on stderr and exit code 2.
+// ([HOST:]PORT, [IPV6]:PORT) and the credentials (common/credentials.hpp, shared with lock-exec),
+// whose password comes from --password-file, $LEADER_WORKER_PASSWORD, --user NAME:PASSWORD or
+// --password, and is never printed. Every refusal is one line on stderr and exit code 2.
 #include "config.hpp"
 
 #include "events.hpp"
 
+#include "common/credentials.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <string>
 #include <utility>
 
@@ -49,61 +49,6 @@ std::optional<std::string> parse_metrics_address(const std::string& text, Config
   config.metrics = address;
   return std::nullopt;
 #endif
-}
-
-// --user, --password, --password-file and $LEADER_WORKER_PASSWORD, into config.user and
-// config.password (which holds --password already, if given). Returns an exit code when they
-// do not fit together.
-std::optional<int> read_credentials(std::string user, bool password_given, bool file_given,
-                                    const std::string& password_file, Config& config) {
-  const auto colon = user.find(':');
-  const char* from_environment = std::getenv(password_variable);
-  const bool in_environment = from_environment != nullptr && *from_environment != '\0';
-  const bool given_apart = password_given || file_given;
-  if (colon != std::string::npos && given_apart) {
-    std::fprintf(stderr,
-                 "leader-worker: --password or --password-file given, so --user must be NAME "
-                 "only\n");
-    return 2;
-  }
-  if (user.empty() && given_apart) {
-    std::fprintf(stderr, "leader-worker: --password and --password-file need --user\n");
-    return 2;
-  }
-  if (file_given) {
-    // The file's first line; the message names the file, never its content.
-    std::ifstream in(password_file);
-    if (!in || !std::getline(in, config.password)) {
-      std::fprintf(stderr, "leader-worker: --password-file %s: cannot read a line from it\n",
-                   password_file.c_str());
-      return 2;
-    }
-    if (!config.password.empty() && config.password.back() == '\r') config.password.pop_back();
-    if (config.password.empty()) {
-      std::fprintf(stderr, "leader-worker: --password-file %s: the first line is empty\n",
-                   password_file.c_str());
-      return 2;
-    }
-  } else if (!user.empty() && colon == std::string::npos && !password_given) {
-    if (!in_environment) {
-      std::fprintf(stderr,
-                   "leader-worker: --user NAME needs a password: --password-file FILE or $%s "
-                   "(preferred), --user NAME:PASSWORD or --password\n",
-                   password_variable);
-      return 2;
-    }
-    config.password = from_environment;
-  }
-  if (colon != std::string::npos) {
-    config.password = user.substr(colon + 1);
-    user.erase(colon);
-    if (user.empty()) {
-      std::fprintf(stderr, "leader-worker: --user: empty user name\n");
-      return 2;
-    }
-  }
-  config.user = std::move(user);
-  return std::nullopt;
 }
 
 }  // namespace
@@ -220,8 +165,10 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     std::fprintf(stderr, "leader-worker: --cert and --key go together\n");
     return 2;
   }
-  return read_credentials(std::move(user), password->count() > 0, file->count() > 0, password_file,
-                          config);
+  example_common::CredentialFlags credentials{std::move(user), password->count() > 0,
+                                              file->count() > 0, password_file};
+  return example_common::read_credentials("leader-worker", password_variable,
+                                          std::move(credentials), config.user, config.password);
 }
 
 }  // namespace leader_worker

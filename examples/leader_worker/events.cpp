@@ -1,8 +1,8 @@
 // The definitions of events.hpp: the two forms of a line (readable, JSON) and the wall clock the
-// readable one starts with, and the text and time helpers.
+// readable one starts with, and the time helpers.
 #include "events.hpp"
 
-#include "json_line.hpp"
+#include "common/json_line.hpp"
 
 #include <ctime>
 #include <utility>
@@ -18,28 +18,13 @@ Clock::time_point on_monotonic(election::lease_clock::time_point t) {
          std::chrono::duration_cast<Clock::duration>(t - election::lease_clock::now());
 }
 
-std::string one_line(std::string text) {
-  for (auto& c : text)
-    if (c == '\n' || c == '\r') c = ' ';
-  return text;
-}
-
-std::string strip_tag(std::string text, const boost::system::error_code& code) {
-  const auto tag = " [" + std::string(code.category().name()) + ":";
-  if (const auto at = text.rfind(tag); at != std::string::npos && text.back() == ']')
-    text.erase(at);
-  return text;
-}
-
-std::string describe(const boost::system::system_error& e) { return strip_tag(e.what(), e.code()); }
-
 void Events::emit(std::string_view event, const Fields& fields, std::string_view text) {
   const auto now = Clock::now();
   std::string line;
   if (json_) {
     Fields all{{"event", event}, {"node", node_}, {"mono_us", micros(now)}};
     all.insert(fields.begin(), fields.end());
-    line = json_line(std::move(all));
+    line = example_common::json_line(std::move(all));
   } else {
     line = wall_clock() + "  " + node_ + "  " + one_line(std::string(text));
   }

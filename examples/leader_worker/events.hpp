@@ -2,9 +2,11 @@
 // event as one readable line (wall clock, node, text) or, with --json, as one JSON object
 // (event, node, mono_us, then the event's fields); every line is written whole and flushed at
 // once. The helpers: micros() and on_monotonic() put times on CLOCK_MONOTONIC, the clock of
-// every time printed; one_line(), strip_tag() and describe() make a message fit on one line
-// meant for people. Definitions in events.cpp.
+// every time printed; one_line(), strip_tag() and describe() (common/text.hpp) make a message fit
+// on one line meant for people. Definitions in events.cpp.
 #pragma once
+
+#include "common/text.hpp"
 
 #include <election/clock.hpp>
 
@@ -30,15 +32,10 @@ std::int64_t micros(Clock::time_point t);
 /// the clock of every other time this program prints. The two differ by the time suspended.
 Clock::time_point on_monotonic(election::lease_clock::time_point t);
 
-/// `text` with every line break turned into a space.
-std::string one_line(std::string text);
-
-/// Boost's system_error::what() ends in " [category:value]" (and a source location): noise on
-/// a line meant for people, so it goes.
-std::string strip_tag(std::string text, const boost::system::error_code& code);
-
-/// `e`'s message without that tag.
-std::string describe(const boost::system::system_error& e);
+// one_line(), strip_tag(), describe(): common/text.hpp, shared with lock-exec.
+using example_common::describe;
+using example_common::one_line;
+using example_common::strip_tag;
 
 // What the worker prints. Each line is written whole and flushed at once: the output is read
 // while the process runs, and a SIGKILL must not lose what was already said.

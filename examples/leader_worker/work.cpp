@@ -2,7 +2,7 @@
 // on when no answer comes before the lease's local deadline.
 #include "work.hpp"
 
-#include "json_line.hpp"
+#include "common/json_line.hpp"
 
 #include <election/error.hpp>
 #include <election/first_of.hpp>
@@ -45,8 +45,8 @@ asio::awaitable<void> CounterWork::work_loop(election::Participant& me, election
     const auto seq = ++seq_;
     // The value names its writer and the fence it is written under, so etcd's history alone
     // says who wrote what under which leadership.
-    const auto value =
-        json_line({{"node", config_.node}, {"seq", seq}, {"fence", key.create_revision}});
+    const auto value = example_common::json_line(
+        {{"node", config_.node}, {"seq", seq}, {"fence", key.create_revision}});
     std::int64_t revision = 0;
     std::string failure;
     // An answer after the deadline would come from a node that no longer counts as leader:

@@ -1,11 +1,12 @@
-// leader-worker's --json lines: one flat JSON object a line, written by Boost.JSON.
+// The examples' --json lines (leader-worker's, lock-exec's): one flat JSON object a line,
+// written by Boost.JSON.
 //
-//   leader_worker::json_line({{"event", "elected"}, {"rev", 42}, {"ok", true}});
+//   example_common::json_line({{"event", "elected"}, {"rev", 42}, {"ok", true}});
 //   // {"event":"elected","rev":42,"ok":true}
 //
-// Boost.JSON copies a string's bytes as they are, but a node name or an etcd value need not be
-// UTF-8, and one stray byte would make the whole line unreadable to jq or any strict parser. So
-// every string is made valid UTF-8 first: bytes that are not become U+FFFD.
+// Boost.JSON copies a string's bytes as they are, but a node name, a lock name, a command or an
+// etcd value need not be UTF-8, and one stray byte would make the whole line unreadable to jq or
+// any strict parser. So every string is made valid UTF-8 first: bytes that are not become U+FFFD.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -15,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-namespace leader_worker {
+namespace example_common {
 
 /// `text` with every byte that does not belong to a well-formed UTF-8 sequence replaced by
 /// U+FFFD, one replacement a byte (overlong forms, surrogates and anything above U+10FFFF are
@@ -67,4 +68,4 @@ inline std::string json_line(boost::json::object fields) {
   return boost::json::serialize(fields);
 }
 
-}  // namespace leader_worker
+}  // namespace example_common

@@ -1,0 +1,138 @@
+// parse_command_line(): lock-exec's flags (CLI11), their --help text, and the checks that make a
+// Config out of them. The credentials are read as leader-worker reads them
+// (common/credentials.hpp), with $LOCK_EXEC_PASSWORD. Every refusal is one line on stderr and
+// exit code 2.
+#include "config.hpp"
+
+#include "common/credentials.hpp"
+#include "common/text.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+namespace lock_exec {
+namespace {
+
+constexpr const char* password_variable = "LOCK_EXEC_PASSWORD";
+
+}  // namespace
+
+std::chrono::milliseconds default_kill_after(std::int64_t ttl_s) {
+  // In ms before dividing: seconds(2) / 10 would be 0.
+  const std::chrono::milliseconds ttl = std::chrono::seconds(ttl_s);
+  const auto margin = std::min<std::chrono::milliseconds>(ttl / 10, std::chrono::seconds(1));
+  return margin / 2;
+}
+
+std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
+  CLI::App app{
+      "lock-exec [flags] NAME -- CMD [ARGS...]\n"
+      "Runs a command while holding an etcd v3 lock, as etcdctl lock NAME CMD... does.\n"
+      "It waits in line for the lock NAME (one queue with etcdctl lock and etcd's Go Mutex),\n"
+      "runs CMD with ETCD_LOCK_KEY, ETCD_LOCK_REV and ETCD_LOCK_FENCE in its environment,\n"
+      "releases the lock when CMD exits and exits with CMD's exit code.",
+      "lock-exec"};
+  app.footer(
+      "CMD's environment: ETCD_LOCK_KEY  the lock's key in etcd, NAME/hex(lease), as etcdctl;\n"
+      "  ETCD_LOCK_FENCE  the fencing token: the key's create revision (every later holder's is\n"
+      "  larger: pass it to what the lock protects); ETCD_LOCK_REV  the same revision (etcdctl\n"
+      "  sets the revision of the response that granted the lock, at or after it).\n"
+      "Signals: SIGINT/SIGTERM while waiting: leave the queue, exit 130/143. While CMD runs:\n"
+      "  passed on to CMD (a terminal's ^C reaches CMD directly as well: one process group);\n"
+      "  the lock is released once CMD has exited.\n"
+      "Losing the lock (lease expired or revoked, key deleted, or the lease's local deadline\n"
+      "  passed: last acknowledged renewal's send time + TTL - min(TTL/10, 1 s)): CMD gets\n"
+      "  SIGTERM at once and SIGKILL --kill-after later. The default, min(TTL/10, 1 s) / 2, is\n"
+      "  half the lease's margin: etcd cannot let another holder in before that send time + TTL,\n"
+      "  so CMD is dead before (unless lock-exec itself was frozen past its deadline: a stopped\n"
+      "  process signals nobody; it stops CMD the moment it runs again).\n"
+      "Output: nothing of its own but failures on stderr; with --json one JSON object a line on\n"
+      "  stdout (shared with CMD's): {\"event\": E, \"name\": NAME, \"mono_us\": T, ...}, T on\n"
+      "  CLOCK_MONOTONIC in us: locked (key, revision, lease, ttl)  child-started (pid, command)\n"
+      "  signal (signal, pid)  lost (reason, message)  killed (pid, signal)\n"
+      "  child-exited (pid, code[, signal])  unlocked  error (message).\n"
+      "Exit: CMD's exit code (128 + N if signal N ended it, as a shell); 1 when etcd cannot be\n"
+      "  reached or the lock taken; 2 on bad input; 3 when the lock was lost while CMD ran;\n"
+      "  127 when CMD cannot be started; 130/143 on SIGINT/SIGTERM before the lock was taken.\n"
+      "Credentials: prefer --user NAME with --password-file FILE or $LOCK_EXEC_PASSWORD; a\n"
+      "  password on the command line is visible to every local user in /proc/PID/cmdline.");
+  // One string, split here: a list option would take NAME as one more member.
+  std::string endpoints;
+  app.add_option("--endpoints", endpoints,
+                 "etcd members as host:port,host:port,...; https://host:port for TLS "
+                 "[127.0.0.1:2379]");
+  app.add_option("--ttl", config.ttl,
+                 "Lease TTL in s: how soon another holder gets the lock if this process dies")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
+      ->capture_default_str();
+  std::optional<std::int64_t> kill_after_ms;
+  app.add_option("--kill-after", kill_after_ms,
+                 "ms between SIGTERM and SIGKILL to CMD when the lock is lost; default "
+                 "min(TTL/10, 1 s) / 2 (see below)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3'600'000}));
+  app.add_flag("--json", config.json, "Print one JSON object a line on stdout (see below)");
+  // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
+  app.add_option("--cacert", config.tls.ca_file,
+                 "CA bundle (PEM) to verify etcd's TLS certificate with; implies TLS");
+  app.add_option("--cert", config.tls.cert_file, "Client certificate (PEM) for mutual TLS");
+  app.add_option("--key", config.tls.key_file, "Private key (PEM) of --cert");
+  example_common::CredentialFlags credentials;
+  app.add_option("--user", credentials.user,
+                 "etcd user: NAME, with the password from --password-file or $" +
+                     std::string(password_variable) +
+                     " (preferred), or NAME:PASSWORD (seen by every local user in "
+                     "/proc/PID/cmdline)");
+  auto* file = app.add_option("--password-file", credentials.password_file,
+                              "File holding the password of --user NAME (its first line)");
+  auto* password = app.add_option("--password", config.password,
+                                  "Password of --user NAME, on the command line (visible in "
+                                  "/proc/PID/cmdline: prefer --password-file)")
+                       ->excludes(file);
+  app.add_option("NAME", config.name, "The lock's name (its key prefix in etcd)")->required();
+  app.add_option("CMD", config.command, "The command and its arguments, after --");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help: the text on stdout, exit 0
+    std::fprintf(stderr, "lock-exec: %s (usage: lock-exec [flags] NAME -- CMD [ARGS...])\n",
+                 example_common::one_line(e.what()).c_str());
+    return exit_bad_input;
+  }
+  if (config.name.empty()) {
+    std::fprintf(stderr, "lock-exec: NAME must not be empty\n");
+    return exit_bad_input;
+  }
+  if (config.command.empty() || config.command.front().empty()) {
+    std::fprintf(stderr, "lock-exec: no command: lock-exec [flags] NAME -- CMD [ARGS...]\n");
+    return exit_bad_input;
+  }
+  if (!endpoints.empty()) {
+    config.endpoints.clear();
+    for (std::size_t start = 0;;) {
+      const auto comma = endpoints.find(',', start);
+      config.endpoints.push_back(endpoints.substr(start, comma - start));
+      if (config.endpoints.back().empty()) {
+        std::fprintf(stderr, "lock-exec: --endpoints: empty member in the list\n");
+        return exit_bad_input;
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
+    std::fprintf(stderr, "lock-exec: --cert and --key go together\n");
+    return exit_bad_input;
+  }
+  config.kill_after =
+      kill_after_ms ? std::chrono::milliseconds(*kill_after_ms) : default_kill_after(config.ttl);
+  credentials.password_given = password->count() > 0;
+  credentials.file_given = file->count() > 0;
+  return example_common::read_credentials("lock-exec", password_variable, std::move(credentials),
+                                          config.user, config.password);
+}
+
+}  // namespace lock_exec

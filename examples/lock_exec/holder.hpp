@@ -1,0 +1,71 @@
+// The life of one lock-exec: Holder::run() connects, waits in line for the lock (leaving the
+// queue on SIGINT/SIGTERM), runs the command while it holds the lock, passes signals on to it,
+// stops it when the lock is lost (SIGTERM, then SIGKILL after --kill-after), releases the lock
+// once it has exited, and returns the exit code. Its --json events and one-line messages are
+// written by Output. Definitions in holder.cpp. Everything runs on one io_context thread.
+#pragma once
+
+#include "child.hpp"
+#include "config.hpp"
+
+#include <election/client.hpp>
+#include <election/mutex.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+
+#include <csignal>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace lock_exec {
+
+/// Blocks or unblocks SIGINT and SIGTERM in the calling thread (and in the threads it starts).
+void set_stop_signals_blocked(bool blocked);
+
+/// What lock-exec prints: with --json, one JSON object a line on stdout ({"event", "name",
+/// "mono_us", then the event's fields}); failures and the lost message as one line on stderr,
+/// always. Each line is written whole and flushed at once.
+class Output {
+ public:
+  Output(std::string name, bool json) : name_(std::move(name)), json_(json) {}
+  void emit(std::string_view event, const boost::json::object& fields = {});
+  /// "lock-exec: `message`" on stderr (and an `error` event with --json).
+  void fail(const std::string& message);
+  /// "lock-exec: `message`" on stderr only.
+  void say(const std::string& message);
+
+ private:
+  std::string name_;
+  bool json_;
+};
+
+class Holder {
+ public:
+  /// `child_defaults`: the signals the command gets back at their default action.
+  Holder(const Config& config, const sigset_t& child_defaults)
+      : config_(config), child_defaults_(child_defaults), out_(config.name, config.json) {}
+
+  /// The whole life; returns the exit code.
+  boost::asio::awaitable<int> run();
+  Output& output() { return out_; }
+
+ private:
+  boost::asio::awaitable<election::LockKey> take(election::Client& client, election::Mutex& mutex);
+  boost::asio::awaitable<int> hold(election::Mutex& mutex, const election::LockKey& key);
+  boost::asio::awaitable<boost::system::error_code> watch(election::Mutex& mutex);
+  boost::asio::awaitable<void> release(election::Mutex& mutex, bool quiet);
+  void pass_signals_on();
+
+  const Config& config_;
+  sigset_t child_defaults_;
+  Output out_;
+  std::optional<boost::asio::signal_set> signals_;
+  std::optional<boost::asio::steady_timer> kill_timer_;
+  std::optional<Child> child_;
+};
+
+}  // namespace lock_exec

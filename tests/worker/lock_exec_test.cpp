@@ -1,0 +1,426 @@
+// lock-exec as a user runs it: separate processes against the etcd fixture, the commands they
+// run `sh -c` scripts that write what they saw (environment, start and end times) to files,
+// judged by those files, lock-exec's --json lines and stderr, its exit codes, and etcd's keys
+// (etcdctl). Times in the files are the wall clock (`date +%s%N`), compared only with each
+// other and with the test's own wall clock.
+#include "support/etcd_cluster.hpp"
+#include "support/names.hpp"
+#include "support/process.hpp"
+#include "worker/json_lines.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#ifndef ELECTION_LOCK_EXEC
+#error "ELECTION_LOCK_EXEC must name the lock-exec program"
+#endif
+
+using namespace std::chrono_literals;
+using election::test::ChildProcess;
+using election::test::WorkerEvent;
+
+namespace {
+
+std::filesystem::path work_dir(const std::string& name) {
+  auto dir = std::filesystem::path(ELECTION_TEST_WORK_DIR) /
+             ("lock-exec-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string endpoint_list() {
+  std::string out;
+  for (const auto& e : election::test::fixture_endpoints()) out += (out.empty() ? "" : ",") + e;
+  return out;
+}
+
+bool poll(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double ms(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+// The keys under `name/` in etcd, one a line (etcdctl get --prefix --keys-only).
+std::vector<std::string> keys_under(const std::string& name) {
+  const auto command = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" +
+                       election::test::fixture_endpoints().front() + " get --prefix --keys-only '" +
+                       name + "/'";
+  std::FILE* out = ::popen(command.c_str(), "r");
+  REQUIRE(out != nullptr);
+  std::vector<std::string> keys;
+  char line[1024];
+  while (std::fgets(line, sizeof line, out) != nullptr) {
+    std::string key(line);
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (!key.empty()) keys.push_back(key);
+  }
+  REQUIRE(::pclose(out) == 0);
+  return keys;
+}
+
+// A script's record: "WHAT NANOSECONDS" lines, the first of each WHAT.
+std::map<std::string, std::int64_t> marks(const std::filesystem::path& file) {
+  std::map<std::string, std::int64_t> out;
+  std::istringstream in(read_text(file));
+  std::string what;
+  std::int64_t ns = 0;
+  while (in >> what >> ns) out.emplace(what, ns);
+  return out;
+}
+
+// `sh -c` that marks its start in $1, sleeps `seconds`, marks its end; on SIGTERM it marks
+// "term" and exits 143.
+std::vector<std::string> marking_command(const std::filesystem::path& file, double seconds) {
+  return {"sh", "-c",
+          "echo start $(date +%s%N) >> \"$1\"; "
+          "trap 'echo term $(date +%s%N) >> \"$1\"; kill $! 2>/dev/null; exit 143' TERM; "
+          "sleep " +
+              std::to_string(seconds) + " & wait $!; echo end $(date +%s%N) >> \"$1\"",
+          "sh", file.string()};
+}
+
+class LockExec {
+ public:
+  LockExec(const std::string& label, const std::filesystem::path& dir,
+           const std::vector<std::string>& flags, const std::vector<std::string>& command)
+      : out_(dir / (label + ".jsonl")), process_(argv(flags, command), out_) {}
+
+  ChildProcess& process() { return process_; }
+  std::vector<WorkerEvent> events() const {
+    return election::test::parse_worker_events(process_.output());
+  }
+  std::vector<WorkerEvent> events(const std::string& name) const {
+    std::vector<WorkerEvent> out;
+    for (auto& e : events())
+      if (e.event() == name) out.push_back(e);
+    return out;
+  }
+  std::string err() const { return read_text(out_.string() + ".err"); }
+  std::string all_output() const { return process_.output() + "\nstderr:\n" + err(); }
+
+ private:
+  static std::vector<std::string> argv(const std::vector<std::string>& flags,
+                                       const std::vector<std::string>& command) {
+    std::vector<std::string> out{ELECTION_LOCK_EXEC};
+    out.insert(out.end(), flags.begin(), flags.end());
+    out.push_back("--");
+    out.insert(out.end(), command.begin(), command.end());
+    return out;
+  }
+
+  std::filesystem::path out_;
+  ChildProcess process_;
+};
+
+std::vector<std::string> flags(const std::string& name, int ttl = 3) {
+  return {"--endpoints", endpoint_list(), "--ttl", std::to_string(ttl), "--json", name};
+}
+
+std::string hex(std::int64_t value) {
+  char out[32];
+  std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(value));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("runs the command with ETCD_LOCK_KEY/REV/FENCE, exits with its code, unlocks",
+          "[lock-exec]") {
+  const auto dir = work_dir("env");
+  const auto name = election::test::unique_name("lock-exec-env");
+  const auto file = dir / "env.txt";
+  LockExec run("env", dir, flags(name),
+               {"sh", "-c",
+                "printf '%s\\n%s\\n%s\\n' \"$ETCD_LOCK_KEY\" \"$ETCD_LOCK_REV\" "
+                "\"$ETCD_LOCK_FENCE\" > \"$1\"; exit 7",
+                "sh", file.string()});
+  REQUIRE(run.process().wait_for(15s));
+  INFO(run.all_output());
+  CHECK(run.process().wait() == 7);
+  const auto locked = run.events("locked");
+  REQUIRE(locked.size() == 1);
+  std::istringstream seen(read_text(file));
+  std::string key, rev, fence;
+  std::getline(seen, key);
+  std::getline(seen, rev);
+  std::getline(seen, fence);
+  CHECK(key == name + "/" + hex(locked[0].num("lease")));
+  CHECK(key == locked[0].str("key"));
+  CHECK(fence == std::to_string(locked[0].num("revision")));
+  CHECK(rev == fence);
+  CHECK(keys_under(name).empty());
+
+  SECTION("a command ended by a signal: 128 + the signal, as a shell") {
+    LockExec killed("killed", dir, flags(name), {"sh", "-c", "kill -9 $$"});
+    REQUIRE(killed.process().wait_for(15s));
+    INFO(killed.all_output());
+    CHECK(killed.process().wait() == 137);
+    CHECK(keys_under(name).empty());
+  }
+  SECTION("a command that cannot be started: 127, the lock released") {
+    LockExec missing("missing", dir, flags(name), {"/nonexistent/lock-exec-test-command"});
+    REQUIRE(missing.process().wait_for(15s));
+    INFO(missing.all_output());
+    CHECK(missing.process().wait() == 127);
+    CHECK(missing.err().find("/nonexistent/lock-exec-test-command") != std::string::npos);
+    CHECK(keys_under(name).empty());
+  }
+}
+
+TEST_CASE("two lock-exec of one name: the second's command starts after the first's exited",
+          "[lock-exec]") {
+  const auto dir = work_dir("exclusion");
+  const auto name = election::test::unique_name("lock-exec-exclusion");
+  LockExec first("first", dir, flags(name), marking_command(dir / "first.txt", 1.0));
+  REQUIRE(poll([&] { return marks(dir / "first.txt").count("start") != 0; }, 10s));
+  LockExec second("second", dir, flags(name), marking_command(dir / "second.txt", 0.2));
+  REQUIRE(first.process().wait_for(15s));
+  REQUIRE(second.process().wait_for(15s));
+  INFO(first.all_output() << "\n" << second.all_output());
+  CHECK(first.process().wait() == 0);
+  CHECK(second.process().wait() == 0);
+  const auto a = marks(dir / "first.txt"), b = marks(dir / "second.txt");
+  REQUIRE(a.count("end") == 1);
+  REQUIRE(b.count("start") == 1);
+  CHECK(b.at("start") >= a.at("end"));
+  // A signed unlock: the next holder takes over at once, no takeover delay.
+  std::printf("lock-exec exclusion: second started %.1f ms after the first's command ended\n",
+              ms(b.at("start") - a.at("end")));
+  CHECK(b.at("start") - a.at("end") < 2'000'000'000);
+  CHECK(first.events("locked").at(0).num("revision") <
+        second.events("locked").at(0).num("revision"));
+  CHECK(keys_under(name).empty());
+}
+
+// lock-exec A holds the lock; B waits for it. A (not its command) is SIGSTOPped for longer than
+// the TTL, then SIGCONTed.
+//
+// What can and cannot be guaranteed: a stopped process signals nobody, so A's command runs on
+// while A is frozen. etcd expires A's lease at the earliest a TTL after the last renewal it
+// received, B is let in after that (plus the takeover delay after an expiry), so with a freeze
+// longer than the TTL B's command starts while A is still frozen: the two commands overlap, and
+// no lock-exec can prevent it (only fencing can: ETCD_LOCK_FENCE). What lock-exec guarantees,
+// and what is asserted: A's hold ended at its local deadline, which passed during the freeze, so
+// the moment A runs again it stops its command (SIGTERM at once, asserted within 500 ms of
+// SIGCONT), exits 3 with the lost message; and B's command does not start before A's lease can
+// have expired at etcd: no earlier than the freeze's start + TTL - one renewal interval (the
+// renewals come every TTL/3; asserted with TTL/2).
+TEST_CASE("the lock lost while the command runs (lock-exec frozen past its TTL): stopped at once",
+          "[lock-exec]") {
+  constexpr int ttl = 2;
+  const auto dir = work_dir("lost");
+  const auto name = election::test::unique_name("lock-exec-lost");
+  LockExec a("a", dir, flags(name, ttl), marking_command(dir / "a.txt", 30));
+  REQUIRE(poll([&] { return marks(dir / "a.txt").count("start") != 0; }, 10s));
+  LockExec b("b", dir, flags(name, ttl), marking_command(dir / "b.txt", 0.2));
+  std::this_thread::sleep_for(500ms);
+  REQUIRE(b.events("locked").empty());  // B waits in line
+
+  const auto stopped_at = wall_ns();
+  a.process().signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(ttl) + 1500ms);
+  const auto continued_at = wall_ns();
+  a.process().signal(SIGCONT);
+
+  REQUIRE(a.process().wait_for(10s));
+  REQUIRE(b.process().wait_for(15s));
+  INFO(a.all_output() << "\n" << b.all_output());
+  CHECK(a.process().wait() == 3);
+  CHECK(b.process().wait() == 0);
+  CHECK(a.err().find("lock-exec: lost the lock " + name + " (") != std::string::npos);
+  CHECK(a.err().find("); stopped sh") != std::string::npos);
+  const auto lost = a.events("lost");
+  REQUIRE(lost.size() == 1);
+  const auto reason = lost[0].str("reason");
+  CHECK((reason == "deadline-passed" || reason == "lease-expired" || reason == "key-deleted"));
+  CHECK(!lost[0].str("message").empty());
+
+  const auto am = marks(dir / "a.txt"), bm = marks(dir / "b.txt");
+  REQUIRE(am.count("term") == 1);
+  REQUIRE(bm.count("start") == 1);
+  const auto term_after_cont = am.at("term") - continued_at;
+  CHECK(term_after_cont < 500'000'000);
+  CHECK(bm.at("start") >= stopped_at + std::int64_t{ttl} * 1'000'000'000 / 2);
+  std::printf(
+      "lock-exec lost: SIGCONT -> command's SIGTERM %.1f ms; B's command started %.1f ms after "
+      "the SIGSTOP (TTL %d s), %.1f ms before the SIGCONT; reason %s\n",
+      ms(term_after_cont), ms(bm.at("start") - stopped_at), ttl, ms(continued_at - bm.at("start")),
+      reason.c_str());
+  CHECK(keys_under(name).empty());
+}
+
+TEST_CASE("json lines: one object a line, the events and their fields in order", "[lock-exec]") {
+  const auto dir = work_dir("json");
+  const auto name = election::test::unique_name("lock-exec-json");
+  LockExec run("json", dir, flags(name), {"sh", "-c", "exit 0"});
+  REQUIRE(run.process().wait_for(15s));
+  INFO(run.all_output());
+  CHECK(run.process().wait() == 0);
+  const auto events = run.events();  // throws on a line that is not a flat JSON object
+  std::vector<std::string> names;
+  std::int64_t last = 0;
+  for (const auto& e : events) {
+    names.push_back(e.event());
+    CHECK(e.str("name") == name);
+    CHECK(e.mono_us() >= last);
+    last = e.mono_us();
+  }
+  CHECK(names == std::vector<std::string>{"locked", "child-started", "child-exited", "unlocked"});
+  REQUIRE(events.size() == 4);
+  CHECK(events[0].str("key").rfind(name + "/", 0) == 0);
+  CHECK(events[0].num("revision") > 0);
+  CHECK(events[0].num("lease") > 0);
+  CHECK(events[0].num("ttl") == 3);
+  CHECK(events[1].num("pid") > 0);
+  CHECK(events[1].str("command") == "sh");
+  CHECK(events[2].num("pid") == events[1].num("pid"));
+  CHECK(events[2].num("code") == 0);
+  CHECK(!events[2].has("signal"));
+}
+
+TEST_CASE("SIGTERM: passed on to the command, or ends the wait in line", "[lock-exec]") {
+  const auto dir = work_dir("signal");
+  const auto name = election::test::unique_name("lock-exec-signal");
+  LockExec a("a", dir, flags(name), marking_command(dir / "a.txt", 30));
+  REQUIRE(poll([&] { return marks(dir / "a.txt").count("start") != 0; }, 10s));
+  LockExec b("b", dir, flags(name), marking_command(dir / "b.txt", 0.1));
+  REQUIRE(poll([&] { return keys_under(name).size() == 2; }, 5s));  // B waits in line
+
+  b.process().signal(SIGTERM);
+  REQUIRE(b.process().wait_for(5s));
+  CHECK(b.process().wait() == 143);
+  CHECK(marks(dir / "b.txt").empty());  // B's command never ran
+  CHECK(keys_under(name).size() == 1);  // B left the queue
+
+  a.process().signal(SIGTERM);
+  REQUIRE(a.process().wait_for(5s));
+  INFO(a.all_output());
+  CHECK(a.process().wait() == 143);  // the command's code: its trap exits 143
+  CHECK(marks(dir / "a.txt").count("term") == 1);
+  CHECK(a.events("unlocked").size() == 1);
+  CHECK(keys_under(name).empty());
+}
+
+TEST_CASE("bad input and an unreachable etcd: a message and a non-zero exit", "[lock-exec]") {
+  const auto dir = work_dir("bad");
+  struct Case {
+    std::string label;
+    std::vector<std::string> args;
+    int code;
+    std::string says;
+  };
+  const std::vector<Case> cases{
+      {"no-command", {ELECTION_LOCK_EXEC, "--endpoints", endpoint_list(), "lock"}, 2, "no command"},
+      {"empty-command", {ELECTION_LOCK_EXEC, "lock", "--"}, 2, "no command"},
+      {"empty-name", {ELECTION_LOCK_EXEC, "", "--", "true"}, 2, "NAME must not be empty"},
+      {"no-name", {ELECTION_LOCK_EXEC}, 2, "NAME"},
+      {"ttl-0", {ELECTION_LOCK_EXEC, "--ttl", "0", "lock", "--", "true"}, 2, "--ttl"},
+      {"user-without-password",
+       {ELECTION_LOCK_EXEC, "--user", "u", "lock", "--", "true"},
+       2,
+       "LOCK_EXEC_PASSWORD"},
+  };
+  for (const auto& c : cases) {
+    ChildProcess p(c.args, dir / (c.label + ".out"));
+    REQUIRE(p.wait_for(5s));
+    const auto err = read_text(dir / (c.label + ".out.err"));
+    INFO(c.label << ": " << err);
+    CHECK(p.wait() == c.code);
+    CHECK(err.find(c.says) != std::string::npos);
+    CHECK(err.rfind("lock-exec: ", 0) == 0);
+  }
+
+  // Port 1 on loopback: nothing listens there.
+  const auto started = std::chrono::steady_clock::now();
+  ChildProcess p({ELECTION_LOCK_EXEC, "--endpoints", "127.0.0.1:1", "lock", "--", "true"},
+                 dir / "unreachable.out");
+  REQUIRE(p.wait_for(10s));
+  const auto took = std::chrono::steady_clock::now() - started;
+  const auto err = read_text(dir / "unreachable.out.err");
+  INFO(err);
+  CHECK(p.wait() == 1);
+  CHECK(err.find("cannot reach etcd at 127.0.0.1:1") != std::string::npos);
+  CHECK(took < 6s);
+}
+
+TEST_CASE("help explains the flags and exits 0", "[lock-exec]") {
+  const auto dir = work_dir("help");
+  ChildProcess p({ELECTION_LOCK_EXEC, "--help"}, dir / "help.out");
+  REQUIRE(p.wait_for(5s));
+  CHECK(p.wait() == 0);
+  const auto text = p.output();
+  for (const char* word : {"--endpoints", "--ttl", "--kill-after", "--cacert", "--cert", "--key",
+                           "--user", "--password-file", "LOCK_EXEC_PASSWORD", "ETCD_LOCK_KEY",
+                           "ETCD_LOCK_REV", "ETCD_LOCK_FENCE", "min(TTL/10, 1 s) / 2", "--json"})
+    CHECK(text.find(word) != std::string::npos);
+}
+
+TEST_CASE("the lost command gets --kill-after between SIGTERM and SIGKILL", "[lock-exec]") {
+  // A command that ignores SIGTERM: with TTL 2 the default --kill-after is 100 ms; 300 ms here.
+  constexpr int ttl = 2;
+  const auto dir = work_dir("kill-after");
+  const auto name = election::test::unique_name("lock-exec-kill-after");
+  auto args = flags(name, ttl);
+  args.insert(args.begin(), {"--kill-after", "300"});
+  LockExec a("a", dir, args,
+             {"sh", "-c",
+              "trap 'echo term $(date +%s%N) >> \"$1\"' TERM; echo start $(date +%s%N) >> "
+              "\"$1\"; while :; do sleep 0.05; done",
+              "sh", (dir / "a.txt").string()});
+  REQUIRE(poll([&] { return marks(dir / "a.txt").count("start") != 0; }, 10s));
+  a.process().signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(ttl) + 500ms);
+  const auto continued_at = wall_ns();
+  a.process().signal(SIGCONT);
+  REQUIRE(a.process().wait_for(10s));
+  INFO(a.all_output());
+  CHECK(a.process().wait() == 3);
+  const auto lost = a.events("lost"), killed = a.events("killed"),
+             exited = a.events("child-exited");
+  REQUIRE(lost.size() == 1);
+  REQUIRE(killed.size() == 1);
+  REQUIRE(exited.size() == 1);
+  const auto grace_us = killed[0].mono_us() - lost[0].mono_us();
+  CHECK(grace_us >= 300'000);
+  CHECK(grace_us < 600'000);
+  CHECK(exited[0].num("code") == 137);
+  CHECK(exited[0].str("signal") == "SIGKILL");
+  const auto am = marks(dir / "a.txt");
+  REQUIRE(am.count("term") == 1);
+  std::printf(
+      "lock-exec kill-after: SIGCONT -> SIGTERM seen by the command %.1f ms, SIGTERM -> "
+      "SIGKILL %.1f ms (--kill-after 300)\n",
+      ms(am.at("term") - continued_at), static_cast<double>(grace_us) / 1e3);
+}

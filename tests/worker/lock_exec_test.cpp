@@ -49,11 +49,12 @@ std::string read_text(const std::filesystem::path& file) {
   return out.str();
 }
 
-std::string endpoint_list() {
+std::string endpoint_list(const std::vector<std::string>& endpoints) {
   std::string out;
-  for (const auto& e : election::test::fixture_endpoints()) out += (out.empty() ? "" : ",") + e;
+  for (const auto& e : endpoints) out += (out.empty() ? "" : ",") + e;
   return out;
 }
+std::string endpoint_list() { return endpoint_list(election::test::fixture_endpoints()); }
 
 bool poll(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
@@ -73,10 +74,9 @@ std::int64_t wall_ns() {
 double ms(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 // The keys under `name/` in etcd, one a line (etcdctl get --prefix --keys-only).
-std::vector<std::string> keys_under(const std::string& name) {
-  const auto command = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" +
-                       election::test::fixture_endpoints().front() + " get --prefix --keys-only '" +
-                       name + "/'";
+std::vector<std::string> keys_under(const std::string& name, const std::string& endpoint) {
+  const auto command = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" + endpoint +
+                       " get --prefix --keys-only '" + name + "/'";
   std::FILE* out = ::popen(command.c_str(), "r");
   REQUIRE(out != nullptr);
   std::vector<std::string> keys;
@@ -88,6 +88,9 @@ std::vector<std::string> keys_under(const std::string& name) {
   }
   REQUIRE(::pclose(out) == 0);
   return keys;
+}
+std::vector<std::string> keys_under(const std::string& name) {
+  return keys_under(name, election::test::fixture_endpoints().front());
 }
 
 // A script's record: "WHAT NANOSECONDS" lines, the first of each WHAT.
@@ -144,8 +147,9 @@ class LockExec {
   ChildProcess process_;
 };
 
-std::vector<std::string> flags(const std::string& name, int ttl = 3) {
-  return {"--endpoints", endpoint_list(), "--ttl", std::to_string(ttl), "--json", name};
+std::vector<std::string> flags(const std::string& name, int ttl = 3,
+                               const std::string& endpoints = endpoint_list()) {
+  return {"--endpoints", endpoints, "--ttl", std::to_string(ttl), "--json", name};
 }
 
 std::string hex(std::int64_t value) {
@@ -279,6 +283,56 @@ TEST_CASE("the lock lost while the command runs (lock-exec frozen past its TTL):
       ms(term_after_cont), ms(bm.at("start") - stopped_at), ttl, ms(continued_at - bm.at("start")),
       reason.c_str());
   CHECK(keys_under(name).empty());
+}
+
+TEST_CASE("etcd frozen past the TTL: the command is stopped at the lease's local deadline",
+          "[lock-exec][freeze]") {
+  // Its own one-member etcd, SIGSTOPped while A's command runs and B waits in line: nothing
+  // answers A's renewals, so A must stop its command on its own clock, before etcd could let B
+  // in; B's command starts only after etcd runs again and A's lease has expired.
+  constexpr int ttl = 2;
+  auto etcd = election::test::EtcdCluster::start(work_dir("freeze-etcd"), 1);
+  const auto endpoints = endpoint_list(etcd.endpoints());
+  const auto dir = work_dir("freeze");
+  const auto name = election::test::unique_name("lock-exec-freeze");
+  LockExec a("a", dir, flags(name, ttl, endpoints), marking_command(dir / "a.txt", 30));
+  REQUIRE(poll([&] { return marks(dir / "a.txt").count("start") != 0; }, 10s));
+  // B's lease outlives the freeze (a lease lost while waiting in line ends lock-exec: it says
+  // so and exits 1, the command never run).
+  LockExec b("b", dir, flags(name, 10, endpoints), marking_command(dir / "b.txt", 0.2));
+  REQUIRE(poll([&] { return keys_under(name, etcd.endpoint(0)).size() == 2; }, 5s));
+
+  std::int64_t frozen_at = 0, thawed_at = 0;
+  {
+    election::test::Frozen frozen(etcd.pid(0));
+    frozen_at = wall_ns();
+    std::this_thread::sleep_for(std::chrono::seconds(ttl) + 1500ms);
+    // While etcd is still frozen: A has stopped its command and said why.
+    INFO(a.all_output());
+    CHECK(marks(dir / "a.txt").count("term") == 1);
+    thawed_at = wall_ns();
+  }
+  REQUIRE(a.process().wait_for(10s));
+  REQUIRE(b.process().wait_for(15s));
+  INFO(a.all_output() << "\n" << b.all_output());
+  CHECK(a.process().wait() == 3);
+  CHECK(b.process().wait() == 0);
+  const auto lost = a.events("lost");
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0].str("reason") == "deadline-passed");
+  const auto am = marks(dir / "a.txt"), bm = marks(dir / "b.txt");
+  REQUIRE(am.count("term") == 1);
+  REQUIRE(bm.count("start") == 1);
+  // A's command got SIGTERM within the TTL of the freeze (at the deadline, TTL - margin, from
+  // its last answered renewal), and B's started after the thaw.
+  CHECK(am.at("term") < frozen_at + std::int64_t{ttl} * 1'000'000'000);
+  CHECK(am.at("term") < thawed_at);
+  CHECK(bm.at("start") > thawed_at);
+  std::printf(
+      "lock-exec, etcd frozen: command's SIGTERM %.1f ms after the freeze (TTL %d s); B's "
+      "command started %.1f ms after the thaw\n",
+      ms(am.at("term") - frozen_at), ttl, ms(bm.at("start") - thawed_at));
+  CHECK(poll([&] { return keys_under(name, etcd.endpoint(0)).empty(); }, 5s));
 }
 
 TEST_CASE("json lines: one object a line, the events and their fields in order", "[lock-exec]") {

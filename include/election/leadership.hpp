@@ -77,6 +77,7 @@ struct LeadershipHooks {
   /// This participant leads; the work starts right after.
   std::function<void(const LeaderKey&)> elected;
   /// The leadership ended and the work has stopped; the next campaign starts after a pause.
+  /// When the work returned or threw, this comes before the resign lets another candidate in.
   std::function<void(const LeadershipLost&)> lost;
   /// The leadership ended, the work was cancelled and it is still running when etcd could let
   /// another candidate in: from now on two processes may act as leader. Called at that instant

@@ -151,6 +151,11 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
       // The work returned or threw while leading: that ends the leadership.
       lost.reason = *failure ? errc::work_failed : errc::work_finished;
       if (*failure) lost.message = **failure;
+      // Reported before the resign: the work has stopped, and once the key is gone another
+      // candidate may lead at once (the resignation is signed), before the resign's answer is
+      // back here. Reported after it, this loop's `lost` could follow the next leader's
+      // `elected`, an overlap in every log and dashboard built on the hooks.
+      record.term_over(lost);
       if (!stopped) {  // else run() resigns
         bool cut = false;
         try {
@@ -201,8 +206,8 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
           }
         }
       }
+      record.term_over(lost);
     }
-    record.term_over(lost);
     if (stopped) throw system_error(asio::error::operation_aborted);
   }
 

@@ -329,6 +329,61 @@ TEST_CASE("lock_loop runs the work while it holds the lock, and etcdctl waits me
       40s);
 }
 
+TEST_CASE("lock_loop: a holder whose work finishes says it lost the lock before the next holds it",
+          "[mutex][hooks]") {
+  // Two loops take turns: each work makes one fenced write and returns, which releases the
+  // lock. The `lost` hook (and is_leader in the metrics) must come before the release lets the
+  // other in: a holder reported as holding after the next one holds is an overlap in every log
+  // and dashboard built on the hooks.
+  run(
+      []() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, fixture_options());
+        const auto name = election::test::unique_name("turns");
+        const auto guarded = election::test::unique_name("turns-state");
+        int holding = 0, overlaps = 0, turns = 0;
+        std::string overlap_seen;
+        auto loop_for = [&](const std::string& who) {
+          election::LeadershipOptions options;
+          options.participant = ttl(5s);
+          options.retry_initial = 10ms;
+          options.retry_max = 20ms;
+          election::LeadershipHooks hooks;
+          hooks.elected = [&, who](const LockKey&) {
+            if (holding != 0) {
+              ++overlaps;
+              overlap_seen = who + " holds while the other has not said it lost";
+            }
+            ++holding;
+            ++turns;
+          };
+          hooks.lost = [&](const election::LeadershipLost& lost) {
+            // The turn that stop() ends says operation_aborted.
+            CHECK((lost.reason == errc::work_finished ||
+                   lost.reason == boost::asio::error::operation_aborted));
+            --holding;
+          };
+          return election::lock_loop(
+              client, name,
+              [&, who](election::Participant& holder, LockKey) -> asio::awaitable<void> {
+                co_await holder.put_if_leader(guarded, who);
+              },
+              options, hooks);
+        };
+        auto a = loop_for("a");
+        auto b = loop_for("b");
+        auto executor = co_await asio::this_coro::executor;
+        asio::co_spawn(executor, a.run(), asio::detached);
+        asio::co_spawn(executor, b.run(), asio::detached);
+        co_await require_within([&] { return turns >= 40; }, 20s, "40 turns");
+        a.stop();
+        b.stop();
+        INFO(overlap_seen);
+        CHECK(overlaps == 0);
+        co_await sleep_for(300ms);
+      },
+      40s);
+}
+
 TEST_CASE("a Mutex follows its lock from construction: a free lock is taken at once later",
           "[mutex]") {
   run([]() -> asio::awaitable<void> {

@@ -111,6 +111,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
                  "default: 200 on etcd before 3.4.31 and 3.5.13, 0 after (printed at start)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}));
   app.add_flag("--json", config.json, "Print one JSON object a line (see below)");
+  app.add_option("--lock", config.lock_writes,
+                 "Take the lock named --election instead of campaigning (etcd's lock, one queue "
+                 "with etcdctl lock; the key holds no value), release it after N writes and take "
+                 "it again; the events keep their names (elected: the lock is held; lost with "
+                 "reason work-finished: released)")
+      ->check(CLI::Range(1, 1'000'000));
   std::string metrics;
   app.add_option("--metrics", metrics,
                  "Serve /metrics (Prometheus text format) and /healthz (200 when healthy, 503 "

@@ -38,6 +38,9 @@ struct Config {
   std::string password;      // from --password-file, $LEADER_WORKER_PASSWORD, --user or
                              // --password; never printed
   std::optional<MetricsAddress> metrics;  // --metrics
+  // --lock N: take the lock named --election (etcd's lock, one queue with etcdctl lock)
+  // instead of campaigning, release it after N writes, take it again; unset: an election.
+  std::optional<int> lock_writes;
 };
 
 /// Returns an exit code when the process should end now (--help, bad input).

@@ -70,8 +70,9 @@ election::LeadershipHooks Reports::hooks() {
                   {"rev", key.create_revision},
                   {"lease", election::lease_hex(key.lease)},
                   {"ttl", granted}},
-                 "elected: leads with key " + key.key + " (revision " +
-                     std::to_string(key.create_revision) + ", lease " +
+                 std::string(config_.lock_writes ? "elected: holds the lock with key "
+                                                 : "elected: leads with key ") +
+                     key.key + " (revision " + std::to_string(key.create_revision) + ", lease " +
                      election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
   };
   h.lost = [this](const election::LeadershipLost& lost) { report_lost(lost); };
@@ -84,8 +85,11 @@ election::LeadershipHooks Reports::hooks() {
       const auto& leader = *change.leader;
       events_.emit("leader",
                    {{"value", leader.value}, {"key", leader.key}, {"rev", leader.create_revision}},
-                   "observed: the leader is " + leader.value + " (key " + leader.key +
-                       ", revision " + std::to_string(leader.create_revision) + ")");
+                   (config_.lock_writes
+                        ? "observed: the lock is held with key " + leader.key
+                        : "observed: the leader is " + leader.value + " (key " + leader.key) +
+                       ", revision " + std::to_string(leader.create_revision) +
+                       (config_.lock_writes ? "" : ")"));
     } else {
       events_.emit("no-leader", {}, "observed: the election has no leader");
     }

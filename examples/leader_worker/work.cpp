@@ -34,13 +34,16 @@ asio::awaitable<void> CounterWork::work_loop(election::Participant& me, election
   asio::steady_timer tick(executor);
   asio::steady_timer limit(executor);
   auto next = Clock::now();
+  int writes = 0;
   for (;;) {
+    if (config_.lock_writes && writes == *config_.lock_writes) co_return;  // releases the lock
     tick.expires_at(next);
     co_await tick.async_wait(asio::use_awaitable);
     next = std::max(next + 1s, Clock::now());
     // Past the local deadline the term is over even if the loop has not said so yet.
     const auto deadline = me.deadline();
     if (!me.is_leader() || !deadline) continue;
+    ++writes;
 
     const auto seq = ++seq_;
     // The value names its writer and the fence it is written under, so etcd's history alone

@@ -23,7 +23,8 @@ class CounterWork {
   CounterWork(const Config& config, Events& events)
       : config_(config), events_(events), counter_key_(config.election + "-counter") {}
 
-  /// The work to give the Leadership. Never returns: the leadership's end cancels it.
+  /// The work to give the Leadership. Never returns: the leadership's end cancels it; with
+  /// --lock N it returns after N writes, which releases the lock.
   election::Leadership::Work work();
 
  private:

@@ -11,6 +11,7 @@
 
 #include <election/error.hpp>
 #include <election/first_of.hpp>
+#include <election/mutex.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -96,8 +97,12 @@ asio::awaitable<int> Worker::run() {
   std::optional<election::Leadership> leadership;
   try {
     client.emplace(executor, options);
-    leadership.emplace(*client, config_.election, config_.node, work_.work(), leadership_options,
-                       reports_.hooks());
+    if (config_.lock_writes)
+      leadership.emplace(election::lock_loop(*client, config_.election, work_.work(),
+                                             leadership_options, reports_.hooks()));
+    else
+      leadership.emplace(*client, config_.election, config_.node, work_.work(), leadership_options,
+                         reports_.hooks());
   } catch (const system_error& e) {
     events_.fatal(describe(e));
     co_return 2;

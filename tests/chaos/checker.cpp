@@ -59,9 +59,20 @@ struct AcceptedWrite {
 // Replays etcd's history: who was first in line at each accepted counter write.
 std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, CheckResult& result) {
   const std::string prefix = input.election + "/";
+  // A lock's keys carry no value (etcd's Mutex and the Lock RPC put ""): such a key belongs to
+  // the worker whose `campaigning` event named its lease (the key is `election/<lease hex>`).
+  std::map<std::string, std::string> lease_owner;
+  for (const auto& run : input.workers)
+    for (const auto& e : run.events)
+      if (e.event() == "campaigning") lease_owner[prefix + text(e, "lease")] = run.node;
   struct Candidate {
     std::int64_t create_revision;
-    std::string value;
+    std::string owner;  // its value, or for a key without one the worker of its lease
+  };
+  auto owner_of = [&](const KvChange& change) {
+    if (!change.value.empty()) return change.value;
+    const auto it = lease_owner.find(change.key);
+    return it == lease_owner.end() ? "an unknown holder (" + change.key + ")" : it->second;
   };
   std::map<std::string, Candidate> candidates;
   std::map<std::int64_t, AcceptedWrite> writes;
@@ -73,7 +84,7 @@ std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, Che
     last_revision = change.revision;
     if (change.key.compare(0, prefix.size(), prefix) == 0) {
       if (change.put)
-        candidates[change.key] = {change.create_revision, change.value};
+        candidates[change.key] = {change.create_revision, owner_of(change)};
       else
         candidates.erase(change.key);
       continue;
@@ -110,14 +121,14 @@ std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, Che
                                   std::to_string(guard));
       continue;
     }
-    if (own->value != write.node) {
-      result.violations.push_back(where + " from " + write.node + ": fenced on " + own->value +
+    if (own->owner != write.node) {
+      result.violations.push_back(where + " from " + write.node + ": fenced on " + own->owner +
                                   "'s key (fence " + std::to_string(guard) + ")");
       continue;
     }
     if (own != first) {
       result.violations.push_back(where + " from " + write.node + ": accepted while " +
-                                  first->value + " was the leader (fence " +
+                                  first->owner + " was the leader (fence " +
                                   std::to_string(first->create_revision) + ")");
       continue;
     }

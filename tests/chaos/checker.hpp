@@ -16,6 +16,8 @@
 //    and first in line (lowest create revision under `election/`) at the write's revision, and
 //    the fence must be no older than any accepted before it. (A node can hold two keys for a
 //    moment, one of a lease it gave up at its deadline: the write is judged by its own fence.)
+//    A key's value names its node; a lock's key (--lock: no value, as etcd's Mutex puts it)
+//    is the node's whose `campaigning` event named the key's lease.
 //    Every `work` event a worker reports as written must be such a write, with its fence.
 //  - Inside the check window, time without any term, counted only while etcd had a quorum,
 //    must never exceed TTL + slack (2 s). etcd restarts its lease clocks when its raft leader

@@ -341,3 +341,52 @@ TEST_CASE("the summary gives the takeover after a leader killed in the midst of 
   const auto svg = chaos::timeline_svg(run, {fault}, input, result);
   CHECK(svg.find("freeze-watch: the leader SIGKILLed at 4.000 s") != std::string::npos);
 }
+
+namespace {
+
+std::string campaigning(std::int64_t t, const std::string& lease) {
+  return R"("event":"campaigning","mono_us":)" + std::to_string(t) + R"(,"lease":")" + lease +
+         R"(","ttl":3)";
+}
+
+// clean_handover() as a lock (--lock): the keys carry no value, as etcd's Mutex puts them, and
+// belong to the worker whose `campaigning` named their lease; a releases at 5 s (work-finished).
+CheckInput lock_handover() {
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {campaigning(1 * s - 10, "a1"), elected(1 * s, 2),
+                                  work(1 * s + 10, 4, 1, 2), lost(5 * s, "work-finished")});
+  input.workers[1] =
+      worker("b", {campaigning(2 * s, "b1"), elected(5 * s + 100'000, 3), work(6 * s, 6, 1, 3)});
+  input.history = {candidate(2, "a1", ""), candidate(3, "b1", ""), counter(4, "a", 1, 2),
+                   gone(5, "a1"), counter(6, "b", 1, 3)};
+  return input;
+}
+
+}  // namespace
+
+TEST_CASE("a lock's keys, without a value, are judged by the worker of their lease",
+          "[chaos][checker]") {
+  auto input = lock_handover();
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.writes_accepted == 2);
+  REQUIRE(result.terms.size() == 2);
+  CHECK(result.terms[0].ended_by == "work-finished");
+
+  // b's write accepted while a still held the lock: stale, named by a's lease.
+  input.history = {candidate(2, "a1", ""), candidate(3, "b1", ""), counter(4, "b", 1, 3),
+                   gone(5, "a1")};
+  input.workers[1] = worker("b", {campaigning(2 * s, "b1"), work(4 * s, 4, 1, 3)});
+  result = chaos::check(input);
+  REQUIRE(!result.ok());
+  CHECK(all(result).find("accepted while a was the leader (fence 2)") != std::string::npos);
+
+  // A write fenced on a key whose lease no worker campaigned with names no owner.
+  input = lock_handover();
+  input.workers[0] =
+      worker("a", {elected(1 * s, 2), work(1 * s + 10, 4, 1, 2), lost(5 * s, "work-finished")});
+  result = chaos::check(input);
+  REQUIRE(!result.ok());
+  CHECK(all(result).find("fenced on an unknown holder (e/a1)") != std::string::npos);
+}

@@ -70,7 +70,11 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
       << secs(run.end_us - run.start_us) << " in all), " << run.workers << " workers (TTL "
       << run.ttl_s << " s, takeover delay " << run.takeover_delay_ms << " ms"
       << (run.takeover_delay_chosen ? " chosen for this etcd" : "") << "), " << run.members
-      << " etcd members\n";
+      << " etcd members";
+  if (run.lock_writes > 0)
+    out << "; lock mode: the workers take the lock, write " << run.lock_writes
+        << " times, release it, take it again";
+  out << "\n";
   out << "faults injected: " << faults.size();
   std::string sep = " (";
   for (const auto& [kind, count] : by_kind) {

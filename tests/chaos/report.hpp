@@ -34,6 +34,7 @@ struct RunInfo {
   std::int64_t ttl_s = 0;
   std::int64_t takeover_delay_ms = 0;
   bool takeover_delay_chosen = false;  // by the workers, from etcd's version
+  int lock_writes = 0;                 // lock mode (--lock N): N writes a hold; 0: an election
   std::int64_t start_us = 0;           ///< time zero of the timeline
   std::int64_t end_us = 0;
   std::string command;

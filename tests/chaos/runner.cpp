@@ -4,7 +4,13 @@
 //
 //   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
 //                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
-//                [--faults KIND,KIND...] [--slow-link-ms MS]
+//                [--faults KIND,KIND...] [--slow-link-ms MS] [--lock N]
+//
+// --lock N runs the deck in lock mode: the workers take the lock `chaos` (leader-worker --lock:
+// election::Mutex's keys, one queue with etcdctl lock), make N fenced writes, release it and
+// take it again, so the lock changes hands every N seconds besides the faults. The checker's
+// rules are the same: one holder at a time, every accepted write fenced by the first key in
+// line, gaps within TTL + slack (a release hands over at once), no key left.
 //
 // --faults narrows the deck to some kinds (to chase one failure); by default it holds all eight:
 // kill-leader, pause-leader, cut-worker, slow-link, freeze-member, kill-member, restart-cluster,
@@ -117,6 +123,7 @@ struct Options {
   bool gaps_advisory = false;
   std::vector<std::string> faults;  // the deck's kinds; empty: every kind
   int slow_link_ms = 300;           // slow-link: the delay each way
+  int lock_writes = 0;              // --lock N: lock mode, N writes a hold; 0: an election
 };
 
 std::vector<std::string> all_fault_kinds() {
@@ -406,6 +413,7 @@ class Runner {
     run.members = members;
     run.ttl_s = options_.ttl_s;
     run.takeover_delay_ms = options_.takeover_delay_ms;
+    run.lock_writes = options_.lock_writes;
     // The delay the workers chose, from any worker's `etcd` event (they all ask the same etcd).
     for (const auto& w : runs_) {
       if (run.takeover_delay_ms >= 0) break;
@@ -520,6 +528,10 @@ class Runner {
                                   "--json",
                                   "--endpoints",
                                   endpoints};
+    if (options_.lock_writes > 0) {
+      argv.push_back("--lock");
+      argv.push_back(std::to_string(options_.lock_writes));
+    }
     if (options_.takeover_delay_ms >= 0) {
       argv.push_back("--takeover-delay");
       argv.push_back(std::to_string(options_.takeover_delay_ms));
@@ -1115,7 +1127,10 @@ std::optional<Options> parse(int argc, char** argv) {
       o.gaps_advisory = true;
     else if (arg == "--slow-link-ms")
       o.slow_link_ms = std::stoi(value());
-    else if (arg == "--faults") {
+    else if (arg == "--lock") {
+      o.lock_writes = std::stoi(value());
+      if (o.lock_writes < 1) throw std::invalid_argument("--lock needs N >= 1 writes a hold");
+    } else if (arg == "--faults") {
       std::istringstream list(value());
       const auto known = all_fault_kinds();
       for (std::string kind; std::getline(list, kind, ',');) {

@@ -258,7 +258,8 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
         std::optional<CampaignEngine::Step> failed;
         try {
           const auto [key, revision] = co_await read_key(*core, own_key);
-          step = engine.confirmed(key, revision, !lease->past_deadline());
+          step = engine.confirmed(key, revision, !lease->past_deadline(),
+                                  line.view(own_key, core->time().now()));
         } catch (const system_error& e) {
           failed = engine.failed(Do::confirm, e.code(), e.what());
         }
@@ -268,7 +269,7 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
       case Do::pause:
       case Do::settle: {
         const auto was = step.what;
-        if (was == Do::settle) waited = step.delay;
+        if (was == Do::settle) waited += step.delay;
         co_await sleep(executor, step.delay);
         step = was == Do::pause ? engine.paused() : engine.settled();
         break;

@@ -21,7 +21,8 @@ namespace election::detail {
 ///   `name/hex(lease)` with the lease unless it exists -> wait until the election's view shows
 ///   this key first (the lowest create revision) -> if no renewal has been answered within the
 ///   deadline rule, wait for one -> wait out what is left of the takeover delay for the
-///   vacancy that made this key first -> lead, from the revision of the view.
+///   vacancy that made this key first -> look at the view again (either wait took time in
+///   which the key could have gone) -> lead, from the revision of the view.
 ///
 /// The view is the election read once and then followed by its watch, contiguously: at any
 /// revision at or after the key's entry it says exactly what etcd held then, so the win is
@@ -122,7 +123,7 @@ class CampaignEngine {
       read_revision_ = view.revision;
       return won(in_time);
     }
-    if (!view.own || *view.own != own_revision_ || view.own_lease != lease_) {
+    if (!holds_own(view)) {
       // Gone from the line (deleted, or replaced by a key of another create revision or
       // lease): in line again, at the back. The Txn puts it back, or finds the view was behind
       // after all.
@@ -146,12 +147,15 @@ class CampaignEngine {
 
   /// The read found the key as `found` (nothing: std::nullopt) at etcd revision `revision`;
   /// `in_time`: a renewal has been answered within the deadline rule (the lease's local
-  /// deadline has not passed).
-  Step confirmed(std::optional<Found> found, std::int64_t revision, bool in_time) {
+  /// deadline has not passed). `view` is the election's view now: while the read was in
+  /// flight it may have seen the key go at a later revision, and then the read is stale.
+  Step confirmed(std::optional<Found> found, std::int64_t revision, bool in_time,
+                 const View& view) {
     if (!ELECTION_MUTATED(no_own_key_check) &&
-        (!found || found->create_revision != own_revision_ || found->lease != lease_)) {
+        (!found || found->create_revision != own_revision_ || found->lease != lease_ ||
+         (view.synced && view.revision > revision && !holds_own(view)))) {
       ++reentries_;
-      return {Do::enter};  // the view was behind: the key went; in line again, at the back
+      return {Do::enter};  // the key went; in line again, at the back
     }
     read_revision_ = revision;
     return won(in_time);
@@ -171,17 +175,22 @@ class CampaignEngine {
   /// After a pause: the step that failed, again.
   Step paused() { return {resume_}; }
 
-  /// After await_renewal: whether a renewal within the deadline rule came.
+  /// After await_renewal: whether a renewal within the deadline rule came. The wait took time
+  /// in which the key could have gone (an operator's delete, a revocation): the view is looked
+  /// at again before the win counts.
   Step renewed(bool in_time) {
     if (!in_time)
       return {Do::fail,
               {},
               errc::lease_deadline_passed,
               "campaign: won, but no renewal of the lease was answered in time"};
-    return settle_or_lead();
+    return {Do::wait};
   }
 
-  Step settled() { return {Do::lead}; }
+  /// After the takeover delay: the key may have been deleted while it was waited out, so the
+  /// view decides again (what is left of the delay is then nothing, and the win is from the
+  /// view's newer revision).
+  Step settled() { return {Do::wait}; }
 
   Step lease_lost(const boost::system::error_code& reason) {
     return {Do::fail, {}, reason, "campaign: the lease was lost while waiting in line"};
@@ -193,6 +202,10 @@ class CampaignEngine {
   int reentries() const { return reentries_; }
 
  private:
+  bool holds_own(const View& view) const {
+    return view.own && *view.own == own_revision_ && view.own_lease == lease_;
+  }
+
   Step won(bool in_time) {
     if (!in_time) return {Do::await_renewal, options_.renewal_wait};
     return settle_or_lead();

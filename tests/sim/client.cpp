@@ -597,7 +597,7 @@ void Client::campaign_run() {
               std::optional<CampaignEngine::Found> found;
               if (r->kvs.size() == 1)
                 found = CampaignEngine::Found{r->kvs[0].create_revision, r->kvs[0].lease};
-              step_ = engine_->confirmed(found, r->revision, !past_deadline(*c_lease_));
+              step_ = engine_->confirmed(found, r->revision, !past_deadline(*c_lease_), view());
             }
             campaign_run();
           });

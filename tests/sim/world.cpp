@@ -636,6 +636,14 @@ void World::on_win(Client& c, const std::string& key, std::int64_t create_revisi
              " decided at revision " + std::to_string(read_revision) +
              ", where etcd's first in line was " +
              (first ? first->key + "@" + std::to_string(first->create_revision) : "nobody"));
+  // A win declared by a client whose own feed already holds its key's removal: the key was
+  // known gone when the win was counted (a delete during the takeover delay or a renewal wait).
+  const auto gone = store_.removal(key, create_revision);
+  if (gone.cause != Cause::none && c.feed_revision() >= gone.revision)
+    fail("won-with-key-seen-gone",
+         c.name() + " won with " + key + "@" + std::to_string(create_revision) +
+             ", which its feed had seen removed at revision " + std::to_string(gone.revision) +
+             " by " + cause_name(gone.cause));
 }
 
 void World::on_withdrawn(Client&, std::int64_t) {}

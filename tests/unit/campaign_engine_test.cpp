@@ -42,6 +42,9 @@ View unsigned_vacancy(View v, std::chrono::milliseconds ago) {
   return v;
 }
 
+// A view no newer than the confirming reads below: it tells them nothing they do not know.
+const View behind = view(25, 20, 20, false);
+
 // Granted lease 7, in line with create revision 20 as of revision 20.
 CampaignEngine in_line(std::chrono::milliseconds delay = 0ms) {
   auto e = engine(delay);
@@ -66,7 +69,7 @@ TEST_CASE("after a gap in the watch the win is confirmed by a read", "[campaign-
   auto e = in_line();
   // The view was rebuilt by a read after a compaction since the key entered.
   REQUIRE(e.viewed(view(25, 20, 20, false), true).what == Do::confirm);
-  const auto won = e.confirmed(Found{20, lease}, 26, true);
+  const auto won = e.confirmed(Found{20, lease}, 26, true, behind);
   CHECK(won.what == Do::lead);
   CHECK(e.read_revision() == 26);
 }
@@ -108,15 +111,15 @@ TEST_CASE("after a gap, a read that does not find the key puts it in line again"
           "[campaign-engine]") {
   auto e = in_line();
   REQUIRE(e.viewed(view(25, 20, 20, false), true).what == Do::confirm);
-  CHECK(e.confirmed(std::nullopt, 27, true).what == Do::enter);  // gone in etcd
+  CHECK(e.confirmed(std::nullopt, 27, true, behind).what == Do::enter);  // gone in etcd
   CHECK(e.reentries() == 1);
   REQUIRE(e.entered(28, 28).what == Do::wait);
   REQUIRE(e.viewed(view(28, 28, 28, false), true).what == Do::confirm);
   // Found, but under another lease, or re-created: not this campaign's key either.
-  CHECK(e.confirmed(Found{28, 9}, 29, true).what == Do::enter);
+  CHECK(e.confirmed(Found{28, 9}, 29, true, behind).what == Do::enter);
   REQUIRE(e.entered(30, 30).what == Do::wait);
   REQUIRE(e.viewed(view(30, 30, 30, false), true).what == Do::confirm);
-  CHECK(e.confirmed(Found{29, lease}, 31, true).what == Do::enter);
+  CHECK(e.confirmed(Found{29, lease}, 31, true, behind).what == Do::enter);
 }
 
 TEST_CASE("a win past the local deadline waits for a renewal before it counts",
@@ -125,11 +128,13 @@ TEST_CASE("a win past the local deadline waits for a renewal before it counts",
   const auto step = e.viewed(view(25, 20, 20), false);
   CHECK(step.what == Do::await_renewal);
   CHECK(step.delay == 5s);
-  CHECK(e.renewed(true).what == Do::lead);
+  REQUIRE(e.renewed(true).what == Do::wait);  // the view again, then the win
+  CHECK(e.viewed(view(26, 20, 20), true).what == Do::lead);
+  CHECK(e.read_revision() == 26);
 
   auto read = in_line();  // the same after a gap: the read, then the renewal
   REQUIRE(read.viewed(view(25, 20, 20, false), false).what == Do::confirm);
-  CHECK(read.confirmed(Found{20, lease}, 26, false).what == Do::await_renewal);
+  CHECK(read.confirmed(Found{20, lease}, 26, false, behind).what == Do::await_renewal);
 }
 
 TEST_CASE("a win past the deadline with no renewal in time fails", "[campaign-engine]") {
@@ -152,7 +157,8 @@ TEST_CASE("an unsigned vacancy waits what is left of the takeover delay, also af
   auto step = e.viewed(unsigned_vacancy(view(25, 20, 20), 0ms), true);
   CHECK(step.what == Do::settle);
   CHECK(step.delay == 200ms);
-  CHECK(e.settled().what == Do::lead);
+  REQUIRE(e.settled().what == Do::wait);
+  CHECK(e.viewed(unsigned_vacancy(view(26, 20, 20), 200ms), true).what == Do::lead);
 
   auto later = in_line(200ms);  // seen 150 ms ago: 50 ms left
   step = later.viewed(unsigned_vacancy(view(25, 20, 20), 150ms), true);
@@ -164,13 +170,49 @@ TEST_CASE("an unsigned vacancy waits what is left of the takeover delay, also af
 
   auto late = in_line(200ms);
   REQUIRE(late.viewed(unsigned_vacancy(view(25, 20, 20), 0ms), false).what == Do::await_renewal);
-  CHECK(late.renewed(true).what == Do::settle);
+  REQUIRE(late.renewed(true).what == Do::wait);
+  step = late.viewed(unsigned_vacancy(view(25, 20, 20), 120ms), true);
+  CHECK(step.what == Do::settle);
+  CHECK(step.delay == 80ms);
 
   auto gap = in_line(200ms);  // after a gap, the read, then the delay
   REQUIRE(gap.viewed(unsigned_vacancy(view(25, 20, 20, false), 0ms), true).what == Do::confirm);
-  step = gap.confirmed(Found{20, lease}, 26, true);
+  step = gap.confirmed(Found{20, lease}, 26, true, behind);
   CHECK(step.what == Do::settle);
   CHECK(step.delay == 200ms);
+}
+
+TEST_CASE("a key deleted while the takeover delay or a renewal was waited for does not win",
+          "[campaign-engine]") {
+  // Found by the chaos deck in lock mode: the key was first after an unsigned vacancy, an
+  // operator's delete took it during the 200 ms, and the win was declared for a key gone.
+  auto e = in_line(200ms);
+  REQUIRE(e.viewed(unsigned_vacancy(view(25, 20, 20), 0ms), true).what == Do::settle);
+  REQUIRE(e.settled().what == Do::wait);
+  CHECK(e.viewed(unsigned_vacancy(view(31, 30, std::nullopt), 200ms), true).what == Do::enter);
+  CHECK(e.reentries() == 1);
+
+  auto late = in_line();
+  REQUIRE(late.viewed(view(25, 20, 20), false).what == Do::await_renewal);
+  REQUIRE(late.renewed(true).what == Do::wait);
+  CHECK(late.viewed(view(27, std::nullopt, std::nullopt), true).what == Do::enter);
+
+  // After a gap the key is read again once the delay is over.
+  auto gap = in_line(200ms);
+  REQUIRE(gap.viewed(unsigned_vacancy(view(25, 20, 20, false), 0ms), true).what == Do::confirm);
+  REQUIRE(gap.confirmed(Found{20, lease}, 26, true, behind).what == Do::settle);
+  REQUIRE(gap.settled().what == Do::wait);
+  REQUIRE(gap.viewed(unsigned_vacancy(view(26, 20, 20, false), 200ms), true).what == Do::confirm);
+  CHECK(gap.confirmed(std::nullopt, 30, true, behind).what == Do::enter);
+
+  // A read that found the key, answered after the view saw it go at a later revision.
+  auto stale = in_line();
+  REQUIRE(stale.viewed(view(25, 20, 20, false), true).what == Do::confirm);
+  CHECK(stale.confirmed(Found{20, lease}, 26, true, view(27, 30, std::nullopt, false)).what ==
+        Do::enter);
+  auto fresh = in_line();  // the view newer, the key still there: the win
+  REQUIRE(fresh.viewed(view(25, 20, 20, false), true).what == Do::confirm);
+  CHECK(fresh.confirmed(Found{20, lease}, 26, true, view(27, 20, 20, false)).what == Do::lead);
 }
 
 TEST_CASE("a lost lease ends the campaign with its reason", "[campaign-engine]") {

@@ -40,7 +40,8 @@ struct LeadershipOptions {
   std::chrono::milliseconds failing_for{std::chrono::seconds(60)};
 };
 
-/// A campaign is starting: the lease it waits in line with.
+/// A campaign is starting: the lease it waits in line with. Reported again, once its key is in
+/// line, if the campaign had to grant another (the lease acquired for it was lost first).
 struct CampaignStarted {
   std::int64_t lease;
   std::chrono::seconds ttl;  ///< as etcd granted it

@@ -64,7 +64,13 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
   // Called once, after construction: the hook holds only a weak reference.
   void attach() {
     access::on_in_line(participant, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->record.in_line();  // in line: campaigning works
+      auto self = weak.lock();
+      if (!self) return;
+      self->record.in_line();  // in line: campaigning works
+      // The lease the key is in line with: another than the one acquired if that was lost
+      // before the campaign entered the line (the campaign granted a new one).
+      if (const auto lease = self->participant.lease_id())
+        self->record.lease_in_use(*lease, self->participant.granted_ttl());
     });
   }
 

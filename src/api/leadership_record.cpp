@@ -64,9 +64,12 @@ void LeadershipRecord::campaigning() {
   std::lock_guard lock(mutex_);
   state_ = Health::State::campaigning;
   in_line_since_ = now();
+  reported_lease_.reset();
 }
 
 void LeadershipRecord::lease_in_use(std::int64_t lease, std::chrono::seconds ttl) {
+  if (reported_lease_ == lease) return;
+  reported_lease_ = lease;
   if (hooks_.campaigning) hooks_.campaigning({lease, ttl});
 }
 

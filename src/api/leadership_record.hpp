@@ -39,7 +39,9 @@ class LeadershipRecord {
   // --- on the Client's executor, from the loop ------------------------------------------------
 
   void campaigning();  // a campaign starts: in line from now
-  void lease_in_use(std::int64_t lease, std::chrono::seconds ttl);  // hooks.campaigning
+  /// hooks.campaigning, once for each lease a campaign uses: again if the campaign had to
+  /// grant another (the one acquired was lost before it entered the line).
+  void lease_in_use(std::int64_t lease, std::chrono::seconds ttl);
   void in_line();        // the key is in line: campaigning works
   void campaign_over();  // won or failed: time in line counted
   void won(const LeaderKey& key, std::shared_ptr<LeaseState> lease);
@@ -73,6 +75,7 @@ class LeadershipRecord {
   bool work_running_ = false;  // from the win until the work has stopped
   std::shared_ptr<LeaseState> term_lease_;
   std::optional<Time> limit_;  // once the leadership ended: when another could lead
+  std::optional<std::int64_t> reported_lease_;  // by hooks.campaigning, in this campaign
   std::optional<Time> in_line_since_;
   std::optional<Time> failing_since_;
   std::string last_failure_;

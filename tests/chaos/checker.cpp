@@ -60,11 +60,13 @@ struct AcceptedWrite {
 std::map<std::int64_t, AcceptedWrite> check_fencing(const CheckInput& input, CheckResult& result) {
   const std::string prefix = input.election + "/";
   // A lock's keys carry no value (etcd's Mutex and the Lock RPC put ""): such a key belongs to
-  // the worker whose `campaigning` event named its lease (the key is `election/<lease hex>`).
+  // the worker whose `campaigning` or `elected` event named its lease (the key is
+  // `election/<lease hex>`).
   std::map<std::string, std::string> lease_owner;
   for (const auto& run : input.workers)
     for (const auto& e : run.events)
-      if (e.event() == "campaigning") lease_owner[prefix + text(e, "lease")] = run.node;
+      if ((e.event() == "campaigning" || e.event() == "elected") && !text(e, "lease").empty())
+        lease_owner[prefix + text(e, "lease")] = run.node;
   struct Candidate {
     std::int64_t create_revision;
     std::string owner;  // its value, or for a key without one the worker of its lease

@@ -389,4 +389,17 @@ TEST_CASE("a lock's keys, without a value, are judged by the worker of their lea
   result = chaos::check(input);
   REQUIRE(!result.ok());
   CHECK(all(result).find("fenced on an unknown holder (e/a1)") != std::string::npos);
+
+  // Found in the long lock run: a's campaign had to grant another lease (a2) after the one its
+  // `campaigning` named (a1) was lost; `elected` names the lease its term holds.
+  input = lock_handover();
+  input.workers[0] = worker(
+      "a", {campaigning(1 * s - 10, "a1"),
+            R"("event":"elected","mono_us":1000000,"key":"e/a2","rev":2,"lease":"a2","ttl":3)",
+            work(1 * s + 10, 4, 1, 2), lost(5 * s, "work-finished")});
+  input.history = {candidate(2, "a2", ""), candidate(3, "b1", ""), counter(4, "a", 1, 2),
+                   gone(5, "a2"), counter(6, "b", 1, 3)};
+  result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
 }

@@ -134,7 +134,10 @@ asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(
     if (entered.created) co_return std::pair{entered.revision, entered.revision};
     const auto& kv = *entered.existing;
     const auto created = kv.create_revision();
-    if (kv.value() == value && kv.lease() == lease) co_return std::pair{created, entered.revision};
+    // Found as it is: the view holds it once it is as new as the key's last write. Not the
+    // Txn's revision, which etcd moved on with writes elsewhere: no event of this line will
+    // bring the view there (the Txn wrote nothing), and the campaign would wait for one.
+    if (kv.value() == value && kv.lease() == lease) co_return std::pair{created, kv.mod_revision()};
     // Kept from before with another value, or put again without our lease: ours again, in its
     // place (guarded by its create revision), as etcd's own Campaign does.
     auto update = guarded_by(own_key, created);

@@ -108,6 +108,7 @@ class CampaignEngine {
   Step entered(std::int64_t create_revision, std::int64_t revision) {
     own_revision_ = create_revision;
     entered_at_ = revision;
+    delay_served_ = false;  // a new place in line: the vacancy that makes it first is new too
     return {Do::wait};
   }
 
@@ -190,7 +191,13 @@ class CampaignEngine {
   /// After the takeover delay: the key may have been deleted while it was waited out, so the
   /// view decides again (what is left of the delay is then nothing, and the win is from the
   /// view's newer revision).
-  Step settled() { return {Do::wait}; }
+  Step settled() {
+    // Waited out once for this place in line: the head cannot change hands again while this key
+    // is first, so a vacancy the feed reports anew (a re-read that did not see the head change
+    // hands counts as one, seen then) asks for no second delay.
+    delay_served_ = true;
+    return {Do::wait};
+  }
 
   Step lease_lost(const boost::system::error_code& reason) {
     return {Do::fail, {}, reason, "campaign: the lease was lost while waiting in line"};
@@ -213,7 +220,7 @@ class CampaignEngine {
 
   // What is left of the takeover delay for the vacancy that made this key first.
   std::chrono::milliseconds remaining_delay(const View& view) const {
-    if (view.vacancy_signed || ELECTION_MUTATED(no_takeover_delay))
+    if (view.vacancy_signed || delay_served_ || ELECTION_MUTATED(no_takeover_delay))
       return std::chrono::milliseconds(0);
     const auto left = options_.takeover_delay -
                       std::chrono::duration_cast<std::chrono::milliseconds>(view.since_vacancy);
@@ -231,6 +238,7 @@ class CampaignEngine {
   std::int64_t entered_at_ = 0;
   std::int64_t read_revision_ = 0;
   std::chrono::milliseconds settle_for_{0};
+  bool delay_served_ = false;  // the takeover delay waited out for the current place in line
   int reentries_ = 0;
   Do resume_ = Do::confirm;
 };

@@ -215,6 +215,26 @@ TEST_CASE("a key deleted while the takeover delay or a renewal was waited for do
   CHECK(fresh.confirmed(Found{20, lease}, 26, true, view(27, 20, 20, false)).what == Do::lead);
 }
 
+TEST_CASE("the takeover delay is waited once for a place in line, again after a re-entry",
+          "[campaign-engine]") {
+  // A feed that reads the line again reports a vacancy seen then, though this key stayed first:
+  // waiting again for it would wait forever behind a feed re-read every delay.
+  auto e = in_line(200ms);
+  REQUIRE(e.viewed(unsigned_vacancy(view(25, 20, 20), 0ms), true).what == Do::settle);
+  REQUIRE(e.settled().what == Do::wait);
+  CHECK(e.viewed(unsigned_vacancy(view(26, 20, 20), 0ms), true).what == Do::lead);
+
+  auto again = in_line(200ms);  // deleted while it waited: the new place waits its own delay
+  REQUIRE(again.viewed(unsigned_vacancy(view(25, 20, 20), 0ms), true).what == Do::settle);
+  REQUIRE(again.settled().what == Do::wait);
+  REQUIRE(again.viewed(unsigned_vacancy(view(27, std::nullopt, std::nullopt), 0ms), true).what ==
+          Do::enter);
+  REQUIRE(again.entered(28, 28).what == Do::wait);
+  const auto step = again.viewed(unsigned_vacancy(view(28, 28, 28), 0ms), true);
+  CHECK(step.what == Do::settle);
+  CHECK(step.delay == 200ms);
+}
+
 TEST_CASE("a lost lease ends the campaign with its reason", "[campaign-engine]") {
   auto e = in_line();
   const auto step = e.lease_lost(errc::lease_expired);

@@ -149,7 +149,9 @@ class Participant {
   /// the back of the line. While in line the lease is not given up when its local deadline
   /// passes (etcd away longer than the TTL allows): renewals go on, and etcd's answer decides;
   /// a win then waits for a renewal answered within the deadline rule before it counts. A win
-  /// then waits the takeover delay (ParticipantOptions).
+  /// then waits the takeover delay (ParticipantOptions), once for its place in line; after
+  /// either wait it counts only if the feed still shows the key first (a key deleted meanwhile
+  /// is created again, at the back of the line).
   ///
   /// Completes with: the leader key, once this participant leads. Token form:
   ///   void(error_code, LeaderKey).

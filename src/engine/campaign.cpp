@@ -272,7 +272,7 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
       case Do::pause:
       case Do::settle: {
         const auto was = step.what;
-        if (was == Do::settle) waited += step.delay;
+        if (was == Do::settle) waited = step.delay;  // once per place in line
         co_await sleep(executor, step.delay);
         step = was == Do::pause ? engine.paused() : engine.settled();
         break;

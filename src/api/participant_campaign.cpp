@@ -82,9 +82,9 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool
     if (cancellation.cancelled() != asio::cancellation_type::none)
       throw system_error(asio::error::operation_aborted, "campaign");
     s->campaign.reset();
-    const auto& won = *result;
-    s->start_term(won);
-    co_return won.key;
+    s->start_term(*result);
+    result->feed.reset();  // the term follows the election with the campaign's watch
+    co_return result->key;
   } catch (...) {
     failure = std::current_exception();
   }

@@ -287,7 +287,7 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
       }
       case Do::lead:
         co_return Won{LeaderKey{request.election, own_key, engine.own_revision(), lease->id},
-                      engine.read_revision(), waited};
+                      engine.read_revision(), waited, std::make_shared<FeedHold>(line.feed)};
       case Do::fail:
         throw system_error(step.error, step.message);
     }

@@ -4,6 +4,7 @@
 
 #include "election/options.hpp"
 #include "election/values.hpp"
+#include "engine/election_feed.hpp"
 #include "lease/lease_state.hpp"
 #include "transport/client_core.hpp"
 
@@ -34,6 +35,22 @@ struct CampaignRequest {
   bool only_if_first = false;
 };
 
+/// Keeps an election's feed running (and its watch where it is) while its listeners change
+/// hands: a won campaign's view goes on as its term's, without a read of the election or a
+/// watch made again.
+class FeedHold : public FeedListener {
+ public:
+  explicit FeedHold(std::shared_ptr<ElectionFeed> feed) : feed_(std::move(feed)) {
+    feed_->subscribe(this);
+  }
+  ~FeedHold() override { feed_->unsubscribe(this); }
+  FeedHold(const FeedHold&) = delete;
+  FeedHold& operator=(const FeedHold&) = delete;
+
+ private:
+  std::shared_ptr<ElectionFeed> feed_;
+};
+
 struct Won {
   LeaderKey key;
   /// The revision the win was decided at (the view's, or a confirming read's): the term
@@ -41,6 +58,8 @@ struct Won {
   std::int64_t read_revision;
   /// What the win waited of the takeover delay (0 after a signed resignation).
   std::chrono::milliseconds waited;
+  /// The campaign's feed, held until the term has subscribed to it.
+  std::shared_ptr<FeedHold> feed;
 };
 
 /// Runs one campaign to its win (see CampaignEngine for the protocol). `lease` is the

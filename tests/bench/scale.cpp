@@ -47,8 +47,9 @@ struct Scale {
     for (int i = 0; i < n; ++i) {
       ParticipantOptions options;
       options.ttl = ttl;
-      waiting.push_back(
-          std::make_unique<Participant>(*client, name, "p" + std::to_string(i), options));
+      std::string value = "p";  // not "p" + std::string: g++ 12 -Wrestrict false positive
+      value += std::to_string(i);
+      waiting.push_back(std::make_unique<Participant>(*client, name, value, options));
       Participant* p = waiting.back().get();
       auto campaign = [p]() -> asio::awaitable<void> { co_await p->campaign(); };
       auto done = [this](std::exception_ptr e) {

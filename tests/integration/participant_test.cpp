@@ -1,6 +1,7 @@
 // Participant against a real etcd: the points of "the election, done right".
 #include "api/access.hpp"
 #include "election/election.hpp"
+#include "engine/election_feed.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
@@ -183,6 +184,42 @@ TEST_CASE("leadership ends when the leader key is deleted from outside", "[parti
     const auto late =
         co_await error_of([&] { return p.put_if_leader(key.name + "-data", "late"); });
     CHECK(late == errc::not_leader);
+  });
+}
+
+TEST_CASE("a won campaign's term goes on with the campaign's feed: no new read, no new watch",
+          "[participant]") {
+  // The term watches for the key's deletion with the view the campaign won from. A term that
+  // made a feed of its own read the election and created its watch again after every win
+  // (10,000 wins on a Session: 10,000 more reads and watch creates).
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    auto core = election::detail::access::core(client);
+    const auto name = election::test::unique_name("feed-kept");
+    Participant p(client, name, "a", ttl(10s));
+    std::optional<election::LeaderKey> won;
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> asio::awaitable<void> { won = co_await p.campaign(); }, asio::detached);
+    std::weak_ptr<election::detail::ElectionFeed> campaign_feed;
+    co_await require_within(
+        [&] {
+          auto it = core->election_feeds.find(name);
+          if (it == core->election_feeds.end()) return false;
+          campaign_feed = it->second;
+          return !campaign_feed.expired();
+        },
+        10s, "the campaign's feed");
+    co_await require_within([&] { return won.has_value(); }, 10s, "the win");
+    REQUIRE(p.is_leader());
+    auto feed = campaign_feed.lock();
+    REQUIRE(feed);  // still there: the term holds it
+    CHECK(feed == election::detail::ElectionFeed::of(core, name));
+    CHECK(feed->synced());
+    // And it ends the term when the key goes.
+    etcdctl(client.options().endpoints, "del " + won->key);
+    auto reason = co_await p.keep_alive();
+    CHECK(reason == errc::key_deleted);
   });
 }
 

@@ -293,7 +293,8 @@ class EtcdCluster {
   /// move-leader) and waits until it has. Throws if that fails.
   void move_leader_away_from(int i) const {
     if (raft_leader() != i) return;
-    const std::string etcdctl = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" + endpoint(i);
+    const std::string etcdctl =
+        "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" + endpoint(i);
     std::FILE* out = ::popen((etcdctl + " member list -w simple 2>/dev/null").c_str(), "r");
     if (!out) throw std::runtime_error("etcd fixture: member list failed");
     // Lines: id, started, name, peer URL, client URL, is learner
@@ -329,7 +330,11 @@ class EtcdCluster {
     return static_cast<std::size_t>(i);
   }
   std::string member_file(int i, const char* suffix) const {
-    return "m" + std::to_string(index(i) + 1) + suffix;
+    // Appended, not "m" + std::string: g++ 12 warns (-Wrestrict) on that inlined insert.
+    std::string name = "m";
+    name += std::to_string(index(i) + 1);
+    name += suffix;
+    return name;
   }
   void member_command(const char* what, int i) {
     detail::run_script({what, dir_.string(), std::to_string(index(i) + 1)});

@@ -196,7 +196,9 @@ TEST_CASE("an aborting test program leaves none of its etcd servers running") {
   REQUIRE(pids.size() == 2);
   const auto abs = fs::canonical(dir);  // as the script names the data dirs in etcd's argv
   for (std::size_t i = 0; i < pids.size(); ++i) {
-    const auto data = (abs / ("m" + std::to_string(i + 1) + ".data")).string();
+    std::string member = "m";  // not "m" + std::string: g++ 12 -Wrestrict false positive
+    member += std::to_string(i + 1);
+    const auto data = (abs / (member + ".data")).string();
     INFO("member " << i + 1 << ", pid " << pids[i] << ", " << data);
     CHECK(gone_within(pids[i], "etcd", data, 2000ms));
   }

@@ -53,7 +53,8 @@ class PrometheusServer {
   PrometheusServer(const std::filesystem::path& dir, const std::vector<std::uint16_t>& targets)
       : dir_(dir), port_(free_port()) {
     std::string list;
-    for (auto t : targets) list += (list.empty() ? "'127.0.0.1:" : ", '127.0.0.1:") + std::to_string(t) + "'";
+    for (auto t : targets)
+      list += (list.empty() ? "'127.0.0.1:" : ", '127.0.0.1:") + std::to_string(t) + "'";
     std::ofstream(dir / "prometheus.yml") << "global:\n"
                                              "  scrape_interval: 1s\n"
                                              "  scrape_timeout: 900ms\n"
@@ -66,7 +67,8 @@ class PrometheusServer {
     const auto pid_file = dir / "prometheus.pid";
     ChildProcess leash(
         {ELECTION_ETCD_LEASH, "--owner", std::to_string(::getpid()), "--pid-file",
-         pid_file.string(), "--", "prometheus", "--config.file=" + (dir / "prometheus.yml").string(),
+         pid_file.string(), "--", "prometheus",
+         "--config.file=" + (dir / "prometheus.yml").string(),
          "--storage.tsdb.path=" + (dir / "data").string(),
          "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},
         dir / "prometheus.log");
@@ -77,8 +79,7 @@ class PrometheusServer {
     REQUIRE(poll([&] { return http_get(port_, "/-/ready").has_value(); }, 30s));
   }
   ~PrometheusServer() {
-    if (pid_ > 0 && ::kill(pid_, SIGTERM) == 0)
-      poll([&] { return ::kill(pid_, 0) != 0; }, 10s);
+    if (pid_ > 0 && ::kill(pid_, SIGTERM) == 0) poll([&] { return ::kill(pid_, 0) != 0; }, 10s);
   }
 
   /// The result of an instant query, as instance -> value ("" for a result without instance).
@@ -152,9 +153,8 @@ TEST_CASE("leader-worker --metrics serves /metrics that promtool accepts, and /h
   CHECK(sample(metrics->body, "election_is_leader" + label) == 1.0);
   CHECK(sample(metrics->body, "election_healthy" + label) == 1.0);
   CHECK(sample(metrics->body, "election_terms_won_total" + label) == 1.0);
-  CHECK(sample(metrics->body,
-               "election_leadership_ends_total{election=\"" + name + "\",reason=\"key-deleted\"}") ==
-        0.0);
+  CHECK(sample(metrics->body, "election_leadership_ends_total{election=\"" + name +
+                                  "\",reason=\"key-deleted\"}") == 0.0);
   CHECK(sample(metrics->body, "election_leases") == 1.0);
   CHECK(sample(metrics->body, "election_renewal_seconds_bucket{le=\"+Inf\"}") ==
         sample(metrics->body, "election_renewal_seconds_count"));
@@ -224,7 +224,8 @@ TEST_CASE("a real Prometheus scrapes three workers: one leader before and after 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < 3; ++i) {
     ports.push_back(free_port());
-    const auto node = "w" + std::to_string(i + 1);
+    std::string node = "w";  // not "w" + std::string: g++ 12 -Wrestrict false positive
+    node += std::to_string(i + 1);
     workers.push_back(
         std::make_unique<Worker>(node, with_metrics(worker_args(node, name), ports.back()), dir));
     // One at a time: the first started leads.

@@ -56,7 +56,7 @@ void EntryBatcher::flush() {
   scheduled_ = false;
   auto core = core_.lock();
   if (!core) return;
-  while (!pending_.empty()) {
+  while (!pending_.empty() && in_flight_ < max_in_flight) {
     // One entry per election in a Txn: every put of one Txn gets the same create revision,
     // and two candidates of one election with the same create revision would both stand
     // first in line for etcd's own clients (each waits only for keys with a lower one).
@@ -80,6 +80,7 @@ void EntryBatcher::flush() {
       pending_.pop_front();
     }
     pending_.insert(pending_.begin(), later.begin(), later.end());
+    ++in_flight_;
     asio::co_spawn(core->executor(), send(shared_from_this(), core, std::move(batch)),
                    ClientCore::background(core, "campaign entries"));
   }
@@ -93,6 +94,14 @@ bool EntryBatcher::too_big(const error_code& ec, const std::string& message) {
 
 asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
                                          std::shared_ptr<ClientCore> core, Batch batch) {
+  // However this ends, its place among the Txns in flight goes to the entries waiting.
+  struct Done {
+    EntryBatcher& batcher;
+    ~Done() {
+      --batcher.in_flight_;
+      if (!batcher.pending_.empty()) batcher.schedule();
+    }
+  } done{*self};
   etcdserverpb::TxnRequest request;
   for (const auto& p : batch) {
     const auto& e = p->entry;
@@ -127,9 +136,10 @@ asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
       const auto half = static_cast<std::ptrdiff_t>(batch.size() / 2);
       Batch first(batch.begin(), batch.begin() + half);
       Batch second(batch.begin() + half, batch.end());
-      auto done = ClientCore::background(core, "campaign entries");
-      asio::co_spawn(core->executor(), send(self, core, std::move(first)), done);
-      asio::co_spawn(core->executor(), send(self, core, std::move(second)), std::move(done));
+      auto background = ClientCore::background(core, "campaign entries");
+      self->in_flight_ += 2;
+      asio::co_spawn(core->executor(), send(self, core, std::move(first)), background);
+      asio::co_spawn(core->executor(), send(self, core, std::move(second)), std::move(background));
       co_return;
     }
     for (const auto& p : batch) {
@@ -165,7 +175,7 @@ asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
     p->result = std::move(result);
     p->done.set();
   }
-  if (again) self->schedule();
+  if (again) self->schedule();  // (also when ~Done finds entries waiting)
 }
 
 asio::awaitable<void> EntryBatcher::delete_created(std::shared_ptr<ClientCore> core,

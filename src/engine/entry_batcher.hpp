@@ -65,6 +65,10 @@ class EntryBatcher : public std::enable_shared_from_this<EntryBatcher> {
   static constexpr std::size_t max_ops = 128;
   /// Bytes of values per Txn: well under etcd's default --max-request-bytes (1.5 MiB).
   static constexpr std::size_t max_bytes = 1024 * 1024;
+  /// Txns sent and not yet answered, at most; entries beyond wait here, as a few bytes each,
+  /// not as built requests (a burst of 10,000 would otherwise hold all of them at once).
+  /// etcd applies them one after another anyway: a few in flight keep it busy.
+  static constexpr std::size_t max_in_flight = 8;
 
   explicit EntryBatcher(const std::shared_ptr<ClientCore>& core);
 
@@ -102,6 +106,7 @@ class EntryBatcher : public std::enable_shared_from_this<EntryBatcher> {
   std::deque<std::shared_ptr<Pending>> pending_;
   bool scheduled_ = false;
   std::size_t limit_ = max_ops / 2;
+  std::size_t in_flight_ = 0;  // send()s running
 };
 
 }  // namespace election::detail

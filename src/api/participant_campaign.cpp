@@ -64,7 +64,16 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool
     if (outer.is_connected())
       outer.assign([run](asio::cancellation_type type) { run->cut.emit(type); });
     std::optional<Won> result;
+    // However the campaign ends here, its turn to enter is given on (if it still has it).
+    struct GiveTurnOn {
+      CampaignRun& run;
+      ~GiveTurnOn() { run.entering.reset(); }
+    } give_on{*run};
     try {
+      // Nothing of the way into line is built before this campaign's turn: a stop or the
+      // caller's cancellation (through `cut`) ends the wait.
+      run->entering = co_await s->core->entry_gate().acquire(run->cut.slot());
+      if (run->stopped) throw system_error(run->reason, run->message);
       result = co_await asio::co_spawn(
           s->core->executor(), s->run(run, only_if_first),
           asio::bind_cancellation_slot(run->cut.slot(), asio::use_awaitable));

@@ -43,6 +43,9 @@ struct CampaignRun {
   // cancellation is passed on to it (campaign_of). No race of two coroutines for every
   // campaign in line.
   asio::cancellation_signal cut;
+  // Its turn among the Client's campaigns entering their lines (ClientCore::entry_gate):
+  // given on once the key is in line, or when the campaign ends.
+  CallLimiter::Slot entering;
   bool stopped = false;
   error_code reason;
   std::string message;
@@ -104,8 +107,13 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (auto r = weak.lock())
         r->request_stop(reason, "campaign: the lease was lost while waiting in line");
     };
-    CampaignRequest request{core,   election,   value, options.ttl,  options.lease.margin,
-                            *delay, on_in_line, lost,  only_if_first};
+    // In line: the turn to enter goes to the next campaign of the Client.
+    auto in_line = [weak = std::weak_ptr<CampaignRun>(campaign_run), then = on_in_line] {
+      if (auto r = weak.lock()) r->entering.reset();
+      if (then) then();
+    };
+    CampaignRequest request{core,   election, value, options.ttl,  options.lease.margin,
+                            *delay, in_line,  lost,  only_if_first};
     co_return co_await run_campaign(request, lease);
   }
 

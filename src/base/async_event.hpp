@@ -3,6 +3,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -32,6 +34,17 @@ class AsyncEvent {
     // error code, tells a wake-up from a cancelled wait.
     boost::system::error_code ec;
     co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    if (!set_) throw boost::system::system_error(boost::asio::error::operation_aborted);
+  }
+
+  /// wait(), cancelled through `slot` instead of the awaiting coroutine's own cancellation
+  /// state (which is left as it is). The slot is cleared again when the wait is over.
+  boost::asio::awaitable<void> wait(boost::asio::cancellation_slot slot) {
+    if (set_) co_return;
+    boost::system::error_code ec;
+    co_await timer_.async_wait(boost::asio::bind_cancellation_slot(
+        slot, boost::asio::redirect_error(boost::asio::use_awaitable, ec)));
+    slot.clear();
     if (!set_) throw boost::system::system_error(boost::asio::error::operation_aborted);
   }
 

@@ -5,10 +5,12 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
 namespace election::detail {
@@ -52,26 +54,17 @@ class CallLimiter {
 
   /// Waits for a turn. Cancellable: a cancelled wait gives its turn on and throws
   /// operation_aborted.
-  boost::asio::awaitable<Slot> acquire() {
-    if (in_flight_ < limit_ && waiting_.empty()) {
-      ++in_flight_;
-      co_return Slot(this);
-    }
-    auto turn = std::make_shared<Turn>(executor_);
-    waiting_.push_back(turn);
-    try {
-      co_await turn->granted.wait();
-    } catch (...) {
-      turn->abandoned = true;
-      // Granted as the cancellation landed: the turn was ours, so it is given on.
-      if (turn->granted.is_set()) release();
-      throw;
-    }
-    co_return Slot(this);  // the slot was handed over by release(): in_flight_ counts it
+  boost::asio::awaitable<Slot> acquire() { return acquire_with({}); }
+
+  /// acquire(), cancelled through `cancel` rather than the awaiting coroutine's own
+  /// cancellation state.
+  boost::asio::awaitable<Slot> acquire(boost::asio::cancellation_slot cancel) {
+    return acquire_with(std::optional(cancel));
   }
 
   std::size_t in_flight() const { return in_flight_; }
-  std::size_t waiting() const { return waiting_.size(); }
+  /// Waiting for a turn now (not counting the ones that stopped waiting).
+  std::size_t waiting() const { return waiting_.size() - abandoned_; }
 
  private:
   struct Turn {
@@ -80,12 +73,37 @@ class CallLimiter {
     bool abandoned = false;
   };
 
+  boost::asio::awaitable<Slot> acquire_with(std::optional<boost::asio::cancellation_slot> cancel) {
+    if (in_flight_ < limit_ && waiting_.empty()) {
+      ++in_flight_;
+      co_return Slot(this);
+    }
+    auto turn = std::make_shared<Turn>(executor_);
+    waiting_.push_back(turn);
+    try {
+      if (cancel)
+        co_await turn->granted.wait(*cancel);
+      else
+        co_await turn->granted.wait();
+    } catch (...) {
+      turn->abandoned = true;
+      if (!turn->granted.is_set()) ++abandoned_;  // still in line: release() skips it
+      // Granted as the cancellation landed: the turn was ours, so it is given on.
+      if (turn->granted.is_set()) release();
+      throw;
+    }
+    co_return Slot(this);  // the slot was handed over by release(): in_flight_ counts it
+  }
+
   void release() {
     // Hand the slot straight to the first live waiter, or give it back.
     while (!waiting_.empty()) {
       auto next = std::move(waiting_.front());
       waiting_.pop_front();
-      if (next->abandoned) continue;
+      if (next->abandoned) {
+        --abandoned_;
+        continue;
+      }
       next->granted.set();
       return;
     }
@@ -96,6 +114,7 @@ class CallLimiter {
   std::size_t limit_;
   std::size_t in_flight_ = 0;
   std::deque<std::shared_ptr<Turn>> waiting_;
+  std::size_t abandoned_ = 0;  // of waiting_
 };
 
 }  // namespace election::detail

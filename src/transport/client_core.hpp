@@ -303,6 +303,15 @@ class ClientCore {
   /// Candidates entering their lines, many to one Txn (see entry_batcher.hpp).
   std::shared_ptr<EntryBatcher> entry_batcher;
 
+  /// Campaigns of this Client past their start and not yet in line, at most: the rest wait
+  /// before anything of them is built. Ten thousand campaigns started at once on a Session
+  /// otherwise hold every frame of the way into line (about 8 KiB each) together, and the
+  /// allocator keeps that peak resident (measured: 14.5 KiB per election that leads). A
+  /// campaign gives its turn on once its key is in line (or it ended), so a long wait in
+  /// line holds none; enough are let in to keep every batch of entries full.
+  static constexpr std::size_t campaigns_entering = 512;
+  CallLimiter& entry_gate() { return entry_gate_; }
+
   /// The one Watch stream for every watch of this Client (see watch_hub.hpp).
   std::shared_ptr<WatchHub> watch_hub;
 
@@ -316,6 +325,7 @@ class ClientCore {
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<CallTracker> tracker_ = std::make_shared<CallTracker>();
   CallLimiter limiter_{executor_, options_.max_requests_in_flight};
+  CallLimiter entry_gate_{executor_, campaigns_entering};
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;

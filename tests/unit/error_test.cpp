@@ -94,7 +94,8 @@ TEST_CASE("each errc's sentence in error.hpp is its message()", "[errors]") {
   for (std::string line; std::getline(lines, line);) {
     std::smatch m;
     if (std::regex_match(line, m, comment)) {
-      sentence += (sentence.empty() ? "" : " ") + m[1].str();
+      if (!sentence.empty()) sentence += ' ';
+      sentence += m[1].str();
     } else {
       if (std::regex_match(line, m, value) && !sentence.empty()) documented[m[1]] = sentence;
       sentence.clear();

@@ -41,10 +41,15 @@ class AsyncEvent {
   /// state (which is left as it is). The slot is cleared again when the wait is over.
   boost::asio::awaitable<void> wait(boost::asio::cancellation_slot slot) {
     if (set_) co_return;
+    // Cleared however the wait ends (a cancelled coroutine throws as it resumes): the timer's
+    // handler must not stay in a slot that outlives this event.
+    struct Clear {
+      boost::asio::cancellation_slot& slot;
+      ~Clear() { slot.clear(); }
+    } clear{slot};
     boost::system::error_code ec;
     co_await timer_.async_wait(boost::asio::bind_cancellation_slot(
         slot, boost::asio::redirect_error(boost::asio::use_awaitable, ec)));
-    slot.clear();
     if (!set_) throw boost::system::system_error(boost::asio::error::operation_aborted);
   }
 

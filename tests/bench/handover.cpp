@@ -1,12 +1,17 @@
 // Graceful handover: the leader resigns -> the waiting successor's campaign() returns.
 //
-//   ours:    two Participants, each on its own Client (its own connection), in this process;
-//            the clock starts before resign() and stops when the successor's campaign() returns.
+//   ours:    two Participants, each on its own Client (its own connection) and its own thread
+//            (as two processes would be: on one thread the successor's wake-up queued behind
+//            the resigner's own reply, 75-150 us of probes' p50), in this process; the clock
+//            starts before resign() and stops when the successor's campaign() returns.
 //            With default options (the takeover delay this etcd gets: 200 ms on 3.4.23, waited
 //            only after a deletion that its owner did not sign), and beside it with the delay
 //            off (0), as etcdctl has none.
 //   floor:   the least etcd allows with the same gRPC stack: a bare DeleteRange of a key -> a
-//            watcher on another Client receives the DELETE event.
+//            watcher on another Client, on the other thread, receives the DELETE event. Beside
+//            it, the same with the signed resignation's own request (a guarded Txn of the
+//            deletion and the signature's put, with a lease), to tell the request's cost from
+//            the library's.
 //   etcdctl: two `etcdctl elect` processes; SIGINT to the leader (etcdctl resigns on it) -> the
 //            successor prints its key.
 // Rounds of the three alternate, so they see the same etcd, disk and load.
@@ -22,13 +27,54 @@
 #include "raw_watch.hpp"
 #include "transport/kv.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <iostream>
+#include <mutex>
 
 namespace election::bench {
 namespace {
 
 constexpr auto settle = 200ms;
+
+// A time set on one thread and read on another.
+struct Stamp {
+  std::atomic<std::int64_t> at{0};
+  void reset() { at = 0; }
+  void set() { at = now_us(); }
+  bool has_value() const { return at.load() != 0; }
+  std::int64_t operator*() const { return at.load(); }
+};
+
+// The first failure of the background work, whichever thread it was on.
+struct Failure {
+  std::mutex mutex;
+  std::exception_ptr first;
+  void set(std::exception_ptr e) {
+    std::lock_guard lock(mutex);
+    if (!first) first = std::move(e);
+  }
+  bool failed() {
+    std::lock_guard lock(mutex);
+    return first != nullptr;
+  }
+  void check() {
+    std::lock_guard lock(mutex);
+    if (first) std::rethrow_exception(first);
+  }
+};
+
+// Runs `f` on `executor` and waits for it.
+template <class F>
+asio::awaitable<void> on(asio::any_io_executor executor, F f) {
+  co_await asio::co_spawn(
+      executor,
+      [&f]() -> asio::awaitable<void> {
+        f();
+        co_return;
+      },
+      asio::use_awaitable);
+}
 
 struct Handover {
   std::vector<std::string> endpoints;
@@ -38,50 +84,62 @@ struct Handover {
   Participant* leader = nullptr;
   Participant* waiter = nullptr;
   std::string name;
-  std::optional<std::int64_t> won_at;
-  std::exception_ptr failure;
+  asio::any_io_executor far;  // the second party's thread: client_b and client_w
+  Stamp won_at;
+  std::atomic<std::int64_t> waited_ms{-1};  // of the takeover delay, by the last win
+  Failure failure;
 
   std::string floor_key;
   std::optional<detail::KeyWatch> watch;
-  std::optional<std::int64_t> deleted_seen_at;
+  Stamp deleted_seen_at;
+  std::int64_t floor_lease = 0;
 
   // The waiter campaigns in the background; its win is timed the moment campaign() returns.
   void spawn_campaign(Participant* p) {
     won_at.reset();
     asio::co_spawn(
-        client_a->get_executor(),
+        p == &*a ? client_a->get_executor() : client_b->get_executor(),
         [this, p]() -> asio::awaitable<void> {
           co_await p->campaign();
-          won_at = now_us();
+          // Read on the winner's thread, before the win is stamped.
+          const auto wait = p->takeover_wait();
+          waited_ms = wait ? wait->count() : -1;
+          won_at.set();
         },
         [this](std::exception_ptr e) {
-          if (e) failure = e;
+          if (e) failure.set(e);
         });
   }
 
-  void check() const {
-    if (failure) std::rethrow_exception(failure);
-  }
+  void check() { failure.check(); }
 
   asio::awaitable<void> setup() {
     auto ex = co_await asio::this_coro::executor;
     client_a.emplace(ex, client_options(endpoints));
-    client_b.emplace(ex, client_options(endpoints));
-    client_w.emplace(ex, client_options(endpoints));
+    co_await on(far, [&] {
+      client_b.emplace(far, client_options(endpoints));
+      client_w.emplace(far, client_options(endpoints));
+    });
     client_d.emplace(ex, client_options(endpoints));
     name = unique("handover");
     ParticipantOptions options;
     options.takeover_delay = delay;
     a.emplace(*client_a, name, "a", options);
-    b.emplace(*client_b, name, "b", options);
+    co_await on(far, [&] { b.emplace(*client_b, name, "b", options); });
     co_await a->campaign();
     leader = &*a;
     waiter = &*b;
     spawn_campaign(waiter);
 
     floor_key = unique("handover-floor");
-    const auto revision =
-        co_await put_key(*election::detail::access::core(*client_d), floor_key, "0");
+    auto& core = *election::detail::access::core(*client_d);
+    etcdserverpb::LeaseGrantRequest grant;
+    grant.set_ttl(3600);  // revoked in teardown(); for the signed floor's keys
+    floor_lease =
+        (co_await core.call("lease grant", core.lease().async(),
+                            &etcdserverpb::Lease::Stub::async::LeaseGrant, std::move(grant)))
+            .id();
+    const auto revision = co_await put_key(core, floor_key, "0");
     watch.emplace(election::detail::access::core(*client_w), floor_key, std::string{},
                   revision + 1);
   }
@@ -93,7 +151,7 @@ struct Handover {
     check();
     const auto t0 = now_us();
     co_await leader->resign();
-    co_await require_within([this] { return won_at.has_value() || failure; }, 10s,
+    co_await require_within([this] { return won_at.has_value() || failure.failed(); }, 10s,
                             "the successor to win");
     check();
     const auto took = *won_at - t0;
@@ -103,39 +161,58 @@ struct Handover {
   }
 
   // Milliseconds the last win waited of the takeover delay (0 after a signed resignation).
-  double last_wait() const {
-    const auto* won = leader;  // swapped after each round: the one that won last
-    return won->takeover_wait() ? static_cast<double>(won->takeover_wait()->count()) : -1;
-  }
+  double last_wait() const { return static_cast<double>(waited_ms.load()); }
 
-  // Returns milliseconds from sending the delete to the watcher's event.
-  asio::awaitable<double> floor_round() {
+  // Returns milliseconds from sending the delete to the watcher's event. `signed_shape`: the
+  // key is put with a lease and removed by the signed resignation's own request (the guarded
+  // Txn of the deletion and the signature's put, kv.cpp's signed_resignation), to tell what the
+  // request's shape costs from what the library adds.
+  asio::awaitable<double> floor_round(bool signed_shape = false) {
     auto* core = election::detail::access::core(*client_d).get();
-    co_await put_key(*core, floor_key, "x");
+    std::int64_t created = 0;
+    if (signed_shape) {
+      etcdserverpb::PutRequest put;
+      put.set_key(floor_key);
+      put.set_value("x");
+      put.set_lease(floor_lease);
+      auto reply = co_await core->call("put", core->kv().async(),
+                                       &etcdserverpb::KV::Stub::async::Put, std::move(put));
+      created = reply.header().revision();
+    } else {
+      co_await put_key(*core, floor_key, "x");
+    }
     // The watcher reads in the background, so the event is timed when it arrives, not when
     // the delete's own reply has come back.
-    std::optional<std::int64_t> put_seen;
+    Stamp put_seen;
     deleted_seen_at.reset();
     auto reader = [this, &put_seen]() -> asio::awaitable<void> {
-      for (int i = 0; i < 4 && !deleted_seen_at; ++i) {
+      for (int i = 0; i < 4 && !deleted_seen_at.has_value(); ++i) {
         auto batch = co_await watch->next();
         for (const auto& e : batch.events) {
-          if (e.type() == mvccpb::Event::PUT) put_seen = now_us();
-          if (e.type() == mvccpb::Event::DELETE) deleted_seen_at = now_us();
+          if (e.type() == mvccpb::Event::PUT) put_seen.set();
+          if (e.type() == mvccpb::Event::DELETE) deleted_seen_at.set();
         }
       }
     };
     auto on_done = [this](std::exception_ptr e) {
-      if (e) failure = e;
+      if (e) failure.set(e);
     };
-    auto executor = co_await asio::this_coro::executor;
-    asio::co_spawn(executor, reader, on_done);
-    co_await require_within([&] { return put_seen.has_value() || failure; }, 10s, "the put event");
+    asio::co_spawn(client_w->get_executor(), reader, on_done);
+    co_await require_within([&] { return put_seen.has_value() || failure.failed(); }, 10s,
+                            "the put event");
     check();
     co_await sleep_for(20ms);
     const auto t0 = now_us();
-    co_await bench::delete_key(*core, floor_key);
-    co_await require_within([&] { return deleted_seen_at.has_value() || failure; }, 10s,
+    if (signed_shape) {
+      auto request = election::detail::signed_resignation(floor_key + "-signed", floor_key, created,
+                                                          floor_lease);
+      auto reply = co_await core->call("txn", core->kv().async(),
+                                       &etcdserverpb::KV::Stub::async::Txn, std::move(request));
+      if (!reply.succeeded()) throw std::runtime_error("the floor's signed Txn found no key");
+    } else {
+      co_await bench::delete_key(*core, floor_key);
+    }
+    co_await require_within([&] { return deleted_seen_at.has_value() || failure.failed(); }, 10s,
                             "the delete event");
     check();
     co_return ms(*deleted_seen_at - t0);
@@ -145,16 +222,25 @@ struct Handover {
     // The last leader resigns, its successor wins and resigns too, then everything goes.
     if (leader) {
       co_await leader->resign();
-      co_await require_within([this] { return won_at.has_value() || failure; }, 10s,
+      co_await require_within([this] { return won_at.has_value() || failure.failed(); }, 10s,
                               "the last successor to win");
       co_await waiter->resign();
     }
-    watch.reset();
+    if (client_d) {
+      auto& core = *election::detail::access::core(*client_d);
+      etcdserverpb::LeaseRevokeRequest revoke;
+      revoke.set_id(floor_lease);
+      co_await core.call("lease revoke", core.lease().async(),
+                         &etcdserverpb::Lease::Stub::async::LeaseRevoke, std::move(revoke));
+    }
+    co_await on(far, [&] {
+      watch.reset();
+      b.reset();
+      client_b.reset();
+      client_w.reset();
+    });
     a.reset();
-    b.reset();
     client_a.reset();
-    client_b.reset();
-    client_w.reset();
     client_d.reset();
   }
 };
@@ -187,13 +273,15 @@ int run_handover(const Config& config) {
   const int rounds = config.quick ? 5 : 60;
   const int ctl_rounds = config.quick ? 2 : 60;
   Etcd etcd(config, "handover");
-  IoThread io;
+  IoThread io, far;
   Handover h;  // default options
   h.endpoints = etcd.endpoints();
+  h.far = far.executor();
   io.sync(h.setup(), 30s, "handover setup");
   Handover off;  // the takeover delay off
   off.endpoints = etcd.endpoints();
   off.delay = std::chrono::milliseconds(0);
+  off.far = far.executor();
   io.sync(off.setup(), 30s, "handover setup (delay off)");
 
   std::optional<Client> probe;
@@ -208,7 +296,7 @@ int run_handover(const Config& config) {
   ProcessHandover worker(config, io, *probe, leader_worker(config, etcd));
   worker.setup();
 
-  Samples ours, ours_off, floor, waited, peer, worker_ms;
+  Samples ours, ours_off, floor, waited, peer, worker_ms, floor_txn;
   // One warm-up round of each (fresh connections, first allocations) is not counted.
   for (int r = -1; r < std::max(rounds, ctl_rounds); ++r) {
     if (r < rounds) {
@@ -216,11 +304,13 @@ int run_handover(const Config& config) {
       const double w = h.last_wait();
       const double z = io.sync(off.ours_round(), 30s, "handover round (delay off)");
       const double f = io.sync(h.floor_round(), 30s, "floor round");
+      const double t = io.sync(h.floor_round(true), 30s, "floor round (signed Txn)");
       if (r >= 0) {
         ours.add(o);
         waited.add(w);
         ours_off.add(z);
         floor.add(f);
+        floor_txn.add(t);
       }
     }
     if (r < ctl_rounds) {
@@ -264,6 +354,10 @@ int run_handover(const Config& config) {
                   -1, ours.size(), ""});
   results.add(Row{"handover p99", "ms", ours.percentile(99), ctl_name, peer.percentile(99), "", -1,
                   ours.size(), ""});
+  results.add(Row{"handover p50", "ms", ours.percentile(50), "floor: signed Txn -> watch event",
+                  floor_txn.percentile(50), "", -1, ours.size(),
+                  "the floor with the library's own request: the guarded Txn of the deletion "
+                  "and the signature's put, keys with a lease"});
   results.add(Row{"handover p50, takeover delay off", "ms", ours_off.percentile(50), floor_name,
                   floor.percentile(50), "", -1, ours_off.size(),
                   "the same with ParticipantOptions::takeover_delay = 0, beside the default"});

@@ -149,8 +149,15 @@ struct Handover {
     co_await wait_count(*election::detail::access::core(*client_a), name + "/", 2, 10s);
     co_await sleep_for(settle);  // see the top of this file
     check();
-    const auto t0 = now_us();
-    co_await leader->resign();
+    // Timed on the leader's own thread, as a caller in its process would call resign().
+    std::int64_t t0 = 0;
+    co_await asio::co_spawn(
+        leader == &*a ? client_a->get_executor() : client_b->get_executor(),
+        [&]() -> asio::awaitable<void> {
+          t0 = now_us();
+          co_await leader->resign();
+        },
+        asio::use_awaitable);
     co_await require_within([this] { return won_at.has_value() || failure.failed(); }, 10s,
                             "the successor to win");
     check();

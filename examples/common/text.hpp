@@ -6,6 +6,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <string>
+#include <vector>
 
 namespace example_common {
 
@@ -28,6 +29,18 @@ inline std::string strip_tag(std::string text, const boost::system::error_code& 
 /// `e`'s message without that tag.
 inline std::string describe(const boost::system::system_error& e) {
   return strip_tag(e.what(), e.code());
+}
+
+/// `list` split at every comma, empty items kept (so that "a,,b" can be refused, where a list
+/// option of CLI11 would drop the empty item without a word).
+inline std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> items;
+  for (std::size_t start = 0;;) {
+    const auto comma = list.find(',', start);
+    items.push_back(list.substr(start, comma == std::string::npos ? comma : comma - start));
+    if (comma == std::string::npos) return items;
+    start = comma + 1;
+  }
 }
 
 }  // namespace example_common

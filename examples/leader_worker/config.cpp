@@ -8,6 +8,7 @@
 #include "events.hpp"
 
 #include "common/credentials.hpp"
+#include "common/text.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -80,7 +81,8 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "refused, resign failed), 2 on bad input (also a --metrics address that cannot be bound).\n"
       "Credentials: prefer --user NAME with --password-file FILE or $LEADER_WORKER_PASSWORD;\n"
       "a password on the command line is visible to every local user in /proc/PID/cmdline.");
-  std::vector<std::string> endpoints;
+  // One string, split here: a list option of CLI11 drops an empty item ("a,,b") unsaid.
+  std::string endpoints;
   app.add_option("--node", config.node, "This node's name: the value it campaigns with")
       ->required()
       ->check(CLI::Validator(
@@ -96,7 +98,6 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   app.add_option("--endpoints", endpoints,
                  "etcd members as host:port,host:port,... instead of --host/--port; "
                  "https://host:port for TLS")
-      ->delimiter(',')
       ->excludes(host)
       ->excludes(port);
   app.add_option("--election", config.election, "The election's name (its key prefix in etcd)")
@@ -149,13 +150,13 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     return 2;
   }
   if (!endpoints.empty()) {
-    for (const auto& e : endpoints) {
+    config.endpoints = example_common::split_commas(endpoints);
+    for (const auto& e : config.endpoints) {
       if (e.empty()) {
         std::fprintf(stderr, "leader-worker: --endpoints: empty member in the list\n");
         return 2;
       }
     }
-    config.endpoints = std::move(endpoints);
   } else {
     const bool ipv6 = config.host.find(':') != std::string::npos && config.host.front() != '[';
     config.endpoints = {(ipv6 ? "[" + config.host + "]" : config.host) + ":" +

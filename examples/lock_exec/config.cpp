@@ -111,16 +111,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     return exit_bad_input;
   }
   if (!endpoints.empty()) {
-    config.endpoints.clear();
-    for (std::size_t start = 0;;) {
-      const auto comma = endpoints.find(',', start);
-      config.endpoints.push_back(endpoints.substr(start, comma - start));
-      if (config.endpoints.back().empty()) {
+    config.endpoints = example_common::split_commas(endpoints);
+    for (const auto& e : config.endpoints) {
+      if (e.empty()) {
         std::fprintf(stderr, "lock-exec: --endpoints: empty member in the list\n");
         return exit_bad_input;
       }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
     }
   }
   if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {

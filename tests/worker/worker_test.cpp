@@ -335,6 +335,16 @@ TEST_CASE("bad input: one line on stderr and a non-zero exit", "[worker]") {
     CHECK(r.code == 2);
     CHECK(line_count(r.err) == 1);
   }
+  SECTION("an empty member in --endpoints, not dropped unsaid") {
+    for (const auto* list : {"127.0.0.1:1,,127.0.0.1:2", "127.0.0.1:1,", ",127.0.0.1:1"}) {
+      INFO(list);
+      auto r = run_worker({"--node", "a", "--endpoints", list}, "empty-member");
+      CHECK(r.code == 2);
+      CHECK(line_count(r.err) == 1);
+      CHECK(r.err.find("empty member") != std::string::npos);
+      CHECK(r.took < 5s);
+    }
+  }
   SECTION("a TTL of 0") {
     auto r = run_worker({"--node", "a", "--ttl", "0"}, "ttl");
     CHECK(r.code == 2);
@@ -371,9 +381,8 @@ TEST_CASE("--help explains every flag and exits 0", "[worker]") {
   auto r = run_worker({"--help"}, "help");
   CHECK(r.code == 0);
   CHECK(r.err.empty());
-  for (const char* flag :
-       {"--node", "--host", "--port", "--endpoints", "--election", "--ttl", "--json",
-        "--metrics"}) {
+  for (const char* flag : {"--node", "--host", "--port", "--endpoints", "--election", "--ttl",
+                           "--json", "--metrics"}) {
     INFO(flag);
     CHECK(r.out.find(flag) != std::string::npos);
   }

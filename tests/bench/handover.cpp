@@ -94,11 +94,16 @@ struct Handover {
   Stamp deleted_seen_at;
   std::int64_t floor_lease = 0;
 
+  // The thread of `p`'s Client: a's is this one, b's is `far`.
+  asio::any_io_executor executor_of(const Participant* p) {
+    return p == &*a ? client_a->get_executor() : client_b->get_executor();
+  }
+
   // The waiter campaigns in the background; its win is timed the moment campaign() returns.
   void spawn_campaign(Participant* p) {
     won_at.reset();
     asio::co_spawn(
-        p == &*a ? client_a->get_executor() : client_b->get_executor(),
+        executor_of(p),
         [this, p]() -> asio::awaitable<void> {
           co_await p->campaign();
           // Read on the winner's thread, before the win is stamped.
@@ -152,7 +157,7 @@ struct Handover {
     // Timed on the leader's own thread, as a caller in its process would call resign().
     std::int64_t t0 = 0;
     co_await asio::co_spawn(
-        leader == &*a ? client_a->get_executor() : client_b->get_executor(),
+        executor_of(leader),
         [&]() -> asio::awaitable<void> {
           t0 = now_us();
           co_await leader->resign();

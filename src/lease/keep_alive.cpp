@@ -46,6 +46,12 @@ void KeepAliveHub::remove(std::int64_t id) {
   if (leases_.erase(id) && leases_.empty()) poke();  // the loop ends and closes the streams
 }
 
+std::shared_ptr<void> KeepAliveHub::hold_stream() {
+  return holds_.take([weak = weak_from_this()] {
+    if (auto self = weak.lock(); self && self->plan_.empty()) self->poke();
+  });
+}
+
 void KeepAliveHub::lose(std::int64_t id, boost::system::error_code reason) {
   plan_.remove(id);
   auto it = leases_.find(id);
@@ -116,7 +122,7 @@ asio::awaitable<void> KeepAliveHub::drive(std::shared_ptr<KeepAliveHub> self,
       core->report(ClientEvent::Kind::keep_alive_hedged,
                    peer == self->peers_.end() ? std::string() : peer->second);
     }
-    if (self->plan_.empty()) break;
+    if (self->plan_.empty() && !self->holds_.held()) break;
     self->wake_.expires_at(self->plan_.next_wake());
     boost::system::error_code ec;  // operation_aborted: poked to look again
     co_await self->wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "base/async_event.hpp"
+#include "base/hold_count.hpp"
 #include "base/lease_clock.hpp"
 #include "base/notifier.hpp"
 #include "base/time_source.hpp"
@@ -174,7 +175,8 @@ class Withdrawal {
   // Tries each step until it succeeds, fails for good, or the lease must have expired.
   static boost::asio::awaitable<void> retry(std::shared_ptr<Withdrawal> self,
                                             std::shared_ptr<LeaseState> lease, std::string key,
-                                            std::optional<Signature> sign);
+                                            std::optional<Signature> sign,
+                                            std::vector<std::shared_ptr<void>> streams);
   void finish(boost::system::error_code result, std::string message);
 
   boost::system::error_code result_;
@@ -204,6 +206,10 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
   /// Stops keeping lease `id` alive at once. An answer still on its way is ignored.
   void remove(std::int64_t id);
 
+  /// Keeps the open stream open while the returned pointer lives, even with no lease left to
+  /// renew (see Withdrawal::start).
+  std::shared_ptr<void> hold_stream();
+
   const RenewalPlan::Counters& counters() const { return plan_.counters(); }
 
  private:
@@ -227,6 +233,7 @@ class KeepAliveHub : public std::enable_shared_from_this<KeepAliveHub> {
 
   BootTimer wake_;
   RenewalPlan plan_;
+  HoldCount holds_;
   std::map<std::int64_t, std::shared_ptr<LeaseState>> leases_;
   std::map<RenewalPlan::StreamId, KeepAliveStream> streams_;
   std::map<RenewalPlan::StreamId, std::string> peers_;  // of streams that have answered

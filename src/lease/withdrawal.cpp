@@ -6,6 +6,7 @@
 #include "base/keys.hpp"
 #include "lease/lease_state.hpp"
 #include "transport/kv.hpp"
+#include "transport/watch_hub.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,10 +18,30 @@ namespace election::detail {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// A signed resignation is the request the next candidate waits for. Taken before anything
+// closes, these leave the Client's streams alone until etcd has answered it: no stream's close
+// (the last lease's keep-alive stream, the last watch's) and no watch's cancel goes right
+// behind the request, where they are member work while it applies the request and client
+// work while its event travels. Measured in the handover benchmark, rounds with and without
+// the holds alternating in the same runs: 1.63 ms instead of 1.71 (p50, about 90 rounds each
+// over three runs).
+std::vector<std::shared_ptr<void>> hold_streams(ClientCore& core, bool sign) {
+  std::vector<std::shared_ptr<void>> holds;
+  if (!sign) return holds;
+  if (core.keep_alive_hub) holds.push_back(core.keep_alive_hub->hold_stream());
+  if (core.watch_hub) holds.push_back(core.watch_hub->hold_stream());
+  return holds;
+}
+
+}  // namespace
+
 std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease,
                                               std::optional<Signature> sign) {
   auto& core = lease->core;
   auto self = std::make_shared<Withdrawal>(core->executor());
+  auto streams = hold_streams(*core, sign.has_value());
   // Renewals stop now, whatever happens to the revocation.
   if (core->keep_alive_hub) core->keep_alive_hub->remove(lease->id);
   if (lease->lost() && lease->lost_reason == errc::lease_expired) {
@@ -30,7 +51,8 @@ std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease,
   lease->lose(errc::lease_revoked);
   // Runs inline up to the first request, which is in flight when this returns.
   auto done = ClientCore::background(core, "lease revocation");
-  asio::co_spawn(core->executor(), retry(self, std::move(lease), {}, std::move(sign)),
+  asio::co_spawn(core->executor(),
+                 retry(self, std::move(lease), {}, std::move(sign), std::move(streams)),
                  std::move(done));
   return self;
 }
@@ -43,8 +65,10 @@ std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> le
     return self;
   }
   auto executor = lease->core->executor();
+  auto streams = hold_streams(*lease->core, sign.has_value());
   auto done = ClientCore::background(lease->core, "key deletion");
-  asio::co_spawn(executor, retry(self, std::move(lease), std::move(key), std::move(sign)),
+  asio::co_spawn(executor,
+                 retry(self, std::move(lease), std::move(key), std::move(sign), std::move(streams)),
                  std::move(done));
   return self;
 }
@@ -76,7 +100,8 @@ asio::awaitable<bool> resign_signed(ClientCore& core, const Signature& sign, std
 
 asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
                                         std::shared_ptr<LeaseState> lease, std::string key,
-                                        std::optional<Signature> sign) {
+                                        std::optional<Signature> sign,
+                                        std::vector<std::shared_ptr<void>> streams) {
   auto& core = *lease->core;
   const auto now = core.time().now();
   const auto give_up =
@@ -93,6 +118,7 @@ asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
     }
     if (resigned && !key.empty()) key = resignation_key(sign->election, lease->id);
   }
+  streams.clear();  // answered: the streams may close
   asio::steady_timer pause(core.executor());
   Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(2));
   for (;;) {

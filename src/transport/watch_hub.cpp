@@ -52,13 +52,30 @@ void WatchHub::cancel(WatchId id) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return;
   if (stream_ && it->second.created_on == generation_) {
-    etcdserverpb::WatchRequest request;
-    request.mutable_cancel_request()->set_watch_id(id);
-    stream_.write(std::move(request));
+    if (holds_.held())
+      held_cancels_.emplace_back(id, generation_);  // its events are dropped meanwhile
+    else
+      write_cancel(id);
   }
   watches_.erase(it);
   if (auto core = core_.lock()) core->stats().watches.store(watches_.size());
   if (watches_.empty()) poke();  // the loop ends and closes the stream
+}
+
+void WatchHub::write_cancel(WatchId id) {
+  etcdserverpb::WatchRequest request;
+  request.mutable_cancel_request()->set_watch_id(id);
+  stream_.write(std::move(request));
+}
+
+std::shared_ptr<void> WatchHub::hold_stream() {
+  return holds_.take([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    for (const auto& [id, generation] : std::exchange(self->held_cancels_, {}))
+      if (self->stream_ && generation == self->generation_) self->write_cancel(id);
+    if (self->watches_.empty()) self->poke();
+  });
 }
 
 void WatchHub::create(WatchId id, Watch&) {
@@ -146,7 +163,8 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
       self->refuse_all(errc::client_closed, "watch: the client was closed");
       break;
     }
-    if (self->watches_.empty()) break;
+    // A hold keeps a stream open, but opens none.
+    if (self->watches_.empty() && (!self->holds_.held() || !self->stream_)) break;
     const auto now = Clock::now();
     auto next = now + progress_interval;
     if (!self->stream_) {

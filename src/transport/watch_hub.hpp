@@ -3,6 +3,7 @@
 #pragma once
 
 #include "base/backoff.hpp"
+#include "base/hold_count.hpp"
 #include "base/rtt.hpp"
 #include "transport/client_core.hpp"
 
@@ -17,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace election::detail {
@@ -73,6 +75,12 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   void cancel(WatchId id);
 
+  /// Leaves an open stream alone while the returned pointer lives: it stays open with nothing
+  /// left to watch, and the cancels of watches ended meanwhile are sent (their events dropped
+  /// until then) once the last hold goes. See Withdrawal::start: a resignation's request
+  /// leaves without the stream's work behind it.
+  std::shared_ptr<void> hold_stream();
+
   std::size_t size() const { return watches_.size(); }
 
  private:
@@ -101,6 +109,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void create(WatchId id, Watch& w);  // queued, sent by send_creates()
   void send_creates();
   void send_create(WatchId id, Watch& w);
+  void write_cancel(WatchId id);
   void handle(ClientCore& core, etcdserverpb::WatchResponse& message);
   void refuse_all(boost::system::error_code reason, const std::string& message);
   std::chrono::nanoseconds stall_timeout() const;
@@ -108,6 +117,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   boost::asio::steady_timer wake_;
   std::weak_ptr<ClientCore> core_;
+  HoldCount holds_;
+  std::vector<std::pair<WatchId, std::uint64_t>> held_cancels_;  // with the stream's generation
   std::map<WatchId, Watch> watches_;
   std::deque<WatchId> creating_;  // creates sent on this stream, not yet answered, in order
   std::deque<WatchId> queued_;    // creates waiting for room among those

@@ -4,6 +4,7 @@
 // sign), get the whole delay. And no signature outlives its lease.
 #include "api/access.hpp"
 #include "election/election.hpp"
+#include "lease/lease_state.hpp"
 #include "support/etcd_cluster.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
@@ -11,6 +12,7 @@
 #include "support/run.hpp"
 #include "transport/client_core.hpp"
 #include "transport/kv.hpp"
+#include "transport/watch_hub.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -257,4 +259,84 @@ TEST_CASE("a signature left by a resignation cut short goes with its lease", "[h
         CHECK(none);
       },
       20s);
+}
+
+// A signed resignation holds the Client's streams while etcd applies it (Withdrawal::start):
+// a stream's close or a watch's cancel right behind the request is member work that delays
+// the deletion's event to the next candidate. The holds themselves:
+
+TEST_CASE("a held keep-alive stream outlives its last lease and renews the next one",
+          "[handover][keep-alive]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto& core = election::detail::access::core(client);
+    const auto opened = [&] { return core->stats().keep_alive_streams.load(); };
+    auto first = co_await election::Lease::grant(client, 5s);
+    co_await require_within([&] { return opened() == 1; }, 5s, "the keep-alive stream");
+    auto hold = core->keep_alive_hub->hold_stream();
+    co_await first.revoke();
+    co_await sleep_for(200ms);  // without the hold, the stream is closed by now
+    auto second = co_await election::Lease::grant(client, 5s);
+    const auto answered = core->stats().renewals_answered.load();
+    co_await require_within([&] { return core->stats().renewals_answered.load() > answered; }, 5s,
+                            "a renewal of the second lease");
+    CHECK(opened() == 1);  // renewed on the held stream
+    co_await second.revoke();
+    hold.reset();  // the last hold: the stream closes
+    co_await sleep_for(200ms);
+    auto third = co_await election::Lease::grant(client, 5s);
+    co_await require_within([&] { return opened() == 2; }, 5s, "a new stream after the hold");
+    co_await third.revoke();
+  });
+}
+
+namespace {
+
+struct Heard : election::detail::WatchSink {
+  std::vector<mvccpb::Event> events;
+  void on_events(std::vector<mvccpb::Event> e) override {
+    for (auto& x : e) events.push_back(std::move(x));
+  }
+  void on_compacted(std::int64_t) override {}
+  void on_refused(boost::system::error_code, const std::string&) override {}
+};
+
+}  // namespace
+
+TEST_CASE("a held watch stream outlives its last watch, which hears nothing after its cancel",
+          "[handover][watch]") {
+  run([]() -> asio::awaitable<void> {
+    election::Client client(co_await asio::this_coro::executor, fixture_options());
+    const auto& core = election::detail::access::core(client);
+    auto hub = election::detail::WatchHub::of(core);
+    const auto key = election::test::unique_name("held-watch");
+    const auto opened = [&] { return core->stats().watch_streams.load(); };
+    const auto now = [&]() -> asio::awaitable<std::int64_t> {
+      co_return (co_await election::detail::range(*core, key, {})).header().revision();
+    };
+    // A watch from the next revision, and a put it hears.
+    const auto heard_put = [&](std::shared_ptr<Heard> sink) -> asio::awaitable<std::int64_t> {
+      const auto id = hub->watch(key, {}, (co_await now()) + 1, sink);
+      etcdctl("put " + key + " x");
+      co_await require_within([&] { return sink->events.size() == 1; }, 5s, "the put's event");
+      co_return id;
+    };
+    auto first = std::make_shared<Heard>();
+    const auto id = co_await heard_put(first);
+    REQUIRE(opened() == 1);
+    auto hold = hub->hold_stream();
+    hub->cancel(id);
+    etcdctl("put " + key + " y");
+    co_await sleep_for(200ms);         // without the hold, the stream is closed by now
+    CHECK(first->events.size() == 1);  // its cancel waits, its events are dropped meanwhile
+    auto second = std::make_shared<Heard>();
+    hub->cancel(co_await heard_put(second));
+    CHECK(opened() == 1);  // watched on the held stream
+    hold.reset();          // the last hold: the cancel goes, the stream closes
+    co_await sleep_for(200ms);
+    auto third = std::make_shared<Heard>();
+    hub->cancel(co_await heard_put(third));
+    CHECK(opened() == 2);
+    CHECK(first->events.size() == 1);
+  });
 }

@@ -183,6 +183,7 @@ asio::awaitable<void> WatchHub::drive(std::shared_ptr<WatchHub> self,
         core->report(ClientEvent::Kind::watch_stalled, self->stream_.peer());
         if (!self->heard_on_stream_) ++self->silent_stalls_;
         self->drop_stream();
+        if (self->watches_.empty()) continue;  // only held: a hold opens no stream
         self->open(*core);
         next = Clock::now() + self->stall_timeout();
       } else {

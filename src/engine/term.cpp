@@ -39,7 +39,8 @@ void Term::end(error_code why) {
   ended_.set();
   // The withdrawal first: its request (a signed resignation, or the revocation) leaves before
   // the feed's watch is cancelled (a write on the Watch stream), so the next candidate leads
-  // that much sooner.
+  // that much sooner. A signed resignation holds the cancel back further, in the WatchHub,
+  // until etcd has answered it (Withdrawal::start).
   if (auto on_end = std::move(on_end_)) on_end(*this);
   if (subscribed_) {
     subscribed_ = false;

@@ -43,7 +43,8 @@ void KeepAliveHub::count(ClientCore& core) const {
 
 void KeepAliveHub::remove(std::int64_t id) {
   plan_.remove(id);
-  if (leases_.erase(id) && leases_.empty()) poke();  // the loop ends and closes the streams
+  // The loop ends and closes the streams, unless a hold keeps them (hold_stream()).
+  if (leases_.erase(id) && leases_.empty()) poke();
 }
 
 std::shared_ptr<void> KeepAliveHub::hold_stream() {

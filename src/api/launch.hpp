@@ -31,8 +31,10 @@ namespace election::detail {
 
 /// Which cancellation types an operation honours. `with_effects`: terminal and partial (the
 /// operation has effects when cancelled: a campaign withdraws, a write may have landed).
-/// `without_effects`: also total (a wait that loses nothing when cut short).
-enum class Cancellation { with_effects, without_effects };
+/// `without_effects`: also total (a wait that loses nothing when cut short). `set_by_op`: the
+/// operation's own first step sets its filter (campaign_of), so no coroutine wraps it: a frame
+/// less for each of the thousands of campaigns a Session may have waiting at once.
+enum class Cancellation { with_effects, without_effects, set_by_op };
 
 /// The failure in `e` as an error_code, with the text an awaitable operation would throw into
 /// `diag` (without Boost's " [category:value]" tail).
@@ -98,6 +100,13 @@ inline boost::asio::awaitable<void> filtered(boost::asio::awaitable<void> op, Ca
   co_await std::move(op);
 }
 
+// `op` under its filter: wrapped in filtered(), unless it sets its own.
+template <class T>
+boost::asio::awaitable<T> with_filter(boost::asio::awaitable<T> op, Cancellation c) {
+  if (c == Cancellation::set_by_op) return op;
+  return filtered(std::move(op), c);
+}
+
 /// Runs `op` on `executor` (the Client's) and completes `handler` with its outcome. The
 /// handler's allocator serves the handler's own storage (any_completion_handler's); the
 /// operation's state is the library's.
@@ -108,7 +117,7 @@ void launch(const boost::asio::any_io_executor& executor, boost::asio::awaitable
   if (diag) diag->clear();
   auto slot = boost::asio::get_associated_cancellation_slot(handler);
   auto where = boost::asio::get_associated_executor(handler, executor);
-  boost::asio::co_spawn(executor, filtered(std::move(op), cancellation),
+  boost::asio::co_spawn(executor, with_filter(std::move(op), cancellation),
                         boost::asio::bind_cancellation_slot(
                             slot, boost::asio::bind_executor(
                                       where, Completion<Values...>(std::move(handler), diag))));
@@ -142,7 +151,7 @@ void refuse_gone(
 template <class T>
 boost::asio::awaitable<T> run_on(const boost::asio::any_io_executor& executor,
                                  boost::asio::awaitable<T> op, Cancellation cancellation) {
-  return boost::asio::co_spawn(executor, filtered(std::move(op), cancellation),
+  return boost::asio::co_spawn(executor, with_filter(std::move(op), cancellation),
                                boost::asio::use_awaitable);
 }
 

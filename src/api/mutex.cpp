@@ -71,14 +71,14 @@ asio::awaitable<LockKey> Mutex::try_lock() {
   if (!s) throw_error(errc::object_gone, "try_lock: the Mutex was moved from");
   auto executor = s->core->executor();
   return detail::run_on(executor, detail::campaign_of(std::move(s), true),
-                        detail::Cancellation::with_effects);
+                        detail::Cancellation::set_by_op);
 }
 
 void Mutex::start_try_lock(State s, Handler<LockKey> handler, diagnostics* diag) {
   if (!s) return detail::refuse_gone(std::move(handler), diag, "try_lock");
   auto executor = s->core->executor();
   detail::launch(executor, detail::campaign_of(std::move(s), true), std::move(handler), diag,
-                 detail::Cancellation::with_effects);
+                 detail::Cancellation::set_by_op);
 }
 
 Leadership lock_loop(Client& client, std::string name, Leadership::Work work,

@@ -143,11 +143,12 @@ auto run(const char* what, Op op, detail::Cancellation c,
 }  // namespace
 
 asio::awaitable<LeaderKey> Participant::campaign() {
-  return run("campaign", detail::campaign_of, effects, state_, false);
+  return run("campaign", detail::campaign_of, detail::Cancellation::set_by_op, state_, false);
 }
 
 void Participant::start_campaign(State s, Handler<LeaderKey> handler, diagnostics* diag) {
-  start("campaign", detail::campaign_of, effects, std::move(s), std::move(handler), diag, false);
+  start("campaign", detail::campaign_of, detail::Cancellation::set_by_op, std::move(s),
+        std::move(handler), diag, false);
 }
 
 asio::awaitable<std::int64_t> Participant::acquire_lease() {

@@ -42,9 +42,26 @@ std::chrono::milliseconds default_takeover_delay(std::string_view version) {
 
 namespace detail {
 
+namespace {
+
+// Gives etcd a moment (one attempt's time) to confirm a failed campaign's withdrawal. Its own
+// coroutine: its locals are not in the frame of every campaign waiting in line.
+asio::awaitable<void> await_withdrawal(std::shared_ptr<ClientCore> core,
+                                       std::shared_ptr<Withdrawal> withdrawal) {
+  asio::steady_timer limit(core->executor(), core->attempt_timeout());
+  try {
+    co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
+  } catch (const system_error&) {
+  }
+}
+
+}  // namespace
+
 // The operations, on the participant's state: an operation in flight holds it, so the
 // Participant may go meanwhile.
 asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool only_if_first) {
+  // Launched with Cancellation::set_by_op: the filter of an operation with effects.
+  co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
   s->check_live("campaign");
   if (s->campaign)
     throw_error(errc::invalid_argument,
@@ -101,17 +118,13 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool
   // co_await, so a cancelled campaign withdraws all the same.
   if (s->campaign == run) s->campaign.reset();
   if (auto withdrawal = s->withdraw(); withdrawal && !withdrawal->finished()) {
-    // Give etcd a moment (one attempt's time) to confirm, so that the key is usually gone when
-    // campaign() throws; the revocation goes on in the background if not. A cancelled
-    // coroutine's co_await throws at once, so that is switched off for this wait only (the
-    // caller's cancellation state itself is left as it is).
+    // Give etcd a moment to confirm, so that the key is usually gone when campaign() throws;
+    // the revocation goes on in the background if not. A cancelled coroutine's co_await throws
+    // at once, so that is switched off for this wait only (the caller's cancellation state
+    // itself is left as it is).
     const bool throws = co_await asio::this_coro::throw_if_cancelled();
     co_await asio::this_coro::throw_if_cancelled(false);
-    asio::steady_timer limit(s->core->executor(), s->core->attempt_timeout());
-    try {
-      co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
-    } catch (const system_error&) {
-    }
+    co_await await_withdrawal(s->core, std::move(withdrawal));
     co_await asio::this_coro::throw_if_cancelled(throws);
   }
   std::rethrow_exception(failure);

@@ -7,6 +7,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+
 namespace election::detail {
 
 namespace asio = boost::asio;
@@ -34,7 +36,8 @@ std::shared_ptr<ElectionFeed> ElectionFeed::of(const std::shared_ptr<ClientCore>
 }
 
 void ElectionFeed::subscribe(FeedListener* listener, bool seeding) {
-  listeners_.insert(listener);
+  if (std::find(listeners_.begin(), listeners_.end(), listener) == listeners_.end())
+    listeners_.push_back(listener);
   if (running_ || failure_) return;
   if (!seeding) return start();
   // The listener's own request reads the line: the feed starts from that (seed()).
@@ -46,8 +49,11 @@ void ElectionFeed::subscribe(FeedListener* listener, bool seeding) {
 }
 
 void ElectionFeed::unsubscribe(FeedListener* listener) {
-  if (!listeners_.erase(listener)) return;
-  if (dispatching_) gone_.insert(listener);
+  const auto it = std::find(listeners_.begin(), listeners_.end(), listener);
+  if (it == listeners_.end()) return;
+  *it = listeners_.back();
+  listeners_.pop_back();
+  if (dispatching_) gone_.push_back(listener);
   if (listeners_.empty()) stop();
 }
 
@@ -106,9 +112,9 @@ void ElectionFeed::dispatch(F&& f) {
   // A listener may leave while others are told: it is skipped from then on.
   const bool outer = !dispatching_;
   dispatching_ = true;
-  const std::vector<FeedListener*> now(listeners_.begin(), listeners_.end());
+  const std::vector<FeedListener*> now(listeners_);
   for (auto* l : now)
-    if (!gone_.count(l)) f(l);
+    if (std::find(gone_.begin(), gone_.end(), l) == gone_.end()) f(l);
   if (outer) {
     dispatching_ = false;
     gone_.clear();

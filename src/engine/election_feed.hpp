@@ -15,7 +15,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 namespace election::detail {
@@ -111,9 +110,11 @@ class ElectionFeed : public WatchSink, public std::enable_shared_from_this<Elect
   std::shared_ptr<ClientCore> core_;
   std::string election_;
   std::string prefix_;
-  std::unordered_set<FeedListener*> listeners_;
+  // Vectors, not hash sets: a feed has a listener or two (a campaign, its term), and 10,000
+  // elections on a Session would each pay a hash table's bucket array.
+  std::vector<FeedListener*> listeners_;
   bool dispatching_ = false;
-  std::unordered_set<FeedListener*> gone_;  // left while others were being told
+  std::vector<FeedListener*> gone_;  // left while others were being told
   LeaderTracker tracker_;
   std::optional<LeaderEvent> reported_;
   bool synced_ = false;

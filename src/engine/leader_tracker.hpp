@@ -7,7 +7,6 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace election::detail {
@@ -128,7 +127,7 @@ class LeaderTracker {
   }
 
   std::map<std::int64_t, LeaderInfo> by_revision_;
-  std::unordered_map<std::string, std::int64_t> by_key_;
+  std::map<std::string, std::int64_t> by_key_;         // not hashed: no bucket array per election
   std::optional<std::optional<LeaderInfo>> reported_;  // unset until the first report
 };
 

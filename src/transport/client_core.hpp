@@ -304,13 +304,15 @@ class ClientCore {
   std::shared_ptr<EntryBatcher> entry_batcher;
 
   /// Campaigns of this Client past their start and not yet in line, at most: the rest wait
-  /// before anything of them is built. Ten thousand campaigns started at once on a Session
-  /// otherwise hold every frame of the way into line (about 8 KiB each) together, and the
-  /// allocator keeps that peak resident (measured: 10.9 KiB per election that leads; 7.1 KiB
-  /// with this bound). A
-  /// campaign gives its turn on once its key is in line (or it ended), so a long wait in
-  /// line holds none; enough are let in to keep every batch of entries full.
-  static constexpr std::size_t campaigns_entering = 512;
+  /// before anything of their way into line is built. Ten thousand campaigns started at once
+  /// on a Session otherwise hold every frame of the way into line (about 8 KiB each) together,
+  /// and the allocator keeps that peak resident (10.9 KiB per election that leads, without a
+  /// bound). A campaign gives its turn on once its key is in line (or it ended), so a long
+  /// wait in line holds none. The bound trades memory for start-up: `election-bench
+  /// shards-one --n 10000 --lease session`, three runs each, resident per election and all
+  /// leading: 512: 7.4-8.2 KiB, 0.58-0.69 s; 384: 7.2-7.4 KiB, 0.69-0.81 s; 256: 5.9-6.3
+  /// KiB, 0.92-1.16 s (with a lease each: 2.4 s).
+  static constexpr std::size_t campaigns_entering = 384;
   CallLimiter& entry_gate() { return entry_gate_; }
 
   /// The one Watch stream for every watch of this Client (see watch_hub.hpp).

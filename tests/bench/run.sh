@@ -11,7 +11,7 @@
 #   --only S       run only scenario S (handover, lock, failover, fanout, scale, shards, startup);
 #                  repeatable
 #
-# Full mode takes about 5½ minutes (plus the build). Benchmark on a quiet machine: the load
+# Full mode takes about 6 minutes (plus the build). Benchmark on a quiet machine: the load
 # average at the start is recorded beside the results. Exits non-zero if a scenario could not
 # run (a missed target is reported in the table, not as a failure).
 set -euo pipefail

@@ -1,9 +1,14 @@
 // Graceful handover: the leader resigns -> the waiting successor's campaign() returns.
 //
-//   ours:    two Participants, each on its own Client (its own connection) and its own thread
-//            (as two processes would be: on one thread the successor's wake-up queued behind
-//            the resigner's own reply, 75-150 us of probes' p50), in this process; the clock
-//            starts before resign() and stops when the successor's campaign() returns.
+//   ours:    two Participants, each on its own Client and its own thread (as two processes
+//            would be: on one thread the successor's wake-up queued behind the resigner's own
+//            reply, 75-150 us of probes' p50), in this process; the clock starts before
+//            resign() and stops when the successor's campaign() returns.
+//            Not on connections of their own: gRPC gives every Client of this process (the
+//            same target and channel arguments) one shared HTTP/2 connection to etcd, the
+//            floor's Clients too (`ss -tnp` shows one while this runs). Each Client on its own
+//            connection (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL) was tried on 2026-12-07: ours
+//            the same, the floor faster.
 //            With default options (the takeover delay this etcd gets: 200 ms on 3.4.23, waited
 //            only after a deletion that its owner did not sign), and beside it with the delay
 //            off (0), as etcdctl has none.

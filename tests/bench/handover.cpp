@@ -18,9 +18,10 @@
 //            deletion and the signature's put, with a lease), to tell the request's cost from
 //            the library's. Each floor request leaves after the same idle as ours (`settle`):
 //            after 200 ms with nothing to do, this machine takes about a quarter of a
-//            millisecond longer for the same delete -> event than after 20 ms (its cores and
-//            threads wake from idle, etcd's too), so a floor timed after a shorter idle would
-//            count that wake-up against the library. The floor after 20 ms is printed beside.
+//            millisecond longer for the same delete -> event than after 20 ms (waking from
+//            idle, in this process or etcd's; not traced further), so a floor timed after a
+//            shorter idle would count that against the library. The floor after 20 ms is
+//            printed beside.
 //   etcdctl: two `etcdctl elect` processes; SIGINT to the leader (etcdctl resigns on it) -> the
 //            successor prints its key.
 // Rounds of the three alternate, so they see the same etcd, disk and load.
@@ -384,7 +385,7 @@ int run_handover(const Config& config) {
   results.add(Row{"handover p50", "ms", ours.percentile(50), "floor, after 20 ms idle",
                   floor_short.percentile(50), "", -1, ours.size(),
                   "the floor's request sent 20 ms after its last one instead of 200 ms, as ours "
-                  "is: the difference is this machine waking from idle"});
+                  "is: the difference is the idle before it (its cause not traced)"});
   results.add(Row{"handover p50, takeover delay off", "ms", ours_off.percentile(50), floor_name,
                   floor.percentile(50), "", -1, ours_off.size(),
                   "the same with ParticipantOptions::takeover_delay = 0, beside the default"});

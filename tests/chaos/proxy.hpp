@@ -6,7 +6,9 @@
 // or forwarded, as when a network drops packets (gRPC sees connects that never finish, not a
 // quick refusal). heal() closes the held connections and forwards again.
 //
-// set_delay(d) holds every byte back by d in each direction, as a long link would: each chunk
+// set_delay(d) holds every byte back by d in each direction, as a long link would (set_delays
+// gives each direction its own: a link whose answers come late while requests arrive at once,
+// as when a renewal reaches etcd and its answer sits in a slow path back): each chunk
 // read is stamped with its arrival and written out at arrival + d, in order, by a writer per
 // direction (a queue and a timer), while the reader goes on reading. So the delay adds latency,
 // not a limit on throughput: a 1 MiB burst arrives d later, not d per chunk. A change applies
@@ -55,10 +57,15 @@ class Proxy {
 
   /// Holds every byte read from now on back by `each_way` before it is passed on, in both
   /// directions; 0 (the default) passes bytes on as they come. Negative counts as 0.
-  void set_delay(std::chrono::milliseconds each_way) {
-    *state_->delay = std::max(each_way, std::chrono::milliseconds::zero());
+  void set_delay(std::chrono::milliseconds each_way) { set_delays(each_way, each_way); }
+  /// Holds bytes on their way to etcd back by `to_etcd`, and bytes on their way back by
+  /// `from_etcd`. Negative counts as 0.
+  void set_delays(std::chrono::milliseconds to_etcd, std::chrono::milliseconds from_etcd) {
+    state_->delay->to_etcd = std::max(to_etcd, std::chrono::milliseconds::zero());
+    state_->delay->from_etcd = std::max(from_etcd, std::chrono::milliseconds::zero());
   }
-  std::chrono::milliseconds delay() const { return *state_->delay; }
+  /// The delay towards etcd (set_delay sets both directions alike).
+  std::chrono::milliseconds delay() const { return state_->delay->to_etcd; }
 
   void cut() {
     state_->cut = true;
@@ -78,7 +85,11 @@ class Proxy {
 
  private:
   using Clock = std::chrono::steady_clock;
-  using Delay = std::shared_ptr<std::chrono::milliseconds>;
+  struct Delays {
+    std::chrono::milliseconds to_etcd{0};
+    std::chrono::milliseconds from_etcd{0};
+  };
+  using Delay = std::shared_ptr<Delays>;
 
   // Bytes read from one side, due at the other at `due`.
   struct Chunk {
@@ -151,7 +162,7 @@ class Proxy {
     std::uint16_t port;
     std::list<LinkPtr> links;  // held here too: a blackholed link has no coroutine
     bool cut = false;
-    Delay delay = std::make_shared<std::chrono::milliseconds>(0);
+    Delay delay = std::make_shared<Delays>();
   };
   using StatePtr = std::shared_ptr<State>;
 
@@ -180,15 +191,16 @@ class Proxy {
       co_return;
     }
     const auto& ex = state->executor;
-    asio::co_spawn(ex, read(link, &Link::down, &Link::to_up), asio::detached);
+    asio::co_spawn(ex, read(link, &Link::down, &Link::to_up, &Delays::to_etcd), asio::detached);
     asio::co_spawn(ex, write(link, &Link::to_up, &Link::up), asio::detached);
-    asio::co_spawn(ex, read(link, &Link::up, &Link::to_down), asio::detached);
+    asio::co_spawn(ex, read(link, &Link::up, &Link::to_down, &Delays::from_etcd), asio::detached);
     asio::co_spawn(ex, write(link, &Link::to_down, &Link::down), asio::detached);
   }
 
   // Reads one side into its flow, each chunk due at its arrival + the delay, until that side
   // fails or the link is closed; then closes both sides, so the peer notices.
-  static asio::awaitable<void> read(LinkPtr link, tcp::socket Link::*from, Flow Link::*into) {
+  static asio::awaitable<void> read(LinkPtr link, tcp::socket Link::*from, Flow Link::*into,
+                                    std::chrono::milliseconds Delays::*delay) {
     std::array<char, 16384> buffer;
     auto& flow = (*link).*into;
     boost::system::error_code ec;
@@ -198,7 +210,7 @@ class Proxy {
               .async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
       if (ec || link->closed) break;
       const bool was_empty = flow.queue.empty();
-      flow.queue.push_back({Clock::now() + *link->delay, std::string(buffer.data(), n)});
+      flow.queue.push_back({Clock::now() + (*link->delay).*delay, std::string(buffer.data(), n)});
       flow.queued += n;
       if (was_empty) flow.wake.cancel();  // the writer waits for a chunk
       while (flow.queued >= max_queued && !link->closed) {

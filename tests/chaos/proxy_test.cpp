@@ -204,6 +204,21 @@ TEST_CASE("proxy: with a delay each way, a round trip takes twice that") {
   CHECK(took < 900ms);
 }
 
+TEST_CASE("proxy: each direction can have a delay of its own") {
+  asio::io_context io;
+  Echo echo(io);
+  chaos::Proxy proxy(io.get_executor(), echo.endpoint());
+  std::chrono::milliseconds took{};
+  run(io, [&]() -> asio::awaitable<void> {
+    proxy.set_delays(0ms, 400ms);  // requests at once, answers late
+    auto socket = co_await connect_to(proxy.port());
+    took = co_await round_trip(socket, "ping");
+  });
+  CHECK(proxy.delay() == 0ms);
+  CHECK(took >= 400ms);
+  CHECK(took < 700ms);
+}
+
 TEST_CASE("proxy: a delay keeps the order of many small writes, also when it changes") {
   asio::io_context io;
   Echo echo(io);

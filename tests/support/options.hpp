@@ -5,6 +5,7 @@
 #include "support/etcd_cluster.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,16 @@ inline ClientOptions options_for(std::vector<std::string> endpoints) {
   ClientOptions options;
   options.endpoints = std::move(endpoints);
   return options;
+}
+
+/// One endpoint (in a coroutine, an initializer list of strings trips g++ 12: build it here).
+inline ClientOptions options_at(const std::string& endpoint) {
+  return options_for(std::vector<std::string>{endpoint});
+}
+
+/// Through a local proxy's port (the chaos suite's Proxy) on loopback.
+inline ClientOptions options_via(std::uint16_t port) {
+  return options_at("127.0.0.1:" + std::to_string(port));
 }
 
 /// The etcd that the CTest fixture started.

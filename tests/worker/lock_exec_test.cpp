@@ -10,13 +10,18 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -481,4 +486,385 @@ TEST_CASE("the lost command gets --kill-after between SIGTERM and SIGKILL", "[lo
       "lock-exec kill-after: SIGCONT -> SIGTERM seen by the command %.1f ms, SIGTERM -> "
       "SIGKILL %.1f ms (--kill-after 300)\n",
       ms(am.at("term") - continued_at), static_cast<double>(grace_us) / 1e3);
+}
+
+namespace {
+
+// One line of /proc/PID/stat, the fields these tests need. `start` (field 22, in clock ticks
+// since boot) tells a process from a later one that got its pid.
+struct ProcStat {
+  pid_t pid = 0;
+  std::string comm;
+  char state = '?';
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  std::uint64_t start = 0;
+};
+
+std::optional<ProcStat> parse_stat(const std::string& line) {
+  // "PID (COMM) STATE PPID PGRP ...": COMM may hold blanks and parentheses, so the fields
+  // after it are counted from its last ')'.
+  const auto open = line.find('('), close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return {};
+  ProcStat out;
+  out.pid = static_cast<pid_t>(std::atoll(line.substr(0, open).c_str()));
+  out.comm = line.substr(open + 1, close - open - 1);
+  std::istringstream rest(line.substr(close + 1));
+  std::vector<std::string> fields;
+  for (std::string f; rest >> f;) fields.push_back(f);
+  if (fields.size() < 20 || out.pid <= 0) return {};
+  out.state = fields[0].front();
+  out.ppid = static_cast<pid_t>(std::atoll(fields[1].c_str()));
+  out.pgrp = static_cast<pid_t>(std::atoll(fields[2].c_str()));
+  out.start = std::stoull(fields[19]);
+  return out;
+}
+
+std::optional<ProcStat> proc_stat(pid_t pid) {
+  const auto line = read_text("/proc/" + std::to_string(pid) + "/stat");
+  if (line.empty()) return {};
+  return parse_stat(line);
+}
+
+// Running, or stopped: anything but a zombie (exited, not yet reaped) or gone.
+bool alive(const ProcStat& seen) { return seen.state != 'Z' && seen.state != 'X'; }
+
+// The same process as `p` (not a later one with its pid), still alive.
+bool still_alive(const ProcStat& p) {
+  const auto now = proc_stat(p.pid);
+  return now && now->start == p.start && alive(*now);
+}
+
+std::vector<ProcStat> children_of(pid_t parent) {
+  std::vector<ProcStat> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto seen = proc_stat(static_cast<pid_t>(std::atoll(name.c_str())));
+    if (seen && seen->ppid == parent) out.push_back(*seen);
+  }
+  return out;
+}
+
+// The processes a test saw in a lock-exec's command; whatever of them is still alive when the
+// test ends is SIGKILLed, by pid, checked against its start time (a lock-exec that leaves
+// them behind must not leave them running after the test).
+struct CommandTree {
+  std::vector<ProcStat> processes;
+
+  CommandTree() = default;
+  CommandTree(const CommandTree&) = delete;
+  CommandTree& operator=(const CommandTree&) = delete;
+  ~CommandTree() {
+    for (const auto& p : processes)
+      if (still_alive(p)) ::kill(p.pid, SIGKILL);
+  }
+
+  std::string describe() const {
+    std::string out;
+    for (const auto& p : processes)
+      out += (out.empty() ? "" : ", ") + std::to_string(p.pid) + " (" + p.comm + ", pgrp " +
+             std::to_string(p.pgrp) + ")";
+    return out;
+  }
+  // "PID START" lines, as the checking command reads them.
+  void write(const std::filesystem::path& file) const {
+    std::ofstream out(file);
+    for (const auto& p : processes) out << p.pid << ' ' << p.start << '\n';
+  }
+};
+
+// The shell that wrote its $$ to `pid_file`, and the one child named `child` it forked.
+void find_tree(const std::filesystem::path& pid_file, const std::string& child, CommandTree& tree) {
+  pid_t shell = 0;
+  REQUIRE(poll(
+      [&] {
+        shell = static_cast<pid_t>(std::atoll(read_text(pid_file).c_str()));
+        return shell > 0;
+      },
+      10s));
+  std::vector<ProcStat> children;
+  REQUIRE(poll(
+      [&] {
+        children = children_of(shell);
+        return children.size() == 1 && children[0].comm == child;
+      },
+      5s));
+  const auto sh = proc_stat(shell);
+  REQUIRE(sh);
+  tree.processes = {*sh, children[0]};
+}
+
+// A command that, before it marks its start in $1, looks up each process listed in $2 ("PID
+// START" lines) and records what /proc says of it at that moment ("alive STAT-LINE"): the
+// check runs inside the next holder's command, after lock-exec has started it, so whatever it
+// finds alive of the first command's tree was alive while the next command ran.
+std::vector<std::string> checking_command(const std::filesystem::path& file,
+                                          const std::filesystem::path& tree) {
+  return {"sh",
+          "-c",
+          "while read -r p t; do echo checked $p >> \"$1\"; "
+          "s=$(cat /proc/$p/stat 2>/dev/null) && echo \"alive $s\" >> \"$1\"; done < \"$2\"; "
+          "echo start $(date +%s%N) >> \"$1\"",
+          "sh",
+          file.string(),
+          tree.string()};
+}
+
+// What the checking command found: the processes of `tree` it saw alive, how many it checked,
+// and its start mark (0 if none).
+struct Overlap {
+  std::vector<ProcStat> alive;
+  int checked = 0;
+  std::int64_t started = 0;
+};
+
+Overlap overlap(const std::filesystem::path& file, const CommandTree& tree) {
+  Overlap out;
+  std::istringstream in(read_text(file));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("checked ", 0) == 0) ++out.checked;
+    if (line.rfind("start ", 0) == 0) out.started = std::atoll(line.c_str() + 6);
+    if (line.rfind("alive ", 0) != 0) continue;
+    const auto seen = parse_stat(line.substr(6));
+    if (!seen || !alive(*seen)) continue;
+    for (const auto& p : tree.processes)
+      if (p.pid == seen->pid && p.start == seen->start) out.alive.push_back(*seen);
+  }
+  return out;
+}
+
+std::string etcdctl(const std::string& args) {
+  const auto command = "ETCDCTL_API=3 etcdctl --command-timeout=3s --endpoints=" +
+                       election::test::fixture_endpoints().front() + " " + args;
+  std::FILE* out = ::popen(command.c_str(), "r");
+  REQUIRE(out != nullptr);
+  std::string text;
+  char chunk[1024];
+  while (std::fgets(chunk, sizeof chunk, out) != nullptr) text += chunk;
+  REQUIRE(::pclose(out) == 0);
+  return text;
+}
+
+// A's command is `sh -c '...; sleep 30; true'` (the `true` keeps dash from exec'ing the sleep:
+// the shell forks it and waits); B waits in line with the checking command. `stop` ends A's
+// hold (a signal to lock-exec A, or its key deleted); then no process of A's command may be
+// alive when B's command starts, nor after lock-exec A has exited.
+void check_tree_gone(const std::string& label, const std::string& a_script,
+                     const std::function<void(LockExec& a, const std::string& key)>& stop,
+                     int a_code) {
+  const auto dir = work_dir(label);
+  const auto name = election::test::unique_name("lock-exec-" + label);
+  CommandTree tree;
+  LockExec a("a", dir, flags(name, 10),
+             {"sh", "-c", "echo $$ > \"$1\"; " + a_script, "sh", (dir / "a.pid").string()});
+  find_tree(dir / "a.pid", "sleep", tree);
+  tree.write(dir / "tree.txt");
+  LockExec b("b", dir, flags(name, 10), checking_command(dir / "b.txt", dir / "tree.txt"));
+  REQUIRE(poll([&] { return keys_under(name).size() == 2; }, 5s));  // B waits in line
+  REQUIRE(a.events("locked").size() == 1);
+
+  const auto stopped_at = wall_ns();
+  stop(a, a.events("locked")[0].str("key"));
+  REQUIRE(a.process().wait_for(10s));
+  REQUIRE(b.process().wait_for(10s));
+  INFO("A's command: " << tree.describe() << "\n"
+                       << a.all_output() << "\n"
+                       << b.all_output() << "\nB's check:\n"
+                       << read_text(dir / "b.txt"));
+  CHECK(a.process().wait() == a_code);
+  CHECK(b.process().wait() == 0);
+  const auto seen = overlap(dir / "b.txt", tree);
+  REQUIRE(seen.started != 0);
+  CHECK(seen.checked == 2);
+  std::string overlapping;
+  for (const auto& p : seen.alive)
+    overlapping += std::to_string(p.pid) + " (" + p.comm + ", ppid " + std::to_string(p.ppid) +
+                   ", state " + p.state + ") ";
+  INFO("alive when B's command started: " << overlapping);
+  CHECK(seen.alive.empty());
+  std::string left;
+  for (const auto& p : tree.processes)
+    if (still_alive(p)) left += std::to_string(p.pid) + " (" + p.comm + ") ";
+  INFO("alive after lock-exec A exited: " << left);
+  CHECK(left.empty());
+  std::printf(
+      "lock-exec %s: B's command started %.1f ms after the stop; of A's command %s, "
+      "alive then: %s\n",
+      label.c_str(), ms(seen.started - stopped_at), tree.describe().c_str(),
+      overlapping.empty() ? "none" : overlapping.c_str());
+  CHECK(keys_under(name).empty());
+}
+
+}  // namespace
+
+TEST_CASE("SIGTERM to lock-exec: no process of the command's tree outlives the hold",
+          "[lock-exec][group]") {
+  check_tree_gone(
+      "tree-sigterm", "sleep 30; true",
+      [](LockExec& a, const std::string&) { a.process().signal(SIGTERM); }, 143);
+}
+
+TEST_CASE("the key deleted: no process of the command's tree outlives the hold",
+          "[lock-exec][group]") {
+  const auto del = [](LockExec&, const std::string& key) { etcdctl("del '" + key + "'"); };
+  SECTION("the command's processes end on SIGTERM") {
+    check_tree_gone("tree-del", "sleep 30; true", del, 3);
+  }
+  SECTION("the command's processes ignore SIGTERM: the SIGKILL comes within the takeover delay") {
+    // `trap '' TERM`: ignored in the shell, and so in the sleep it starts. Only the SIGKILL,
+    // --kill-after (100 ms) after the loss, ends them; B waits the takeover delay (200 ms)
+    // after the deletion, which it sees about when A does.
+    check_tree_gone("tree-del-ignored", "trap '' TERM; sleep 30; true", del, 3);
+  }
+}
+
+// lock-exec A (TTL 10 s) is SIGSTOPped right after a renewal and SIGCONTed after its local
+// deadline (the last answered renewal's send + TTL - 1 s) but about 0.5 s before etcd would
+// expire its lease: A finds its hold ended at the deadline, and its key still in etcd. A's
+// command takes 150 ms to exit on SIGTERM; B waits in line. B's command may start only after
+// A's command has exited: A releases the lock only then, and a release after a loss is not
+// signed, so B waits the takeover delay on top.
+//
+// The moment of the renewal is read from etcd: `lease timetolive` every few ms until the
+// remaining TTL goes up. The renewal reached etcd after the previous read started and before
+// this one ended; both bounds are a few tens of ms apart (else the test waits for the next
+// renewal). So etcd expires the lease no earlier than that first bound + TTL, and A's deadline
+// passed no later than the second + TTL - 1 s: SIGCONT at the first + TTL - 0.5 s lands
+// between them. The order of the marks is the order of their lines in one file (O_APPEND), not
+// their clocks.
+//
+// Needs the library's kept key after a loss (unlock() then removes it unsigned): before it, A's
+// hold ended at the deadline signs its resignation at once and B starts about 20 ms after
+// SIGCONT, while A's command runs on for 150 ms.
+TEST_CASE("lock-exec frozen past its deadline, not its lease's expiry: B starts after A's command",
+          "[lock-exec][deadline]") {
+  constexpr int ttl = 10;
+  using Steady = std::chrono::steady_clock;
+  const auto dir = work_dir("deadline");
+  const auto name = election::test::unique_name("lock-exec-deadline");
+  const auto file = dir / "marks.txt";
+  // --kill-after 400: the command needs 150 ms to exit, past the default 100 ms (lock-exec
+  // warns that 400 ms breaks the bound for removals by others; none happens here).
+  auto a_flags = flags(name, ttl);
+  a_flags.insert(a_flags.begin(), {"--kill-after", "400"});
+  LockExec a("a", dir, a_flags,
+             {"sh", "-c",
+              "trap 'echo A-term $(date +%s%N) >> \"$1\"; sleep 0.15; "
+              "echo A-exit $(date +%s%N) >> \"$1\"; exit 143' TERM; "
+              "echo A-start $(date +%s%N) >> \"$1\"; while :; do sleep 0.05; done",
+              "sh", file.string()});
+  REQUIRE(poll([&] { return marks(file).count("A-start") != 0; }, 10s));
+  LockExec b("b", dir, flags(name, ttl),
+             {"sh", "-c", "echo B-start $(date +%s%N) >> \"$1\"", "sh", file.string()});
+  REQUIRE(poll([&] { return keys_under(name).size() == 2; }, 5s));  // B waits in line
+  REQUIRE(a.events("locked").size() == 1);
+  const auto lease = hex(a.events("locked")[0].num("lease"));
+
+  const auto remaining = [&] {
+    const auto text = etcdctl("lease timetolive " + lease);
+    // "lease ID granted with TTL(10s), remaining(9s)"
+    const auto at = text.find("remaining(");
+    INFO(text);
+    REQUIRE(at != std::string::npos);
+    return std::atol(text.c_str() + at + std::strlen("remaining("));
+  };
+  std::optional<long> before;
+  Steady::time_point before_started{}, renewed_after{}, renewed_by{};
+  const auto give_up = Steady::now() + 3 * std::chrono::seconds(ttl);
+  while (Steady::now() < give_up) {
+    const auto started = Steady::now();
+    const auto left = remaining();
+    const auto ended = Steady::now();
+    if (before && left > *before && ended - before_started < 300ms) {
+      renewed_after = before_started;
+      renewed_by = ended;
+      break;
+    }
+    before = left;
+    before_started = started;
+  }
+  REQUIRE(renewed_by != Steady::time_point{});
+  a.process().signal(SIGSTOP);
+  const auto stopped_at = wall_ns();
+  const auto continue_at = renewed_after + std::chrono::seconds(ttl) - 500ms;
+  // A's deadline (renewal + TTL - 1 s) is behind SIGCONT by at least 200 ms.
+  REQUIRE(renewed_by + std::chrono::seconds(ttl) - 1s + 200ms < continue_at);
+  std::this_thread::sleep_until(continue_at);
+  const auto continued_at = wall_ns();
+  a.process().signal(SIGCONT);
+
+  REQUIRE(a.process().wait_for(10s));
+  REQUIRE(b.process().wait_for(15s));
+  INFO(a.all_output() << "\n" << b.all_output() << "\nmarks:\n" << read_text(file));
+  CHECK(a.process().wait() == 3);
+  CHECK(b.process().wait() == 0);
+  const auto lost = a.events("lost");
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0].str("reason") == "deadline-passed");  // else the schedule was missed
+  std::vector<std::string> order;
+  std::istringstream lines(read_text(file));
+  for (std::string what, ns; lines >> what >> ns;) order.push_back(what);
+  const auto at = [&](const std::string& what) {
+    return std::find(order.begin(), order.end(), what) - order.begin();
+  };
+  const auto m = marks(file);
+  REQUIRE(m.count("A-term") == 1);
+  REQUIRE(m.count("A-exit") == 1);
+  REQUIRE(m.count("B-start") == 1);
+  std::printf(
+      "lock-exec deadline: frozen %.1f ms (renewal seen within %.1f ms); after SIGCONT: A-term "
+      "%.1f ms, A-exit %.1f ms, B-start %.1f ms\n",
+      ms(continued_at - stopped_at),
+      std::chrono::duration<double, std::milli>(renewed_by - renewed_after).count(),
+      ms(m.at("A-term") - continued_at), ms(m.at("A-exit") - continued_at),
+      ms(m.at("B-start") - continued_at));
+  CHECK(at("B-start") > at("A-exit"));
+  CHECK(keys_under(name).empty());
+}
+
+TEST_CASE("help: the process group, who leaves it, the bound: a --kill-after past it warns",
+          "[lock-exec]") {
+  const auto dir = work_dir("bound");
+  ChildProcess help({ELECTION_LOCK_EXEC, "--help"}, dir / "help.out");
+  REQUIRE(help.wait_for(5s));
+  CHECK(help.wait() == 0);
+  const auto text = help.output();
+  std::string missing;
+  for (const char* words :
+       {"--takeover-delay", "process group of its own", "setsid", "reaches lock-exec only",
+        "the group is empty", "--kill-after < --takeover-delay", "unless lock-exec itself"})
+    if (text.find(words) == std::string::npos)
+      missing += std::string(missing.empty() ? "" : ", ") + "\"" + words + "\"";
+  INFO(text);
+  CHECK(missing == "");
+  CHECK(text.find("one process group") == std::string::npos);
+
+  const auto name = election::test::unique_name("lock-exec-bound");
+  struct Case {
+    std::string label;
+    std::vector<std::string> flags;
+    bool warns;
+  };
+  const std::vector<Case> cases{
+      {"default", {}, false},
+      {"kill-after-below", {"--kill-after", "150"}, false},
+      {"kill-after-equal", {"--kill-after", "200"}, true},
+      {"kill-after-above", {"--kill-after", "400"}, true},
+      {"takeover-delay-only", {"--takeover-delay", "50"}, false},
+      {"takeover-delay-below", {"--takeover-delay", "100", "--kill-after", "150"}, true},
+      {"takeover-delay-0", {"--takeover-delay", "0"}, true},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{ELECTION_LOCK_EXEC, "--endpoints", endpoint_list()};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    args.insert(args.end(), {name, "--", "true"});
+    ChildProcess p(args, dir / (c.label + ".out"));
+    REQUIRE(p.wait_for(10s));
+    const auto err = read_text(dir / (c.label + ".out.err"));
+    INFO(c.label << ": " << err);
+    CHECK(p.wait() == 0);  // accepted, and run
+    CHECK((err.find("warning") != std::string::npos) == c.warns);
+    if (c.warns) CHECK(err.find("--takeover-delay") != std::string::npos);
+  }
 }

@@ -4,15 +4,18 @@
 // deadline passed without a renewal), CMD is stopped at once (SIGTERM, then SIGKILL after
 // --kill-after) and lock-exec exits 3, instead of CMD running on, unprotected.
 //
-// The lock is an election::Mutex: one queue with etcdctl lock and etcd's Go Mutex. CMD gets
-// ETCD_LOCK_KEY, ETCD_LOCK_REV and ETCD_LOCK_FENCE (the key's create revision: the fencing
-// token). lock-exec exits with CMD's exit code (128 + N for a signal N) after releasing the
-// lock. SIGINT/SIGTERM go on to CMD; before the lock is taken they end the wait (130/143).
+// CMD runs in a process group of its own: every signal lock-exec sends reaches all of it, and
+// the lock is released only once no process of the group is left (lock-exec is the subreaper
+// of CMD's orphans). The lock is an election::Mutex: one queue with etcdctl lock and etcd's Go
+// Mutex. CMD gets ETCD_LOCK_KEY, ETCD_LOCK_REV and ETCD_LOCK_FENCE (the key's create revision:
+// the fencing token). lock-exec exits with CMD's exit code (128 + N for a signal N) after
+// releasing the lock. SIGINT/SIGTERM go on to CMD's group; before the lock is taken they end
+// the wait (130/143).
 //
 // This file is the story: the flags, the life, the exit code. The parts, in lock_exec/: config
 // (the flags, into a Config), holder (take, hold, release; the output), child (the command's
-// process: posix_spawnp, a pidfd, the reap). The credentials and the JSON lines are leader-
-// worker's, in common/. One io_context, one thread.
+// process group: posix_spawnp, a pidfd, the reaps). The credentials and the JSON lines are
+// leader-worker's, in common/. One io_context, one thread.
 #include "lock_exec/config.hpp"
 #include "lock_exec/holder.hpp"
 
@@ -36,7 +39,7 @@ int main(int argc, char** argv) {
   if (::sigaction(SIGPIPE, nullptr, &pipe_action) == 0 && pipe_action.sa_handler != SIG_IGN)
     sigaddset(&child_defaults, SIGPIPE);
   // Before any thread exists (gRPC's inherit the mask, so they never take these signals).
-  set_stop_signals_blocked(true);
+  set_handled_signals_blocked(true);
   Config config;
   if (const auto code = parse_command_line(argc, argv, config)) return *code;
 

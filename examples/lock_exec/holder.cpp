@@ -1,5 +1,6 @@
 // The definitions of holder.hpp: take the lock (racing a stop signal), hold it while the command
-// runs (racing the loss of the lock), release it, and the lines all that is reported in.
+// runs (racing the loss of the lock) and until its whole process group is gone, release it, and
+// the lines all that is reported in.
 #include "holder.hpp"
 
 #include "common/json_line.hpp"
@@ -68,11 +69,12 @@ asio::awaitable<void> sleep_for(Clock::duration d) {
 
 }  // namespace
 
-void set_stop_signals_blocked(bool blocked) {
+void set_handled_signals_blocked(bool blocked) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGCHLD);
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
@@ -113,10 +115,15 @@ asio::awaitable<int> Holder::run() {
     co_return exit_bad_input;
   }
   signals_.emplace(executor, SIGINT, SIGTERM);
+  // Before the command starts: its handler also replaces a SIGCHLD ignored by whoever started
+  // lock-exec, under which exited children are not kept for waitpid() and the command's exit
+  // status would be lost.
+  children_.emplace(executor, SIGCHLD);
+  reap_orphans();
   kill_timer_.emplace(executor);
   // main() blocked these until now (gRPC's threads inherited the mask): a signal that came
   // during start-up was held, and is delivered to the signal_set here.
-  set_stop_signals_blocked(false);
+  set_handled_signals_blocked(false);
 
   int code = exit_failure;
   try {
@@ -134,6 +141,10 @@ asio::awaitable<int> Holder::run() {
     code = exit_failure;
   }
   signals_->cancel();
+  // A SIGCHLD that came with the cancel has its handler queued already, as a success: it must
+  // not wait again, or the io_context would never run out of work.
+  reaping_ = false;
+  children_->cancel();
   kill_timer_->cancel();
   mutex.reset();
   client.reset();
@@ -177,42 +188,57 @@ asio::awaitable<int> Holder::hold(election::Mutex& mutex, const election::LockKe
     co_return exit_cannot_run;
   }
   const auto& command = config_.command.front();
-  out_.emit("child-started", {{"pid", child_->pid()}, {"command", command}});
+  const auto pgid = child_->pid();
+  out_.emit("child-started", {{"pid", pgid}, {"pgid", pgid}, {"command", command}});
   pass_signals_on();
 
-  // The command's exit, raced against the end of the hold (the loser's wait is cancelled:
+  // The main process's exit, raced against the end of the hold (the loser's wait is cancelled:
   // either wait changes nothing when cancelled).
-  auto first = co_await election::first_of(child_->wait(), watch(mutex));
   std::optional<error_code> lost;
+  bool lost_after_exit = false;  // the main process had exited, others of its group had not
   ExitStatus status;
+  auto first = co_await election::first_of(child_->wait(), watch(mutex));
   if (first.index() == 0) {
     status = std::get<0>(first);
   } else {
     lost = std::get<1>(first);
-    // At once: the other holder may be let in from etcd's expiry of the lease, a margin after
-    // the local deadline that ended this hold.
-    child_->signal(SIGTERM);
-    out_.emit("lost", {{"reason", election::reason_name(*lost)}, {"message", lost->message()}});
-    kill_timer_->expires_after(config_.kill_after);
-    kill_timer_->async_wait([this](const error_code& ec) {
-      if (ec || !child_->running()) return;
-      child_->signal(SIGKILL);
-      out_.emit("killed", {{"pid", child_->pid()}, {"signal", "SIGKILL"}});
-    });
+    stop_group(lost);
     status = co_await child_->wait();
-    kill_timer_->cancel();
   }
-  signals_->cancel();
-  Fields exited{{"pid", child_->pid()}, {"code", status.code}};
+  Fields exited{{"pid", pgid}, {"code", status.code}};
   if (status.signal != 0) exited["signal"] = signal_name(status.signal);
   out_.emit("child-exited", exited);
+
+  // The rest of the group: the main process's own children, orphans reparented to lock-exec, a
+  // pipeline's other stages. The lock is released only once none of them is left.
+  if (child_->group_alive()) {
+    out_.emit("group-running", {{"pgid", pgid}});
+    // The command is over, what it left behind is not: as systemd's KillMode=control-group,
+    // SIGTERM and SIGKILL --kill-after later. Not after a passed-on signal: the group got it
+    // already and stops at its own pace while the lock is held, as the main process did.
+    if (!lost && !stop_passed_on_) stop_group({});
+    if (!lost) {
+      auto rest = co_await election::first_of(child_->wait_group(), watch(mutex));
+      if (rest.index() == 1) {
+        lost = std::get<1>(rest);
+        lost_after_exit = true;
+        stop_group(lost);
+      }
+    }
+    if (lost) co_await child_->wait_group();
+  }
+  kill_timer_->cancel();
+  signals_->cancel();
+  out_.emit("group-exited", {{"pgid", pgid}});
   if (lost) {
     const std::string how = status.signal != 0 ? "ended by " + signal_name(status.signal)
                                                : "exit code " + std::to_string(status.code);
-    out_.say("lost the lock " + config_.name + " (" + lost->message() + "); stopped " + command +
-             " (" + how + ")");
+    out_.say("lost the lock " + config_.name + " (" + lost->message() + "); " +
+             (lost_after_exit ? command + " had exited (" + how + "); stopped the rest of its group"
+                              : "stopped " + command + " (" + how + ") and its group"));
   }
-  // After a loss there may be nothing left to release (the lease expired): then quietly.
+  // Only now, with no process of the command left. After a loss there may be nothing left to
+  // release (the lease expired, the key deleted): then quietly.
   co_await release(mutex, lost.has_value());
   co_return lost ? exit_lost : status.code;
 }
@@ -243,14 +269,47 @@ asio::awaitable<void> Holder::release(election::Mutex& mutex, bool quiet) {
   }
 }
 
-// Each SIGINT or SIGTERM that reaches lock-exec while the command runs goes on to it; lock-exec
-// itself waits for the command to exit, then releases the lock.
+// Each SIGINT or SIGTERM that reaches lock-exec while the command's group runs goes on to the
+// whole group (a terminal's ^C reaches lock-exec only: the group is not the terminal's
+// foreground group); lock-exec itself waits for the group to be empty, then releases the lock.
 void Holder::pass_signals_on() {
   signals_->async_wait([this](const error_code& ec, int signal) {
-    if (ec || !child_ || !child_->running()) return;
+    if (ec || !child_ || !child_->group_alive()) return;
+    stop_passed_on_ = true;
     child_->signal(signal);
-    out_.emit("signal", {{"signal", signal_name(signal)}, {"pid", child_->pid()}});
+    out_.emit("signal", {{"signal", signal_name(signal)}, {"pgid", child_->pid()}});
     pass_signals_on();
+  });
+}
+
+// Orphans of the command are reparented to lock-exec (a child subreaper, see Child): each
+// SIGCHLD reaps those that have exited, so that a long command's orphans do not pile up as
+// zombies until it ends.
+void Holder::reap_orphans() {
+  children_->async_wait([this](const error_code& ec, int) {
+    if (ec || !reaping_) return;
+    if (child_) child_->reap_orphans();
+    reap_orphans();
+  });
+}
+
+// SIGTERM to the whole group now, SIGKILL --kill-after later unless it is empty by then; once
+// (a later call finds the kill timer running already, to run out sooner). `lost`: the loss
+// that asks for it, reported between the two. After a loss this is the bound: the group is
+// SIGKILLed within --kill-after of lock-exec seeing the loss, and a next lock-exec holder waits
+// its takeover delay after a removal nobody signed.
+void Holder::stop_group(const std::optional<error_code>& lost) {
+  // The signal at once: after a removal nobody signed the next holder's delay has begun.
+  if (!stopping_) child_->signal(SIGTERM);
+  if (lost)
+    out_.emit("lost", {{"reason", election::reason_name(*lost)}, {"message", lost->message()}});
+  if (stopping_) return;
+  stopping_ = true;
+  kill_timer_->expires_after(config_.kill_after);
+  kill_timer_->async_wait([this](const error_code& ec) {
+    if (ec || !child_->group_alive()) return;
+    child_->signal(SIGKILL);
+    out_.emit("killed", {{"pgid", child_->pid()}, {"signal", "SIGKILL"}});
   });
 }
 

@@ -1,8 +1,10 @@
 // The life of one lock-exec: Holder::run() connects, waits in line for the lock (leaving the
-// queue on SIGINT/SIGTERM), runs the command while it holds the lock, passes signals on to it,
-// stops it when the lock is lost (SIGTERM, then SIGKILL after --kill-after), releases the lock
-// once it has exited, and returns the exit code. Its --json events and one-line messages are
-// written by Output. Definitions in holder.cpp. Everything runs on one io_context thread.
+// queue on SIGINT/SIGTERM), runs the command in a process group of its own while it holds the
+// lock, passes signals on to the group, stops the group when the lock is lost (SIGTERM, then
+// SIGKILL after --kill-after) or when the command's main process has exited leaving others
+// running, releases the lock once no process of the group is left, and returns the exit code.
+// Its --json events and one-line messages are written by Output. Definitions in holder.cpp.
+// Everything runs on one io_context thread.
 #pragma once
 
 #include "child.hpp"
@@ -23,8 +25,9 @@
 
 namespace lock_exec {
 
-/// Blocks or unblocks SIGINT and SIGTERM in the calling thread (and in the threads it starts).
-void set_stop_signals_blocked(bool blocked);
+/// Blocks or unblocks the signals lock-exec takes on its io_context (SIGINT, SIGTERM, and
+/// SIGCHLD for the command's orphans) in the calling thread (and in the threads it starts).
+void set_handled_signals_blocked(bool blocked);
 
 /// What lock-exec prints: with --json, one JSON object a line on stdout ({"event", "name",
 /// "mono_us", then the event's fields}); failures and the lost message as one line on stderr,
@@ -59,13 +62,19 @@ class Holder {
   boost::asio::awaitable<boost::system::error_code> watch(election::Mutex& mutex);
   boost::asio::awaitable<void> release(election::Mutex& mutex, bool quiet);
   void pass_signals_on();
+  void reap_orphans();
+  void stop_group(const std::optional<boost::system::error_code>& lost);
 
   const Config& config_;
   sigset_t child_defaults_;
   Output out_;
   std::optional<boost::asio::signal_set> signals_;
+  std::optional<boost::asio::signal_set> children_;  // SIGCHLD
   std::optional<boost::asio::steady_timer> kill_timer_;
   std::optional<Child> child_;
+  bool reaping_ = true;          // until run() ends: SIGCHLD reaps the command's orphans
+  bool stop_passed_on_ = false;  // a SIGINT/SIGTERM went on to the group
+  bool stopping_ = false;        // lock-exec sent the group SIGTERM; the kill timer runs
 };
 
 }  // namespace lock_exec

@@ -356,17 +356,20 @@ TEST_CASE("json lines: one object a line, the events and their fields in order",
     CHECK(e.mono_us() >= last);
     last = e.mono_us();
   }
-  CHECK(names == std::vector<std::string>{"locked", "child-started", "child-exited", "unlocked"});
-  REQUIRE(events.size() == 4);
+  CHECK(names == std::vector<std::string>{"locked", "child-started", "child-exited", "group-exited",
+                                          "unlocked"});
+  REQUIRE(events.size() == 5);
   CHECK(events[0].str("key").rfind(name + "/", 0) == 0);
   CHECK(events[0].num("revision") > 0);
   CHECK(events[0].num("lease") > 0);
   CHECK(events[0].num("ttl") == 3);
   CHECK(events[1].num("pid") > 0);
+  CHECK(events[1].num("pgid") == events[1].num("pid"));  // the leader of a group of its own
   CHECK(events[1].str("command") == "sh");
   CHECK(events[2].num("pid") == events[1].num("pid"));
   CHECK(events[2].num("code") == 0);
   CHECK(!events[2].has("signal"));
+  CHECK(events[3].num("pgid") == events[1].num("pid"));
 }
 
 TEST_CASE("SIGTERM: passed on to the command, or ends the wait in line", "[lock-exec]") {
@@ -748,6 +751,7 @@ TEST_CASE("lock-exec frozen past its deadline, not its lease's expiry: B starts 
   // warns that 400 ms breaks the bound for removals by others; none happens here).
   auto a_flags = flags(name, ttl);
   a_flags.insert(a_flags.begin(), {"--kill-after", "400"});
+  CommandTree command;  // A's shell: whatever happens to lock-exec A, it does not outlive the test
   LockExec a("a", dir, a_flags,
              {"sh", "-c",
               "trap 'echo A-term $(date +%s%N) >> \"$1\"; sleep 0.15; "
@@ -755,6 +759,10 @@ TEST_CASE("lock-exec frozen past its deadline, not its lease's expiry: B starts 
               "echo A-start $(date +%s%N) >> \"$1\"; while :; do sleep 0.05; done",
               "sh", file.string()});
   REQUIRE(poll([&] { return marks(file).count("A-start") != 0; }, 10s));
+  REQUIRE(a.events("child-started").size() == 1);
+  const auto shell = proc_stat(static_cast<pid_t>(a.events("child-started")[0].num("pid")));
+  REQUIRE(shell);
+  command.processes = {*shell};
   LockExec b("b", dir, flags(name, ttl),
              {"sh", "-c", "echo B-start $(date +%s%N) >> \"$1\"", "sh", file.string()});
   REQUIRE(poll([&] { return keys_under(name).size() == 2; }, 5s));  // B waits in line
@@ -867,4 +875,69 @@ TEST_CASE("help: the process group, who leaves it, the bound: a --kill-after pas
     CHECK((err.find("warning") != std::string::npos) == c.warns);
     if (c.warns) CHECK(err.find("--takeover-delay") != std::string::npos);
   }
+}
+
+// What lock-exec does when the command's main process exits and leaves a process of its group
+// running (a background job, here one that ignores SIGTERM): the rest of the group gets
+// SIGTERM, then SIGKILL --kill-after later, and the lock is released only when the group is
+// empty. B waits in line meanwhile, with the checking command; lock-exec exits with the main
+// process's code.
+TEST_CASE("the main process exits, a process of its group runs on: stopped before the release",
+          "[lock-exec][group]") {
+  const auto dir = work_dir("leftover");
+  const auto name = election::test::unique_name("lock-exec-leftover");
+  const auto go = dir / "go";
+  CommandTree tree;
+  auto a_flags = flags(name, 10);
+  a_flags.insert(a_flags.begin(), {"--kill-after", "150"});
+  // The subshell ignores SIGTERM and execs the sleep (so $! is the sleep's pid); the main shell
+  // exits 5 once the test says go.
+  LockExec a("a", dir, a_flags,
+             {"sh", "-c",
+              "(trap '' TERM; exec sleep 30) & echo $! > \"$1\"; "
+              "while [ ! -e \"$2\" ]; do sleep 0.02; done; exit 5",
+              "sh", (dir / "a.pid").string(), go.string()});
+  std::optional<ProcStat> leftover;
+  REQUIRE(poll(
+      [&] {
+        const auto pid = static_cast<pid_t>(std::atoll(read_text(dir / "a.pid").c_str()));
+        leftover = pid > 0 ? proc_stat(pid) : std::nullopt;
+        return leftover && leftover->comm == "sleep";
+      },
+      10s));
+  tree.processes = {*leftover};
+  tree.write(dir / "tree.txt");
+  LockExec b("b", dir, flags(name, 10), checking_command(dir / "b.txt", dir / "tree.txt"));
+  REQUIRE(poll([&] { return keys_under(name).size() == 2; }, 5s));  // B waits in line
+
+  std::ofstream(go.string()).put('\n');
+  REQUIRE(a.process().wait_for(10s));
+  REQUIRE(b.process().wait_for(10s));
+  INFO(a.all_output() << "\n" << b.all_output() << "\nB's check:\n" << read_text(dir / "b.txt"));
+  CHECK(a.process().wait() == 5);
+  CHECK(b.process().wait() == 0);
+  const auto seen = overlap(dir / "b.txt", tree);
+  REQUIRE(seen.started != 0);
+  CHECK(seen.checked == 1);
+  CHECK(seen.alive.empty());
+  CHECK(!still_alive(tree.processes[0]));
+  const auto events = a.events();
+  std::vector<std::string> names;
+  for (const auto& e : events) names.push_back(e.event());
+  CHECK(names == std::vector<std::string>{"locked", "child-started", "child-exited",
+                                          "group-running", "killed", "group-exited", "unlocked"});
+  const auto exited = a.events("child-exited"), killed = a.events("killed");
+  REQUIRE(exited.size() == 1);
+  REQUIRE(killed.size() == 1);
+  CHECK(exited[0].num("code") == 5);
+  CHECK(killed[0].num("pgid") == a.events("child-started").at(0).num("pid"));
+  const auto grace_us = killed[0].mono_us() - exited[0].mono_us();
+  CHECK(grace_us >= 150'000);
+  CHECK(grace_us < 1'000'000);
+  CHECK(a.err().empty());
+  std::printf(
+      "lock-exec leftover: SIGKILL %.1f ms after the main process exited (--kill-after "
+      "150); B's command found it gone\n",
+      static_cast<double>(grace_us) / 1e3);
+  CHECK(keys_under(name).empty());
 }

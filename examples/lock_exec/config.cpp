@@ -9,7 +9,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -20,13 +19,6 @@ namespace {
 constexpr const char* password_variable = "LOCK_EXEC_PASSWORD";
 
 }  // namespace
-
-std::chrono::milliseconds default_kill_after(std::int64_t ttl_s) {
-  // In ms before dividing: seconds(2) / 10 would be 0.
-  const std::chrono::milliseconds ttl = std::chrono::seconds(ttl_s);
-  const auto margin = std::min<std::chrono::milliseconds>(ttl / 10, std::chrono::seconds(1));
-  return margin / 2;
-}
 
 std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
   CLI::App app{
@@ -50,28 +42,33 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "  others of its group run on, they get SIGTERM, and SIGKILL --kill-after later (as\n"
       "  systemd's KillMode=control-group), unless a signal was passed on to them or the lock\n"
       "  lost before; lock-exec exits with the main process's code once the group is empty.\n"
-      "  The group is not the terminal's foreground group: a terminal's ^C reaches lock-exec "
-      "only,\n"
-      "  which passes it on; a read from the terminal stops CMD (SIGTTIN).\n"
+      "  A terminal's ^C reaches lock-exec only (the group is not the foreground group), which\n"
+      "  passes it on; a read from the terminal stops CMD (SIGTTIN).\n"
       "Signals: SIGINT/SIGTERM while waiting: leave the queue, exit 130/143. While CMD's group\n"
       "  runs: passed on to the group (then SIGCONT, so that a stopped process acts on them);\n"
       "  lock-exec waits, with no time limit while the lock is held, until the group is empty.\n"
       "Losing the lock (lease expired or revoked, key deleted, or the lease's local deadline\n"
       "  passed: last acknowledged renewal's send time + TTL - min(TTL/10, 1 s)): CMD's group\n"
-      "  gets SIGTERM at once and SIGKILL --kill-after later; the lock is released once the group\n"
-      "  is empty (quietly: there may be nothing left to release), and lock-exec exits 3. The\n"
-      "  default, min(TTL/10, 1 s) / 2, is half the lease's margin: etcd cannot let another "
-      "holder\n"
-      "  in before that send time + TTL, so CMD is dead before (unless lock-exec itself was "
-      "frozen\n"
-      "  past its deadline: a stopped process signals nobody; it stops CMD the moment it runs\n"
-      "  again).\n"
-      "Output: nothing of its own but failures on stderr; with --json one JSON object a line on\n"
-      "  stdout (shared with CMD's): {\"event\": E, \"name\": NAME, \"mono_us\": T, ...}, T on\n"
-      "  CLOCK_MONOTONIC in us: locked (key, revision, lease, ttl)  child-started (pid, pgid,\n"
-      "  command)  signal (signal[, pgid])  lost (reason, message)  killed (pgid, signal)\n"
-      "  child-exited (pid, code[, signal]): CMD's main process  group-running (pgid): others of\n"
-      "  its group left  group-exited (pgid): none left  unlocked  error (message).\n"
+      "  gets SIGTERM at once and SIGKILL --kill-after later; the lock is released once the\n"
+      "  group is empty (quietly: there may be nothing left to release); lock-exec exits 3.\n"
+      "The bound: CMD's group is SIGKILLed within --kill-after of lock-exec seeing the loss.\n"
+      "  After a removal of the key nobody signed (etcdctl del, lease revoke, etcd's revocation\n"
+      "  of a stale leader's lease, an expiry) the next lock-exec waits --takeover-delay from\n"
+      "  when it sees the removal, about when this one does. So with\n"
+      "  --kill-after < --takeover-delay (by default 100 < 200 ms) CMD's group is dead before\n"
+      "  the next lock-exec's command starts, unless lock-exec itself is frozen (a stopped\n"
+      "  process signals nobody; it stops CMD the moment it runs again) or a process left the\n"
+      "  group. After the local deadline the key stays until lock-exec releases it or etcd\n"
+      "  expires the lease, a margin later. A --kill-after not below --takeover-delay is\n"
+      "  accepted with a warning. The bound holds between lock-exec holders: etcdctl lock waits\n"
+      "  no delay, a library Mutex its own.\n"
+      "Output: nothing of its own but failures (and the warning above) on stderr; with --json\n"
+      "  one JSON object a line on stdout (shared with CMD's): {\"event\": E, \"name\": NAME,\n"
+      "  \"mono_us\": T, ...}, T on CLOCK_MONOTONIC in us: locked (key, revision, lease, ttl)\n"
+      "  child-started (pid, pgid, command)  signal (signal[, pgid])  lost (reason, message)\n"
+      "  killed (pgid, signal)  child-exited (pid, code[, signal]): CMD's main process\n"
+      "  group-running (pgid): others of its group left  group-exited (pgid): none left\n"
+      "  unlocked  error (message).\n"
       "Exit: CMD's exit code (128 + N if signal N ended it, as a shell); 1 when etcd cannot be\n"
       "  reached or the lock taken; 2 on bad input; 3 when the lock was lost before CMD's group\n"
       "  was empty; 127 when CMD cannot be started; 130/143 on SIGINT/SIGTERM before the lock\n"
@@ -87,10 +84,17 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
                  "Lease TTL in s: how soon another holder gets the lock if this process dies")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{9'000'000'000}))
       ->capture_default_str();
+  std::int64_t takeover_delay_ms = default_takeover_delay.count();
+  app.add_option("--takeover-delay", takeover_delay_ms,
+                 "ms to wait before taking the lock after a removal of its key nobody signed "
+                 "(etcdctl del, lease revoke, an expiry), whatever etcd's version (see below)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}))
+      ->capture_default_str();
   std::optional<std::int64_t> kill_after_ms;
   app.add_option("--kill-after", kill_after_ms,
-                 "ms between SIGTERM and SIGKILL to CMD when the lock is lost; default "
-                 "min(TTL/10, 1 s) / 2 (see below)")
+                 "ms between SIGTERM and SIGKILL to CMD's process group when lock-exec stops it "
+                 "(the lock lost, CMD's main process exited); default half --takeover-delay "
+                 "(see below)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{3'600'000}));
   app.add_flag("--json", config.json, "Print one JSON object a line on stdout (see below)");
   // As etcdctl names them. Values are not echoed in errors: --user may hold a password.
@@ -141,8 +145,18 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
     std::fprintf(stderr, "lock-exec: --cert and --key go together\n");
     return exit_bad_input;
   }
+  config.takeover_delay = std::chrono::milliseconds(takeover_delay_ms);
   config.kill_after =
-      kill_after_ms ? std::chrono::milliseconds(*kill_after_ms) : default_kill_after(config.ttl);
+      kill_after_ms ? std::chrono::milliseconds(*kill_after_ms) : config.takeover_delay / 2;
+  if (config.kill_after >= config.takeover_delay) {
+    // Allowed: a command that needs longer to stop, a lock no other lock-exec takes. Said once.
+    std::fprintf(stderr,
+                 "lock-exec: warning: --kill-after %lld ms is not below --takeover-delay %lld ms: "
+                 "after a removal of the lock's key nobody signed (etcdctl del, lease revoke), "
+                 "the next lock-exec may start its command before this one's is killed\n",
+                 static_cast<long long>(config.kill_after.count()),
+                 static_cast<long long>(config.takeover_delay.count()));
+  }
   credentials.password_given = password->count() > 0;
   credentials.file_given = file->count() > 0;
   return example_common::read_credentials("lock-exec", password_variable, std::move(credentials),

@@ -104,6 +104,9 @@ asio::awaitable<int> Holder::run() {
   options.password = config_.password;
   election::MutexOptions lock_options;
   lock_options.ttl = std::chrono::seconds(config_.ttl);
+  // Always set (the library's default is 0 on etcd versions with the stale-leader fix): the
+  // bound between lock-exec holders, --kill-after < --takeover-delay, needs it.
+  lock_options.takeover_delay = config_.takeover_delay;
   // Bad endpoints and lock names (ending in '/', say) are refused here, before anything is sent.
   std::optional<election::Client> client;
   std::optional<election::Mutex> mutex;

@@ -449,12 +449,13 @@ TEST_CASE("help explains the flags and exits 0", "[lock-exec]") {
   const auto text = p.output();
   for (const char* word : {"--endpoints", "--ttl", "--kill-after", "--cacert", "--cert", "--key",
                            "--user", "--password-file", "LOCK_EXEC_PASSWORD", "ETCD_LOCK_KEY",
-                           "ETCD_LOCK_REV", "ETCD_LOCK_FENCE", "min(TTL/10, 1 s) / 2", "--json"})
+                           "ETCD_LOCK_REV", "ETCD_LOCK_FENCE", "--takeover-delay", "--json"})
     CHECK(text.find(word) != std::string::npos);
 }
 
 TEST_CASE("the lost command gets --kill-after between SIGTERM and SIGKILL", "[lock-exec]") {
-  // A command that ignores SIGTERM: with TTL 2 the default --kill-after is 100 ms; 300 ms here.
+  // A command that ignores SIGTERM: the default --kill-after is 100 ms (half the takeover
+  // delay); 300 ms here (lock-exec warns that it is past the bound; no other holder here).
   constexpr int ttl = 2;
   const auto dir = work_dir("kill-after");
   const auto name = election::test::unique_name("lock-exec-kill-after");

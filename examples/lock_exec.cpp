@@ -9,8 +9,9 @@
 // of CMD's orphans). The lock is an election::Mutex: one queue with etcdctl lock and etcd's Go
 // Mutex. CMD gets ETCD_LOCK_KEY, ETCD_LOCK_REV and ETCD_LOCK_FENCE (the key's create revision:
 // the fencing token). lock-exec exits with CMD's exit code (128 + N for a signal N) after
-// releasing the lock. SIGINT/SIGTERM go on to CMD's group; before the lock is taken they end
-// the wait (130/143).
+// releasing the lock. SIGINT, SIGTERM, SIGHUP and SIGQUIT go on to CMD's group (they reach
+// lock-exec alone: CMD's group is not a terminal's foreground group); before the lock is taken
+// they end the wait (128 + N).
 //
 // This file is the story: the flags, the life, the exit code. The parts, in lock_exec/: config
 // (the flags, into a Config), holder (take, hold, release; the output), child (the command's
@@ -29,24 +30,23 @@ int main(int argc, char** argv) {
   namespace asio = boost::asio;
   using namespace lock_exec;
   // What CMD gets back at its default action: the stop signals (taken by lock-exec's
-  // signal_set), and SIGPIPE unless lock-exec itself was started with it ignored (gRPC may
-  // ignore it in this process; the command should see it as a shell would give it).
-  sigset_t child_defaults;
-  sigemptyset(&child_defaults);
-  sigaddset(&child_defaults, SIGINT);
-  sigaddset(&child_defaults, SIGTERM);
+  // signal_set: SIGHUP only if lock-exec was not started with it ignored, as by nohup), and
+  // SIGPIPE unless lock-exec itself was started with it ignored (gRPC may ignore it in this
+  // process; the command should see it as a shell would give it).
+  const sigset_t stop = stop_signals();
+  sigset_t child_defaults = stop;
   struct sigaction pipe_action {};
   if (::sigaction(SIGPIPE, nullptr, &pipe_action) == 0 && pipe_action.sa_handler != SIG_IGN)
     sigaddset(&child_defaults, SIGPIPE);
   // Before any thread exists (gRPC's inherit the mask, so they never take these signals).
-  set_handled_signals_blocked(true);
+  set_handled_signals_blocked(stop, true);
   Config config;
   if (const auto code = parse_command_line(argc, argv, config)) return *code;
 
   // The context outlives the Holder: its signal set, timer and the command's pidfd are I/O
   // objects of this context and must be destroyed while it exists.
   asio::io_context context(1);
-  Holder holder(config, child_defaults);
+  Holder holder(config, child_defaults, stop);
   int code = exit_failure;
   asio::co_spawn(context, holder.run(), [&](std::exception_ptr failure, int result) {
     code = result;

@@ -58,6 +58,8 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+constexpr int stop_signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
 asio::awaitable<int> next_signal(asio::signal_set& signals) {
   co_return co_await signals.async_wait(asio::use_awaitable);
 }
@@ -69,11 +71,21 @@ asio::awaitable<void> sleep_for(Clock::duration d) {
 
 }  // namespace
 
-void set_handled_signals_blocked(bool blocked) {
+sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  for (const int signal : stop_signal_numbers) {
+    struct sigaction action {};
+    if (signal == SIGHUP && ::sigaction(signal, nullptr, &action) == 0 &&
+        action.sa_handler == SIG_IGN)
+      continue;
+    sigaddset(&set, signal);
+  }
+  return set;
+}
+
+void set_handled_signals_blocked(const sigset_t& stop, bool blocked) {
+  sigset_t set = stop;
   sigaddset(&set, SIGCHLD);
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
@@ -117,7 +129,9 @@ asio::awaitable<int> Holder::run() {
     out_.fail(example_common::describe(e));
     co_return exit_bad_input;
   }
-  signals_.emplace(executor, SIGINT, SIGTERM);
+  signals_.emplace(executor);
+  for (const int signal : stop_signal_numbers)
+    if (sigismember(&stop_, signal) == 1) signals_->add(signal);
   // Before the command starts: its handler also replaces a SIGCHLD ignored by whoever started
   // lock-exec, under which exited children are not kept for waitpid() and the command's exit
   // status would be lost.
@@ -126,7 +140,7 @@ asio::awaitable<int> Holder::run() {
   kill_timer_.emplace(executor);
   // main() blocked these until now (gRPC's threads inherited the mask): a signal that came
   // during start-up was held, and is delivered to the signal_set here.
-  set_handled_signals_blocked(false);
+  set_handled_signals_blocked(stop_, false);
 
   int code = exit_failure;
   try {
@@ -272,9 +286,9 @@ asio::awaitable<void> Holder::release(election::Mutex& mutex, bool quiet) {
   }
 }
 
-// Each SIGINT or SIGTERM that reaches lock-exec while the command's group runs goes on to the
-// whole group (a terminal's ^C reaches lock-exec only: the group is not the terminal's
-// foreground group); lock-exec itself waits for the group to be empty, then releases the lock.
+// Each stop signal that reaches lock-exec while the command's group runs goes on to the whole
+// group (a terminal's ^C reaches lock-exec only: the group is not the terminal's foreground
+// group); lock-exec itself waits for the group to be empty, then releases the lock.
 void Holder::pass_signals_on() {
   signals_->async_wait([this](const error_code& ec, int signal) {
     if (ec || !child_ || !child_->group_alive()) return;

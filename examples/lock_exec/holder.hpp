@@ -1,5 +1,5 @@
 // The life of one lock-exec: Holder::run() connects, waits in line for the lock (leaving the
-// queue on SIGINT/SIGTERM), runs the command in a process group of its own while it holds the
+// queue on a stop signal), runs the command in a process group of its own while it holds the
 // lock, passes signals on to the group, stops the group when the lock is lost (SIGTERM, then
 // SIGKILL after --kill-after) or when the command's main process has exited leaving others
 // running, releases the lock once no process of the group is left, and returns the exit code.
@@ -25,9 +25,16 @@
 
 namespace lock_exec {
 
-/// Blocks or unblocks the signals lock-exec takes on its io_context (SIGINT, SIGTERM, and
-/// SIGCHLD for the command's orphans) in the calling thread (and in the threads it starts).
-void set_handled_signals_blocked(bool blocked);
+/// The stop signals lock-exec takes, and passes on to the command's group while it runs:
+/// SIGINT, SIGTERM, SIGQUIT, and SIGHUP unless this process started with it ignored (nohup:
+/// the command inherits the ignore). The group is not the terminal's foreground group, so a
+/// terminal's ^C, ^\ and hangup reach lock-exec alone. Call before anything changes their
+/// actions.
+sigset_t stop_signals();
+
+/// Blocks or unblocks `stop` and SIGCHLD (the command's orphans), the signals lock-exec takes
+/// on its io_context, in the calling thread (and in the threads it starts).
+void set_handled_signals_blocked(const sigset_t& stop, bool blocked);
 
 /// What lock-exec prints: with --json, one JSON object a line on stdout ({"event", "name",
 /// "mono_us", then the event's fields}); failures and the lost message as one line on stderr,
@@ -48,9 +55,13 @@ class Output {
 
 class Holder {
  public:
-  /// `child_defaults`: the signals the command gets back at their default action.
-  Holder(const Config& config, const sigset_t& child_defaults)
-      : config_(config), child_defaults_(child_defaults), out_(config.name, config.json) {}
+  /// `child_defaults`: the signals the command gets back at their default action; `stop`: the
+  /// stop signals (stop_signals()).
+  Holder(const Config& config, const sigset_t& child_defaults, const sigset_t& stop)
+      : config_(config),
+        child_defaults_(child_defaults),
+        stop_(stop),
+        out_(config.name, config.json) {}
 
   /// The whole life; returns the exit code.
   boost::asio::awaitable<int> run();
@@ -67,13 +78,14 @@ class Holder {
 
   const Config& config_;
   sigset_t child_defaults_;
+  sigset_t stop_;
   Output out_;
   std::optional<boost::asio::signal_set> signals_;
   std::optional<boost::asio::signal_set> children_;  // SIGCHLD
   std::optional<boost::asio::steady_timer> kill_timer_;
   std::optional<Child> child_;
   bool reaping_ = true;          // until run() ends: SIGCHLD reaps the command's orphans
-  bool stop_passed_on_ = false;  // a SIGINT/SIGTERM went on to the group
+  bool stop_passed_on_ = false;  // a stop signal went on to the group
   bool stopping_ = false;        // lock-exec sent the group SIGTERM; the kill timer runs
 };
 

@@ -709,6 +709,39 @@ TEST_CASE("SIGTERM to lock-exec: no process of the command's tree outlives the h
       [](LockExec& a, const std::string&) { a.process().signal(SIGTERM); }, 143);
 }
 
+// The command's group is not a terminal's foreground group, so a hangup reaches lock-exec
+// alone: it passes it on, as SIGINT and SIGTERM.
+TEST_CASE("SIGHUP to lock-exec: passed on, no process of the command's tree outlives the hold",
+          "[lock-exec][group]") {
+  check_tree_gone(
+      "tree-sighup", "sleep 30; true",
+      [](LockExec& a, const std::string&) { a.process().signal(SIGHUP); }, 129);
+}
+
+TEST_CASE("lock-exec started with SIGHUP ignored (nohup): the hangup changes nothing",
+          "[lock-exec]") {
+  const auto dir = work_dir("nohup");
+  const auto name = election::test::unique_name("lock-exec-nohup");
+  std::vector<std::string> args{"sh", "-c", "trap '' HUP; exec \"$@\"", "sh", ELECTION_LOCK_EXEC};
+  const auto more = flags(name);
+  args.insert(args.end(), more.begin(), more.end());
+  args.push_back("--");
+  const auto command = marking_command(dir / "a.txt", 30);
+  args.insert(args.end(), command.begin(), command.end());
+  ChildProcess a(args, dir / "a.jsonl");
+  REQUIRE(poll([&] { return marks(dir / "a.txt").count("start") != 0; }, 10s));
+  a.signal(SIGHUP);
+  std::this_thread::sleep_for(300ms);
+  INFO(a.output() << "\nstderr:\n" << read_text(dir / "a.jsonl.err"));
+  CHECK(!a.wait_for(0ms));                  // lock-exec runs on
+  CHECK(marks(dir / "a.txt").size() == 1);  // and so does its command: no term, no end
+  a.signal(SIGTERM);
+  REQUIRE(a.wait_for(5s));
+  CHECK(a.wait() == 143);
+  CHECK(marks(dir / "a.txt").count("term") == 1);
+  CHECK(keys_under(name).empty());
+}
+
 TEST_CASE("the key deleted: no process of the command's tree outlives the hold",
           "[lock-exec][group]") {
   const auto del = [](LockExec&, const std::string& key) { etcdctl("del '" + key + "'"); };

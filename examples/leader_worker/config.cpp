@@ -69,6 +69,7 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "  etcd (version, takeover_delay_ms, takeover_delay_from: flag | etcd-version)\n"
       "  stream (kind: watch | watch-stalled | keep-alive | keep-alive-hedged, peer)\n"
       "  campaigning (lease, ttl)   elected (key, rev, lease, ttl)   work (rev, seq, ok, fence)\n"
+      "  work-overran (rev; Leadership's work_overran: the work outlived its turn)\n"
       "  lost (reason, rev; deadline_us if the reason is deadline-passed)   resigned\n"
       "  leader (value, key, rev)   no-leader   error (message)\n"
       "A node acts as leader from `elected` until its next `lost` or `resigned`, or until the\n"

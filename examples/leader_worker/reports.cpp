@@ -1,6 +1,6 @@
 // The definitions of reports.hpp: the text and the JSON fields of every event the library's
 // client and leader loop give rise to (stream, etcd, campaigning, elected, lost, leader,
-// no-leader, and the errors of a failed campaign or a work that overran its turn).
+// no-leader, work-overran for a work that overran its turn, and the error of a failed campaign).
 #include "reports.hpp"
 
 #include <election/clock.hpp>
@@ -76,9 +76,13 @@ election::LeadershipHooks Reports::hooks() {
                      election::lease_hex(key.lease) + ", TTL " + std::to_string(granted) + " s)");
   };
   h.lost = [this](const election::LeadershipLost& lost) { report_lost(lost); };
+  // An event of its own, naming the term by its revision, so that a reader (the chaos checker)
+  // can tell which work overran.
   h.work_overran = [this](const election::LeaderKey& key) {
-    events_.error("the work of the leadership at revision " + std::to_string(key.create_revision) +
-                  " is still running after its turn ended");
+    events_.emit("work-overran", {{"rev", key.create_revision}},
+                 "error: the work of the leadership at revision " +
+                     std::to_string(key.create_revision) +
+                     " is still running after its turn ended");
   };
   h.leader_changed = [this](const election::LeaderEvent& change) {
     if (change.leader) {

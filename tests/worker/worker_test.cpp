@@ -48,7 +48,7 @@ struct Term {
 std::vector<Term> check_node_history(const Worker& worker, std::int64_t killed_at_us) {
   static const std::vector<std::string> known{"etcd",      "stream", "campaigning", "elected",
                                               "work",      "lost",   "resigned",    "leader",
-                                              "no-leader", "error"};
+                                              "no-leader", "error",  "work-overran"};
   const auto events = worker.events();
   INFO("node " << worker.node() << ", output:\n" << worker.process().output());
   std::vector<Term> terms;

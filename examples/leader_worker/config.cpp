@@ -69,11 +69,13 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
       "  etcd (version, takeover_delay_ms, takeover_delay_from: flag | etcd-version)\n"
       "  stream (kind: watch | watch-stalled | keep-alive | keep-alive-hedged, peer)\n"
       "  campaigning (lease, ttl)   elected (key, rev, lease, ttl)   work (rev, seq, ok, fence)\n"
-      "  work-overran (rev; Leadership's work_overran: the work outlived its turn)\n"
+      "  work-cancelled (rev, stop_latency_ms)   work-stopped (rev, how: cancelled | returned |\n"
+      "  failed)   work-overran (rev; Leadership's work_overran: the work outlived its turn)\n"
       "  lost (reason, rev; deadline_us if the reason is deadline-passed)   resigned\n"
       "  leader (value, key, rev)   no-leader   error (message)\n"
-      "A node acts as leader from `elected` until its next `lost` or `resigned`, or until the\n"
-      "`deadline_us` of that `lost`, whichever is earlier.\n"
+      "A node acts as leader from `elected` until its next `lost` or `resigned`, its work's\n"
+      "`work-cancelled`, or the `deadline_us` of that `lost`, whichever is earlier. Its work\n"
+      "runs from `elected` until its `work-stopped`, --stop-latency ms after `work-cancelled`.\n"
       "--metrics: /metrics has election_is_leader, election_terms_won_total,\n"
       "election_leadership_ends_total{reason}, election_renewal_seconds and more; /healthz\n"
       "answers 503 when renewals are wedged, the work outlived its turn, or campaigning has\n"
@@ -119,6 +121,13 @@ std::optional<int> parse_command_line(int argc, char** argv, Config& config) {
                  "it again; the events keep their names (elected: the lock is held; lost with "
                  "reason work-finished: released)")
       ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--stop-latency", config.stop_latency_ms,
+                 "ms the work takes to stop once its leadership has ended: it lingers that long "
+                 "after its cancellation before it stops (`work-cancelled`, then `work-stopped`), "
+                 "as a work in the midst of an operation it cannot cut short would; for testing "
+                 "what a slow-stopping work does (the chaos suite); 0 stops at once")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60'000}))
+      ->capture_default_str();
   std::string metrics;
   app.add_option("--metrics", metrics,
                  "Serve /metrics (Prometheus text format) and /healthz (200 when healthy, 503 "

@@ -41,6 +41,10 @@ struct Config {
   // --lock N: take the lock named --election (etcd's lock, one queue with etcdctl lock)
   // instead of campaigning, release it after N writes, take it again; unset: an election.
   std::optional<int> lock_writes;
+  // --stop-latency MS: once its leadership has ended, the work takes this long to stop (it
+  // lingers after its cancellation), as a work inside an operation it cannot cut short would;
+  // 0: it stops at once. For testing (the chaos suite).
+  std::int64_t stop_latency_ms = 0;
 };
 
 /// Returns an exit code when the process should end now (--help, bad input).

@@ -1,5 +1,6 @@
 // The definitions of work.hpp: the leader's tick, and the fenced write each tick makes, given up
-// on when no answer comes before the lease's local deadline.
+// on when no answer comes before the lease's local deadline; and the work's stop, which
+// --stop-latency delays past its cancellation.
 #include "work.hpp"
 
 #include "common/json_line.hpp"
@@ -7,6 +8,8 @@
 #include <election/error.hpp>
 #include <election/first_of.hpp>
 
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,12 +17,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <string>
 #include <variant>
 
 namespace leader_worker {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using boost::system::error_code;
 using boost::system::system_error;
 using election::errc;
 
@@ -29,7 +35,47 @@ election::Leadership::Work CounterWork::work() {
   };
 }
 
+// The leadership's end cancels the work (the Leadership emits its cancellation, and waits for the
+// work to stop before it reports `lost`). Told so, this work says `work-cancelled` at once (the
+// node no longer believes it leads), then runs on for --stop-latency ms, as a work in the midst
+// of an operation it cannot cut short would, and says `work-stopped` just before it ends.
+// The wait is not cut short: the coroutine's cancellation state, cancelled by then (which makes
+// every co_await throw at once), is replaced inline (not in a helper coroutine: README, "Notes for
+// contributors") by one that lets no cancellation through. The wait is outside the catch block,
+// where co_await is not allowed.
 asio::awaitable<void> CounterWork::work_loop(election::Participant& me, election::LeaderKey key) {
+  auto executor = co_await asio::this_coro::executor;
+  std::exception_ptr failure;
+  try {
+    co_await write_loop(me, key);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  const auto state = co_await asio::this_coro::cancellation_state;
+  const bool cancelled = state.cancelled() != asio::cancellation_type::none;
+  const auto rev = key.create_revision;
+  if (cancelled) {
+    const auto latency = config_.stop_latency_ms;
+    events_.emit("work-cancelled", {{"rev", rev}, {"stop_latency_ms", latency}},
+                 "work: cancelled, the leadership at revision " + std::to_string(rev) +
+                     " has ended" +
+                     (latency > 0 ? "; stopping in " + std::to_string(latency) + " ms" : ""));
+    if (latency > 0) {
+      co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
+      asio::steady_timer linger(executor, std::chrono::milliseconds(latency));
+      error_code ignored;
+      co_await linger.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+  }
+  const char* how = cancelled ? "cancelled" : failure ? "failed" : "returned";
+  events_.emit("work-stopped", {{"rev", rev}, {"how", how}},
+               "work: stopped (" + std::string(how) + "), the leadership at revision " +
+                   std::to_string(rev));
+  if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> CounterWork::write_loop(election::Participant& me,
+                                              const election::LeaderKey& key) {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer tick(executor);
   asio::steady_timer limit(executor);

@@ -2,7 +2,11 @@
 // (ELECTION-counter) through a fenced write, which etcd applies only while this node's leader key
 // still exists, and prints a `work` event for each write. The value names its writer, its
 // sequence number and its fence, so that etcd's history alone says who wrote what under which
-// leadership. The sequence numbers go on across terms. Definitions in work.cpp.
+// leadership. The sequence numbers go on across terms. When the leadership ends the library
+// cancels the work: it says so (`work-cancelled`), takes --stop-latency ms more to stop (0 by
+// default), and says when it has stopped (`work-stopped`, also when it returns or fails), so a
+// reader of the events knows when the work ran, not only when the node believed it led.
+// Definitions in work.cpp.
 #pragma once
 
 #include "config.hpp"
@@ -28,7 +32,11 @@ class CounterWork {
   election::Leadership::Work work();
 
  private:
+  /// write_loop(), then the stop: --stop-latency after a cancellation, and `work-stopped`.
   boost::asio::awaitable<void> work_loop(election::Participant& me, election::LeaderKey key);
+  /// The writes, once a second, until cancelled (or N writes with --lock N).
+  boost::asio::awaitable<void> write_loop(election::Participant& me,
+                                          const election::LeaderKey& key);
 
   const Config& config_;
   Events& events_;

@@ -46,9 +46,10 @@ struct Term {
 // the earliest of its next `lost` or `resigned`, the `deadline_us` of that `lost`, and, for a
 // node that was SIGKILLed (killed_at_us > 0), the kill.
 std::vector<Term> check_node_history(const Worker& worker, std::int64_t killed_at_us) {
-  static const std::vector<std::string> known{"etcd",      "stream", "campaigning", "elected",
-                                              "work",      "lost",   "resigned",    "leader",
-                                              "no-leader", "error",  "work-overran"};
+  static const std::vector<std::string> known{
+      "etcd",           "stream",       "campaigning",  "elected", "work",
+      "work-cancelled", "work-stopped", "work-overran", "lost",    "resigned",
+      "leader",         "no-leader",    "error"};
   const auto events = worker.events();
   INFO("node " << worker.node() << ", output:\n" << worker.process().output());
   std::vector<Term> terms;

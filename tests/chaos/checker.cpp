@@ -50,6 +50,39 @@ void check_overlaps(const CheckInput& input, CheckResult& result) {
     if (terms[i].node != terms[i - 1].node) ++result.leadership_changes;
 }
 
+// Two works of different nodes at once, where the terms did not overlap: the earlier work ran on
+// past its term into the next leader's. Allowed only where its node reported the overrun.
+void check_works(const CheckInput& input, CheckResult& result) {
+  auto at = [&](std::int64_t us) { return seconds(us - input.origin_us); };
+  const auto& works = result.works;
+  for (std::size_t i = 0; i < works.size(); ++i) {
+    const auto& earlier = works[i];
+    for (std::size_t j = i + 1; j < works.size() && works[j].from_us < earlier.to_us; ++j) {
+      const auto& later = works[j];
+      if (later.node == earlier.node || later.to_us <= later.from_us) continue;
+      // Their terms overlap as well: check_overlaps has reported it.
+      if (later.from_us < earlier.term_to_us && later.term_to_us > later.from_us) continue;
+      if (earlier.overran) {
+        ++result.covered_work_overlaps;
+        continue;
+      }
+      ++result.work_overlaps;
+      std::string ran = at(earlier.to_us);
+      if (earlier.ended_by == "died") ran += ", reaped";
+      if (earlier.ended_by == "running") ran += ", still running";
+      if (earlier.stop_latency_ms)
+        ran += "; stop latency " + std::to_string(*earlier.stop_latency_ms) + " ms";
+      const auto fence = std::to_string(earlier.fence);
+      result.violations.push_back(
+          "two works at once: " + earlier.node + " (fence " + fence + ", its term until " +
+          at(earlier.term_to_us) + ", its work until " + ran + ") and " + later.node + " (fence " +
+          std::to_string(later.fence) + ", from " + at(later.from_us) + ") overlap by " +
+          seconds(std::min(earlier.to_us, later.to_us) - later.from_us) + "; " + earlier.node +
+          " reported no overrun for fence " + fence);
+    }
+  }
+}
+
 struct AcceptedWrite {
   std::string node;
   std::int64_t seq = 0;
@@ -235,35 +268,86 @@ void check_gaps(const CheckInput& input, CheckResult& result) {
 
 }  // namespace
 
+namespace {
+
+// Whether an event that may name a term's revision (`rev`) is about the term with this fence.
+bool about(const WorkerEvent& e, std::int64_t fence) {
+  const auto rev = number(e, "rev");
+  return !rev || *rev == fence;
+}
+
+}  // namespace
+
 std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until_us) {
   std::vector<Term> terms;
   std::optional<Term> open;
+  // The open term's work was cancelled then: the node no longer believed it led, though its
+  // `lost` waits until the work has stopped.
+  std::optional<std::int64_t> cancelled_us;
+  auto close = [&](std::int64_t at, std::string by) {
+    open->to_us = std::max(open->from_us, std::min(at, cancelled_us.value_or(at)));
+    open->ended_by = std::move(by);
+    terms.push_back(*open);
+    open.reset();
+    cancelled_us.reset();
+  };
   for (const auto& e : run.events) {
     const auto event = e.event();
     if (event == "elected") {
       // A second `elected` without an end in between: the first term ends where the next begins.
-      if (open) {
-        open->to_us = e.mono_us();
-        open->ended_by = "elected-again";
-        terms.push_back(*open);
-      }
+      if (open) close(e.mono_us(), "elected-again");
       open = Term{run.node, run.slot, number(e, "rev").value_or(0), e.mono_us(), 0, {}};
+    } else if (open && event == "work-cancelled" && about(e, open->fence)) {
+      if (!cancelled_us) cancelled_us = e.mono_us();
     } else if (open && (event == "lost" || event == "resigned")) {
-      open->to_us = e.mono_us();
-      open->ended_by = event == "lost" ? text(e, "reason") : "resigned";
-      if (const auto deadline = number(e, "deadline_us"))
-        open->to_us = std::min(open->to_us, *deadline);
-      open->to_us = std::max(open->to_us, open->from_us);
-      terms.push_back(*open);
-      open.reset();
+      auto to = e.mono_us();
+      if (const auto deadline = number(e, "deadline_us")) to = std::min(to, *deadline);
+      close(to, event == "lost" ? text(e, "reason") : "resigned");
     }
   }
-  if (open) {
-    open->to_us = std::max(open->from_us, run.ended_us.value_or(open_until_us));
-    open->ended_by = run.ended_us ? "died" : "running";
-    terms.push_back(*open);
-  }
+  if (open) close(run.ended_us.value_or(open_until_us), run.ended_us ? "died" : "running");
   return terms;
+}
+
+std::vector<Work> leadership_works(const WorkerRun& run, std::int64_t open_until_us) {
+  std::set<std::int64_t> overran;
+  for (const auto& e : run.events)
+    if (e.event() == "work-overran") overran.insert(number(e, "rev").value_or(0));
+  std::vector<Work> works;
+  std::optional<Work> open;
+  auto close = [&](std::int64_t at, std::string by) {
+    open->to_us = std::max(open->from_us, at);
+    open->ended_by = std::move(by);
+    open->overran = overran.count(open->fence) > 0;
+    works.push_back(*open);
+    open.reset();
+  };
+  for (const auto& e : run.events) {
+    const auto event = e.event();
+    if (event == "elected") {
+      if (open) close(e.mono_us(), "elected-again");
+      open = Work{};
+      open->node = run.node;
+      open->slot = run.slot;
+      open->fence = number(e, "rev").value_or(0);
+      open->from_us = e.mono_us();
+    } else if (open && event == "work-cancelled" && about(e, open->fence)) {
+      open->stop_latency_ms = number(e, "stop_latency_ms");
+    } else if (open && event == "work-stopped" && about(e, open->fence)) {
+      close(e.mono_us(), "stopped");
+    } else if (open && (event == "lost" || event == "resigned")) {
+      // No `work-stopped` came: the library reports `lost` after the work's end.
+      close(e.mono_us(), event);
+    }
+  }
+  if (open) close(run.ended_us.value_or(open_until_us), run.ended_us ? "died" : "running");
+  // Both opened by the same `elected` events: one work for each term, in the same order.
+  const auto terms = leadership_terms(run, open_until_us);
+  if (terms.size() != works.size())
+    throw std::logic_error("leadership_works: " + std::to_string(works.size()) + " works for " +
+                           std::to_string(terms.size()) + " terms of " + run.node);
+  for (std::size_t i = 0; i < works.size(); ++i) works[i].term_to_us = terms[i].to_us;
+  return works;
 }
 
 std::vector<Interval> raft_leaderless(const CheckInput& input) {
@@ -299,10 +383,16 @@ CheckResult check(const CheckInput& input) {
     if (!nodes.insert(run.node).second)
       throw std::invalid_argument("two worker runs named " + run.node);
     for (auto& t : leadership_terms(run, input.window.to_us)) result.terms.push_back(std::move(t));
+    for (auto& w : leadership_works(run, input.window.to_us)) result.works.push_back(std::move(w));
+    for (const auto& e : run.events)
+      if (e.event() == "work-overran") ++result.overrun_reports;
   }
   std::sort(result.terms.begin(), result.terms.end(),
             [](const Term& a, const Term& b) { return a.from_us < b.from_us; });
+  std::sort(result.works.begin(), result.works.end(),
+            [](const Work& a, const Work& b) { return a.from_us < b.from_us; });
   check_overlaps(input, result);
+  check_works(input, result);
   const auto writes = check_fencing(input, result);
   check_work_reports(input, writes, result);
   check_gaps(input, result);

@@ -7,10 +7,22 @@
 // etcd had no quorum, and the keys left under the election prefix after every worker exited.
 //
 // The rules (see README.md, "Chaos"):
-//  - A term (a node acting as leader) starts at its `elected` and ends at the earliest of: its
-//    next `lost` or `resigned`; the `deadline_us` that `lost` reports; or, when the process
-//    left no such event (SIGKILL, crash), the instant it was reaped: the last instant a dead
-//    process could have believed anything. Terms of different nodes must not overlap.
+//  - A term (a node believing it leads) starts at its `elected` and ends at the earliest of:
+//    its next `lost` or `resigned`; its work's `work-cancelled` (the library cancels the work
+//    when the leadership ends, and reports `lost` only once the work has stopped, which
+//    leader-worker --stop-latency delays); the `deadline_us` that `lost` reports; or, when the
+//    process left no such event (SIGKILL, crash), the instant it was reaped: the last instant a
+//    dead process could have believed anything. Terms of different nodes must not overlap.
+//  - A work (what a leader does: leader-worker's CounterWork) starts at its `elected` too and
+//    runs until it has stopped: its `work-stopped` (leader-worker says it just before its work
+//    ends); without one, the term's `lost` or `resigned` (at 96145a3 src/api/leadership.cpp
+//    reports `lost` only after the work's end, in every path: a worker from before
+//    `work-stopped` is judged by that); without either, the instant the process was reaped.
+//    Works of different nodes must not run at once, unless the earlier one is covered by an
+//    overrun report: a `work-overran` event of its node naming its term's revision (the
+//    library's LeadershipHooks::work_overran: the work outlived the earliest moment another
+//    candidate could lead). Two works whose terms overlap are the term rule's violation, not
+//    reported again. Covered overlaps are counted, not failed.
 //  - Every write etcd accepted on the counter key names its node and the fence it was written
 //    under (the create revision of the writer's candidate key). That key must be the writer's
 //    and first in line (lowest create revision under `election/`) at the write's revision, and
@@ -75,6 +87,24 @@ struct Term {
   std::string ended_by;
 };
 
+/// A leader's work, per the rules above: it runs from its term's start to when it stopped.
+struct Work {
+  std::string node;
+  int slot = 0;
+  std::int64_t fence = 0;
+  std::int64_t from_us = 0;
+  std::int64_t to_us = 0;
+  /// The end of its term (Term::to_us); the work ran on from there until to_us.
+  std::int64_t term_to_us = 0;
+  /// "stopped" (its `work-stopped`), "lost" or "resigned" (no `work-stopped`: the event that
+  /// follows the work's end), "elected-again", "died" (reaped) or "running".
+  std::string ended_by;
+  /// Its node reported a `work-overran` for this term's revision.
+  bool overran = false;
+  /// The stop latency its `work-cancelled` reported, if it was cancelled.
+  std::optional<std::int64_t> stop_latency_ms;
+};
+
 struct CheckInput {
   std::string election;     ///< the election name; candidate keys are `election/...`
   std::string counter_key;  ///< the key the workers write through the fenced write
@@ -98,8 +128,14 @@ struct CheckInput {
 
 struct CheckResult {
   std::vector<Term> terms;  ///< by start time
+  std::vector<Work> works;  ///< by start time
   std::vector<std::string> violations;
   int overlaps = 0;
+  /// Works of different nodes running at once (their terms did not overlap): not covered by
+  /// an overrun report (violations), and covered by one (counted only).
+  int work_overlaps = 0;
+  int covered_work_overlaps = 0;
+  int overrun_reports = 0;     ///< `work-overran` events
   int leadership_changes = 0;  ///< consecutive terms held by different nodes
   int writes_accepted = 0;     ///< counter puts in etcd's history
   int stale_writes_refused = 0;
@@ -114,6 +150,10 @@ struct CheckResult {
 /// A process's terms. A term still open at the end of the events closes at `ended_us`, or at
 /// `open_until_us` for a process that is still running.
 std::vector<Term> leadership_terms(const WorkerRun& run, std::int64_t open_until_us);
+
+/// A process's works, one for each of its terms (in the same order). A work still running at
+/// the end of the events closes at `ended_us`, or at `open_until_us` for a running process.
+std::vector<Work> leadership_works(const WorkerRun& run, std::int64_t open_until_us);
 
 /// Parts of `gap` during which no interval of `down` holds, i.e. etcd had a quorum. The result's
 /// longest part is what the leaderless rule measures.

@@ -49,6 +49,20 @@ std::string refused(std::int64_t t, std::int64_t seq) {
          R"(,"ok":false,"fence":2,"error":"etcd refused the fenced write: not the leader")";
 }
 
+// What leader-worker's work says of its stop, and the library's overrun report.
+std::string cancelled(std::int64_t t, std::int64_t rev, std::int64_t latency_ms) {
+  return R"("event":"work-cancelled","mono_us":)" + std::to_string(t) + R"(,"rev":)" +
+         std::to_string(rev) + R"(,"stop_latency_ms":)" + std::to_string(latency_ms);
+}
+std::string stopped(std::int64_t t, std::int64_t rev) {
+  return R"("event":"work-stopped","mono_us":)" + std::to_string(t) + R"(,"rev":)" +
+         std::to_string(rev) + R"(,"how":"cancelled")";
+}
+std::string overran(std::int64_t t, std::int64_t rev) {
+  return R"("event":"work-overran","mono_us":)" + std::to_string(t) + R"(,"rev":)" +
+         std::to_string(rev);
+}
+
 KvChange candidate(std::int64_t rev, const std::string& lease, const std::string& node) {
   return {rev, true, "e/" + lease, rev, node};
 }
@@ -110,12 +124,17 @@ TEST_CASE("two nodes leading at once fail", "[chaos][checker]") {
 
 TEST_CASE("a lost leadership ends at the deadline it reports", "[chaos][checker]") {
   auto input = clean_handover();
-  // Frozen (SIGSTOP) past its TTL: it says "lost" at 9 s, but its deadline was 5 s.
-  input.workers[0] = worker("a", {elected(1 * s, 2), lost(9 * s, "deadline-passed", 5 * s)});
+  // Frozen (SIGSTOP) past its TTL: it says "lost" at 9 s, but its deadline was 5 s. Its work,
+  // frozen in its midst, ran on until then: past the lease's expiry, which the library reports.
+  input.workers[0] =
+      worker("a", {elected(1 * s, 2), overran(9 * s, 2), lost(9 * s, "deadline-passed", 5 * s)});
   auto result = chaos::check(input);
   INFO(all(result));
   CHECK(result.ok());
   CHECK(result.terms[0].to_us == 5 * s);
+  CHECK(result.works[0].to_us == 9 * s);  // no work-stopped: the lost that follows the work's end
+  CHECK(result.works[0].ended_by == "lost");
+  CHECK(result.covered_work_overlaps == 1);
 
   input.workers[0] = worker("a", {elected(1 * s, 2), lost(9 * s, "deadline-passed", 5200'000)});
   result = chaos::check(input);
@@ -133,6 +152,117 @@ TEST_CASE("a killed leader's term ends when it was reaped", "[chaos][checker]") 
   input.workers[0] = worker("a", {elected(1 * s, 2)}, 5200'000);
   result = chaos::check(input);
   CHECK(result.overlaps == 1);
+}
+
+TEST_CASE("a term ends when its work is cancelled, though lost waits for the work to stop",
+          "[chaos][checker]") {
+  // a's key is deleted at 5 s: its work is cancelled at once and takes 250 ms to stop, b leads
+  // after the 200 ms takeover delay, and the library reports a's overrun at that moment.
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2), cancelled(5 * s, 2, 250), overran(5200'000, 2),
+                                  stopped(5250'000, 2), lost(5250'000, "key-deleted")});
+  input.workers[1] = worker("b", {elected(5200'000, 3), work(6 * s, 6, 1, 3)});
+  const auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  REQUIRE(result.terms.size() == 2);
+  CHECK(result.terms[0].to_us == 5 * s);  // not the lost at 5.25 s: no two leaders
+  CHECK(result.terms[0].ended_by == "key-deleted");
+  CHECK(result.overlaps == 0);
+  REQUIRE(result.works.size() == 2);
+  CHECK(result.works[0].to_us == 5250'000);
+  CHECK(result.works[0].term_to_us == 5 * s);
+  CHECK(result.works[0].ended_by == "stopped");
+  CHECK(result.works[0].stop_latency_ms == 250);
+  CHECK(result.covered_work_overlaps == 1);
+  CHECK(result.overrun_reports == 1);
+}
+
+TEST_CASE("two works at once that no overrun report covers fail", "[chaos][checker]") {
+  // Finding 1 of the review: a's term ends at its local deadline (5 s); the resignation is
+  // signed at once, so b leads 2 ms later, while a's work takes 250 ms to stop; etcd's expiry
+  // is far off, so the library reports no overrun.
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2), cancelled(5 * s, 2, 250), stopped(5250'000, 2),
+                                  lost(5250'000, "deadline-passed", 5 * s)});
+  input.workers[1] = worker("b", {elected(5002'000, 3), work(6 * s, 6, 1, 3)});
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.overlaps == 0);  // the beliefs did not overlap
+  CHECK(result.work_overlaps == 1);
+  CHECK(result.covered_work_overlaps == 0);
+  REQUIRE(result.violations.size() == 1);
+  CHECK(result.violations[0] ==
+        "two works at once: a (fence 2, its term until 5.000 s, its work until 5.250 s; stop "
+        "latency 250 ms) and b (fence 3, from 5.002 s) overlap by 0.248 s; a reported no overrun "
+        "for fence 2");
+
+  // An overrun report of another term does not cover it.
+  input.workers[0].events.insert(input.workers[0].events.begin() + 2,
+                                 worker("a", {overran(5100'000, 7)}).events.front());
+  result = chaos::check(input);
+  CHECK(result.work_overlaps == 1);
+  CHECK_FALSE(result.ok());
+
+  // Its own term's does: counted, not failed.
+  input.workers[0].events[2] = worker("a", {overran(5100'000, 2)}).events.front();
+  result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.work_overlaps == 0);
+  CHECK(result.covered_work_overlaps == 1);
+  CHECK(result.works[0].overran);
+
+  chaos::RunInfo run;
+  run.stop_latency_max_ms = 300;
+  const auto text = chaos::summary(run, {}, input, result);
+  INFO(text);
+  CHECK(text.find("work stop latency: 0-300 ms, drawn per worker process from the seed") !=
+        std::string::npos);
+  CHECK(text.find("works overlapping, not covered by an overrun report: 0\n") != std::string::npos);
+  CHECK(text.find("works overlapping, covered by an overrun report: 1 (overrun reports: 1)\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("a work that stops before the next leader's elected passes", "[chaos][checker]") {
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2), cancelled(5 * s, 2, 80), stopped(5080'000, 2),
+                                  lost(5080'000, "deadline-passed", 5 * s)});
+  const auto result = chaos::check(input);  // b leads from 5.1 s
+  INFO(all(result));
+  CHECK(result.ok());
+  CHECK(result.works[0].to_us == 5080'000);
+  CHECK(result.work_overlaps == 0);
+  CHECK(result.covered_work_overlaps == 0);
+}
+
+TEST_CASE("a killed process's work ends when it was reaped", "[chaos][checker]") {
+  // Cancelled at 4.9 s, SIGKILLed in the midst of its stop, reaped at 5.2 s; b leads at 5.1 s.
+  auto input = clean_handover();
+  input.workers[0] = worker("a", {elected(1 * s, 2), cancelled(4900'000, 2, 300)}, 5200'000);
+  auto result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.overlaps == 0);
+  CHECK(result.terms[0].to_us == 4900'000);
+  CHECK(result.works[0].to_us == 5200'000);
+  CHECK(result.works[0].ended_by == "died");
+  CHECK(result.work_overlaps == 1);
+  CHECK(all(result).find("its work until 5.200 s, reaped; stop latency 300 ms") !=
+        std::string::npos);
+
+  // Reaped before b's elected: nothing ran at once.
+  input.workers[0] = worker("a", {elected(1 * s, 2), cancelled(4900'000, 2, 300)}, 5050'000);
+  result = chaos::check(input);
+  INFO(all(result));
+  CHECK(result.ok());
+
+  // Killed while it believed it led, reaped after b's elected: the term rule's violation,
+  // not reported twice.
+  input.workers[0] = worker("a", {elected(1 * s, 2)}, 5200'000);
+  result = chaos::check(input);
+  CHECK(result.overlaps == 1);
+  CHECK(result.work_overlaps == 0);
+  CHECK(result.violations.size() == 1);
 }
 
 TEST_CASE("a fenced write from a node that was not first in line fails", "[chaos][checker]") {
@@ -328,6 +458,9 @@ TEST_CASE("the summary gives the takeover after a leader killed in the midst of 
   run.notes.push_back("freeze-watch skipped at 12.000 s: no leader");
   const auto text = chaos::summary(run, {fault}, input, result);
   INFO(text);
+  CHECK(text.find("works overlapping, covered by an overrun report: 0 (overrun reports: 0)\n") !=
+        std::string::npos);
+  CHECK(text.find("work stop latency: none") != std::string::npos);
   CHECK(text.find("freeze-watch at 4.000 s (b watch on m2, leader a killed): successor b, the "
                   "next in line, led 1.100 s after the kill (TTL 3 s)\n") != std::string::npos);
   CHECK(text.find("leader kills in the midst of a fault: 1, slowest takeover 1.100 s after the "

@@ -75,6 +75,11 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
     out << "; lock mode: the workers take the lock, write " << run.lock_writes
         << " times, release it, take it again";
   out << "\n";
+  if (run.stop_latency_max_ms > 0)
+    out << "work stop latency: " << run.stop_latency_min_ms << "-" << run.stop_latency_max_ms
+        << " ms, drawn per worker process from the seed (stop-latency.tsv)\n";
+  else
+    out << "work stop latency: none (the works stop when cancelled)\n";
   out << "faults injected: " << faults.size();
   std::string sep = " (";
   for (const auto& [kind, count] : by_kind) {
@@ -88,6 +93,9 @@ std::string summary(const RunInfo& run, const std::vector<Fault>& faults, const 
   out << "leadership: " << result.terms.size() << " terms, " << result.leadership_changes
       << " changes of leader\n";
   out << "overlaps (two leaders at once): " << result.overlaps << "\n";
+  out << "works overlapping, not covered by an overrun report: " << result.work_overlaps << "\n";
+  out << "works overlapping, covered by an overrun report: " << result.covered_work_overlaps
+      << " (overrun reports: " << result.overrun_reports << ")\n";
   out << "fenced writes: " << result.writes_accepted << " accepted by etcd, "
       << result.stale_writes_refused << " stale refused by etcd, " << result.writes_unanswered
       << " given up or failed\n";
@@ -184,8 +192,9 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
       << xml_escape("chaos run, seed " + std::to_string(run.seed) + ": " +
                     std::to_string(result.terms.size()) + " terms, " +
                     std::to_string(faults.size()) + " faults, " + std::to_string(result.overlaps) +
-                    " overlaps, longest gap " + secs(result.longest_gap.length()) + " - " +
-                    (result.ok() ? "PASS" : "FAIL"))
+                    " overlaps, " + std::to_string(result.work_overlaps) +
+                    " uncovered work overlaps, longest gap " + secs(result.longest_gap.length()) +
+                    " - " + (result.ok() ? "PASS" : "FAIL"))
       << "</text>\n";
 
   // Row backgrounds and labels.
@@ -245,6 +254,19 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
           << "</title></rect>\n";
     }
   }
+  // A work that ran on past its term: its tail, pale, under the term.
+  for (const auto& w : result.works) {
+    if (w.to_us <= w.term_to_us) continue;
+    const double wx = x(w.term_to_us);
+    const double ww = std::max(1.5, x(w.to_us) - wx);
+    svg << R"(<rect x=")" << wx << R"(" y=")" << row_y("w" + std::to_string(w.slot)) + 5
+        << R"(" width=")" << ww << R"(" height=")" << row_h - 10 << R"(" fill=")"
+        << term_colour(w.slot) << R"(" fill-opacity="0.35" rx="2"><title>)"
+        << xml_escape(w.node + "'s work, fence " + std::to_string(w.fence) + ", ran on until " +
+                      secs(w.to_us - run.start_us) + ", " + secs(w.to_us - w.term_to_us) +
+                      " past its term" + (w.overran ? " (overrun reported)" : ""))
+        << "</title></rect>\n";
+  }
   // Terms on top of the fault bands, so who led stays readable.
   for (const auto& t : result.terms) {
     const double tx = x(t.from_us);
@@ -284,6 +306,7 @@ std::string timeline_svg(const RunInfo& run, const std::vector<Fault>& faults,
     lx += 30 + 7.0 * static_cast<double>(label.size());
   };
   legend(term_colour(1), "leads (one colour per slot)", 1);
+  legend(term_colour(1), "its work runs on", 0.35);
   for (const char* kind : {"kill-leader", "pause-leader", "cut-worker", "slow-link",
                            "freeze-member", "kill-member", "restart-cluster", "freeze-watch"})
     legend(fault_colour(kind), kind, 0.45);

@@ -35,7 +35,11 @@ struct RunInfo {
   std::int64_t takeover_delay_ms = 0;
   bool takeover_delay_chosen = false;  // by the workers, from etcd's version
   int lock_writes = 0;                 // lock mode (--lock N): N writes a hold; 0: an election
-  std::int64_t start_us = 0;           ///< time zero of the timeline
+  /// The range the workers' stop latencies were drawn from (leader-worker --stop-latency, one
+  /// per worker process, from the seed); both 0: off.
+  int stop_latency_min_ms = 0;
+  int stop_latency_max_ms = 0;
+  std::int64_t start_us = 0;  ///< time zero of the timeline
   std::int64_t end_us = 0;
   std::string command;
   /// Lines for the summary about faults the runner meant to inject and did not (and why).

@@ -5,12 +5,21 @@
 //   chaos-runner --worker PATH --fixture cmake/etcd-fixture.sh --out DIR [--duration S]
 //                [--seed N] [--workers N] [--ttl S] [--takeover-delay MS] [--gaps-advisory]
 //                [--faults KIND,KIND...] [--slow-link-ms MS] [--lock N]
+//                [--stop-latency MS | MIN-MAX]
 //
 // --lock N runs the deck in lock mode: the workers take the lock `chaos` (leader-worker --lock:
 // election::Mutex's keys, one queue with etcdctl lock), make N fenced writes, release it and
 // take it again, so the lock changes hands every N seconds besides the faults. The checker's
 // rules are the same: one holder at a time, every accepted write fenced by the first key in
 // line, gaps within TTL + slack (a release hands over at once), no key left.
+//
+// --stop-latency: every worker process is started with leader-worker --stop-latency L, L drawn
+// from MIN-MAX ms (default 0-300; a single MS: always MS; 0: off) by the run's seed and the
+// process's name (slot and incarnation) alone, so a replayed run (same seed) gives each process
+// the same L whatever the faults did, and the deck's draws are those of a run without it. Once
+// its leadership ends, a worker's work runs on for L ms before it stops, and the checker fails
+// on two works at once that no overrun report covers (checker.hpp). The values are in the log,
+// in DIR/stop-latency.tsv and in each `work-cancelled` event.
 //
 // --faults narrows the deck to some kinds (to chase one failure); by default it holds all eight:
 // kill-leader, pause-leader, cut-worker, slow-link, freeze-member, kill-member, restart-cluster,
@@ -124,6 +133,10 @@ struct Options {
   std::vector<std::string> faults;  // the deck's kinds; empty: every kind
   int slow_link_ms = 300;           // slow-link: the delay each way
   int lock_writes = 0;              // --lock N: lock mode, N writes a hold; 0: an election
+  // --stop-latency MIN-MAX: each worker's work takes a seeded time in this range to stop once
+  // cancelled (leader-worker --stop-latency); max 0: off.
+  int stop_latency_min_ms = 0;
+  int stop_latency_max_ms = 300;
 };
 
 std::vector<std::string> all_fault_kinds() {
@@ -414,6 +427,8 @@ class Runner {
     run.ttl_s = options_.ttl_s;
     run.takeover_delay_ms = options_.takeover_delay_ms;
     run.lock_writes = options_.lock_writes;
+    run.stop_latency_min_ms = options_.stop_latency_min_ms;
+    run.stop_latency_max_ms = options_.stop_latency_max_ms;
     // The delay the workers chose, from any worker's `etcd` event (they all ask the same etcd).
     for (const auto& w : runs_) {
       if (run.takeover_delay_ms >= 0) break;
@@ -509,10 +524,23 @@ class Runner {
     }
   }
 
+  // The stop latency of a worker process: from the seed, its slot and its incarnation alone
+  // (not from rng_, whose draws stay the deck's), so a replay gives each process the same.
+  int stop_latency_of(int slot, int incarnation) const {
+    if (options_.stop_latency_max_ms <= 0) return 0;
+    std::seed_seq seq{static_cast<std::uint32_t>(options_.seed),
+                      static_cast<std::uint32_t>(options_.seed >> 32),
+                      static_cast<std::uint32_t>(slot), static_cast<std::uint32_t>(incarnation)};
+    std::mt19937 draw(seq);
+    return std::uniform_int_distribution<int>(options_.stop_latency_min_ms,
+                                              options_.stop_latency_max_ms)(draw);
+  }
+
   void start_worker(int slot) {
     WorkerRun w;
     w.slot = slot;
-    w.node = "w" + std::to_string(slot) + "." + std::to_string(generation_[slot - 1]++);
+    const int incarnation = generation_[slot - 1]++;
+    w.node = "w" + std::to_string(slot) + "." + std::to_string(incarnation);
     w.out = options_.out / "workers" / (w.node + ".jsonl");
     std::string endpoints;
     for (const auto port : slot_ports_[slot - 1])
@@ -536,19 +564,30 @@ class Runner {
       argv.push_back("--takeover-delay");
       argv.push_back(std::to_string(options_.takeover_delay_ms));
     }
+    const int stop_latency = stop_latency_of(slot, incarnation);
+    if (options_.stop_latency_max_ms > 0) {
+      argv.push_back("--stop-latency");
+      argv.push_back(std::to_string(stop_latency));
+      stop_latencies_ += w.node + "\t" + std::to_string(stop_latency) + "\n";
+      write_text(options_.out / "stop-latency.tsv", stop_latencies_);
+    }
     w.pid = children_.spawn(std::move(argv), w.out, true);
     w.started_us = now_us();
     write_text(options_.out / "workers" / (w.node + ".pid"), std::to_string(w.pid) + "\n");
     current_[slot - 1] = runs_.size();
     runs_.push_back(std::move(w));
-    log("started " + runs_.back().node + " (pid " + std::to_string(runs_.back().pid) + ")");
+    log("started " + runs_.back().node + " (pid " + std::to_string(runs_.back().pid) +
+        (options_.stop_latency_max_ms > 0 ? ", stop latency " + std::to_string(stop_latency) + " ms"
+                                          : std::string()) +
+        ")");
   }
 
   std::vector<chaos::WorkerEvent> events_of(const WorkerRun& w) const {
     return election::test::parse_worker_events(read_text(w.out));
   }
 
-  // The running worker whose own events say it leads now (the latest elected, if several).
+  // The running worker whose own events say it leads now (the latest elected, if several). A
+  // work cancelled means the leadership has ended, though `lost` waits for the work to stop.
   std::optional<std::size_t> leader() const {
     std::optional<std::size_t> best;
     std::int64_t best_at = 0;
@@ -559,7 +598,8 @@ class Runner {
       std::optional<std::int64_t> elected_at;
       for (const auto& e : events_of(w)) {
         if (e.event() == "elected") elected_at = e.mono_us();
-        if (e.event() == "lost" || e.event() == "resigned") elected_at.reset();
+        if (e.event() == "lost" || e.event() == "resigned" || e.event() == "work-cancelled")
+          elected_at.reset();
       }
       if (elected_at && (!best || *elected_at > best_at)) {
         best = index;
@@ -1092,6 +1132,7 @@ class Runner {
   std::vector<chaos::Interval> quorum_down_;
   std::vector<std::int64_t> raft_leader_lost_;  // a raft leader killed or frozen, then
   std::vector<std::string> notes_;              // faults skipped, and why: for the summary
+  std::string stop_latencies_;                  // stop-latency.tsv: node, ms
   std::int64_t start_us_ = 0, end_us_ = 0, window_from_us_ = 0, window_to_us_ = 0;
   std::int64_t wall_minus_mono_us_ = 0;  // to put the members' log times on our clock
 };
@@ -1127,7 +1168,20 @@ std::optional<Options> parse(int argc, char** argv) {
       o.gaps_advisory = true;
     else if (arg == "--slow-link-ms")
       o.slow_link_ms = std::stoi(value());
-    else if (arg == "--lock") {
+    else if (arg == "--stop-latency") {
+      const auto range = value();
+      const auto dash = range.find('-');
+      std::size_t used = 0, used_max = 0;
+      o.stop_latency_min_ms = std::stoi(range.substr(0, dash), &used);
+      o.stop_latency_max_ms = o.stop_latency_min_ms;
+      if (dash != std::string::npos)
+        o.stop_latency_max_ms = std::stoi(range.substr(dash + 1), &used_max);
+      if (used != std::min(dash, range.size()) ||
+          (dash != std::string::npos && used_max != range.size() - dash - 1) ||
+          o.stop_latency_min_ms < 0 || o.stop_latency_max_ms < o.stop_latency_min_ms ||
+          o.stop_latency_max_ms > 60'000)
+        throw std::invalid_argument("--stop-latency needs MS or MIN-MAX, 0 <= MIN <= MAX <= 60000");
+    } else if (arg == "--lock") {
       o.lock_writes = std::stoi(value());
       if (o.lock_writes < 1) throw std::invalid_argument("--lock needs N >= 1 writes a hold");
     } else if (arg == "--faults") {

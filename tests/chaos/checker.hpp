@@ -20,9 +20,12 @@
 //    `work-stopped` is judged by that); without either, the instant the process was reaped.
 //    Works of different nodes must not run at once, unless the earlier one is covered by an
 //    overrun report: a `work-overran` event of its node naming its term's revision (the
-//    library's LeadershipHooks::work_overran: the work outlived the earliest moment another
-//    candidate could lead). Two works whose terms overlap are the term rule's violation, not
-//    reported again. Covered overlaps are counted, not failed.
+//    library's LeadershipHooks::work_overran: the work had not stopped by the moment the
+//    library reckons another candidate could lead; at 96145a3 that reckoning is wrong for a
+//    term ended at its local deadline, whose resignation is signed at once, so its successor
+//    leads at once and no overrun is reported: review safety-96145a3.md, finding 1). Two works
+//    whose terms overlap are the term rule's violation, not reported again. Covered overlaps
+//    are counted, not failed.
 //  - Every write etcd accepted on the counter key names its node and the fence it was written
 //    under (the create revision of the writer's candidate key). That key must be the writer's
 //    and first in line (lowest create revision under `election/`) at the write's revision, and

@@ -10,8 +10,9 @@
 // --lock N runs the deck in lock mode: the workers take the lock `chaos` (leader-worker --lock:
 // election::Mutex's keys, one queue with etcdctl lock), make N fenced writes, release it and
 // take it again, so the lock changes hands every N seconds besides the faults. The checker's
-// rules are the same: one holder at a time, every accepted write fenced by the first key in
-// line, gaps within TTL + slack (a release hands over at once), no key left.
+// rules are the same: one holder at a time, one holder's work at a time unless an overrun
+// report covers it, every accepted write fenced by the first key in line, gaps within TTL +
+// slack (a release hands over at once), no key left.
 //
 // --stop-latency: every worker process is started with leader-worker --stop-latency L, L drawn
 // from MIN-MAX ms (default 0-300; a single MS: always MS; 0: off) by the run's seed and the

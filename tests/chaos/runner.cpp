@@ -1171,17 +1171,20 @@ std::optional<Options> parse(int argc, char** argv) {
       o.slow_link_ms = std::stoi(value());
     else if (arg == "--stop-latency") {
       const auto range = value();
+      const auto refused =
+          std::invalid_argument("--stop-latency needs MS or MIN-MAX, 0 <= MIN <= MAX <= 60000");
+      // Digits only on each side of the one dash: no sign, no blank, nothing after.
       const auto dash = range.find('-');
-      std::size_t used = 0, used_max = 0;
-      o.stop_latency_min_ms = std::stoi(range.substr(0, dash), &used);
-      o.stop_latency_max_ms = o.stop_latency_min_ms;
-      if (dash != std::string::npos)
-        o.stop_latency_max_ms = std::stoi(range.substr(dash + 1), &used_max);
-      if (used != std::min(dash, range.size()) ||
-          (dash != std::string::npos && used_max != range.size() - dash - 1) ||
-          o.stop_latency_min_ms < 0 || o.stop_latency_max_ms < o.stop_latency_min_ms ||
-          o.stop_latency_max_ms > 60'000)
-        throw std::invalid_argument("--stop-latency needs MS or MIN-MAX, 0 <= MIN <= MAX <= 60000");
+      const auto low = range.substr(0, dash);
+      const auto high = dash == std::string::npos ? low : range.substr(dash + 1);
+      for (const auto& part : {low, high})
+        if (part.empty() || part.size() > 5 ||
+            part.find_first_not_of("0123456789") != std::string::npos)
+          throw refused;
+      o.stop_latency_min_ms = std::stoi(low);
+      o.stop_latency_max_ms = std::stoi(high);
+      if (o.stop_latency_max_ms < o.stop_latency_min_ms || o.stop_latency_max_ms > 60'000)
+        throw refused;
     } else if (arg == "--lock") {
       o.lock_writes = std::stoi(value());
       if (o.lock_writes < 1) throw std::invalid_argument("--lock needs N >= 1 writes a hold");

@@ -150,6 +150,10 @@ boost::system::error_code to_error_code(const grpc::Status& status, bool channel
     case grpc::StatusCode::UNKNOWN:
       if (has("election: not leader")) return errc::not_leader;
       if (has("election: no leader")) return errc::no_leader;
+      // etcd 3.4 sheds load with "too many requests" (its applying lags its commits by more
+      // than 5,000 entries) as a plain error: it passes by itself, as RESOURCE_EXHAUSTED does.
+      if (has("etcdserver: too many requests"))
+        return {static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED), grpc_category()};
       // The election service passes etcd's auth errors on as plain errors: only the text says.
       if (has("etcdserver: permission denied")) return errc::permission_denied;
       if (has("etcdserver: invalid auth token") || has("etcdserver: user name is empty") ||

@@ -50,6 +50,9 @@ TEST_CASE("gRPC statuses map to what they mean for etcd", "[errors]") {
         errc::auth_failed);
   CHECK(to_error_code(Status(StatusCode::CANCELLED, "Cancelled"), true) ==
         boost::asio::error::operation_aborted);
+  // etcd 3.4 under load: passes by itself, retried like any transient failure.
+  CHECK(election::is_transient(
+      to_error_code(Status(StatusCode::UNKNOWN, "etcdserver: too many requests"), true)));
   CHECK(to_error_code(Status(StatusCode::DEADLINE_EXCEEDED, ""), false) == errc::unreachable);
   CHECK(to_error_code(Status(StatusCode::DEADLINE_EXCEEDED, ""), true) == errc::timeout);
   const auto other =

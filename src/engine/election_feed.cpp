@@ -177,7 +177,6 @@ void ElectionFeed::adopt(std::vector<LeaderInfo> candidates, std::int64_t revisi
   const auto head_before =
       before ? std::optional(std::pair(before->key, before->create_revision)) : std::nullopt;
   synced_ = true;
-  revision_ = revision;
   watch_ = WatchHub::of(core_)->watch(
       prefix_, signatures_ ? resignations_end(election_) : prefix_end(prefix_), revision + 1,
       shared_from_this());
@@ -191,27 +190,44 @@ void ElectionFeed::adopt(std::vector<LeaderInfo> candidates, std::int64_t revisi
 }
 
 void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {
-  apply(events);
-  viewed();
+  if (!synced_) return;  // a watch of an earlier read, its cancel not yet sent
+  if (apply(events)) viewed();
 }
 
-void ElectionFeed::apply(const std::vector<mvccpb::Event>& events) {
+bool ElectionFeed::apply(const std::vector<mvccpb::Event>& events) {
   std::vector<LeaderTracker::Change> changes;
   changes.reserve(events.size());
   for (const auto& event : events)
     changes.push_back({event.type() == mvccpb::Event::DELETE, to_info(event.kv())});
-  if (!events.empty()) revision_ = events.back().kv().mod_revision();
   auto applied = tracker_.apply(election_, changes);
+  if (applied.stale) {
+    // A revision the view already holds, again: etcd's watch is not exact here (see
+    // LeaderTracker::apply). Nothing of it is believed; the election is read again.
+    if (watch_ && core_->watch_hub) core_->watch_hub->cancel(*watch_);
+    watch_.reset();
+    gap();
+    return false;
+  }
   if (applied.head_removed_signed) vacancy_ = {*applied.head_removed_signed, core_->time().now()};
   for (const auto& change : applied.events) publish(change);
+  return true;
+}
+
+void ElectionFeed::gap() {
+  if (!running_) return;
+  ++gaps_;
+  read_again();
 }
 
 void ElectionFeed::on_compacted(std::int64_t) {
   // History is gone: read the election again. The tracker reports only a leader that differs.
   watch_.reset();
-  if (!running_) return;
-  ++gaps_;
-  read_again();
+  gap();
+}
+
+void ElectionFeed::on_interrupted() {
+  watch_.reset();
+  gap();
 }
 
 void ElectionFeed::on_refused(error_code reason, const std::string& message) {

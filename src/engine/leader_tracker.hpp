@@ -22,8 +22,12 @@ class LeaderTracker {
     by_revision_.clear();
     by_key_.clear();
     for (auto& c : candidates) insert(std::move(c));
+    revision_ = revision;
     return report(revision);
   }
+
+  /// The line holds every change up to this revision (the last reset or applied batch).
+  std::int64_t revision() const { return revision_; }
 
   /// A key under the election prefix was written (a new candidate, or a proclaim).
   std::optional<LeaderEvent> put(LeaderInfo candidate, std::int64_t revision) {
@@ -53,16 +57,31 @@ class LeaderTracker {
 
   /// What a batch of changes did: the leadership changes, in order, and whether the head was
   /// removed and, if so, by a signed resignation (its signature, for the head's lease and with
-  /// its create revision as value, put in the same revision as the deletion).
+  /// its create revision as value, put in the same revision as the deletion). `stale`: the
+  /// batch went back in revisions (a change at or below revision(), or out of order), so
+  /// nothing of it was applied and the line no longer follows etcd: read it again.
   struct Applied {
     std::vector<LeaderEvent> events;
     std::optional<bool> head_removed_signed;
+    bool stale = false;
   };
 
   /// Applies a watch's batch of changes to the line of `election` (keys under `election/`;
-  /// its signatures are read, not kept).
+  /// its signatures are read, not kept). A watch delivers each revision once, in order; etcd
+  /// 3.4.23 does not always (events repeated, #15275; a watch back in time after a member
+  /// restored a snapshot, #15271): such a batch is refused whole, never applied twice.
   Applied apply(const std::string& election, const std::vector<Change>& changes) {
     Applied out;
+    auto last = revision_;
+    for (const auto& c : changes) {
+      // Changes of one revision (one Txn) share it; a later one may not come before.
+      if (c.kv.mod_revision < last || (c.kv.mod_revision == last && last == revision_)) {
+        out.stale = true;
+        return out;
+      }
+      last = c.kv.mod_revision;
+    }
+    revision_ = last;
     const auto prefix = election + "/";
     // Signatures first: a signed resignation's deletion and signature share a revision, in
     // either order within it.
@@ -126,6 +145,7 @@ class LeaderTracker {
     return LeaderEvent{std::move(now), revision};
   }
 
+  std::int64_t revision_ = 0;
   std::map<std::int64_t, LeaderInfo> by_revision_;
   std::map<std::string, std::int64_t> by_key_;         // not hashed: no bucket array per election
   std::optional<std::optional<LeaderInfo>> reported_;  // unset until the first report

@@ -23,6 +23,14 @@ bool token_refused(const std::string& reason) {
 
 }  // namespace
 
+WatchMessage classify(const etcdserverpb::WatchResponse& message) {
+  if (message.created()) return message.canceled() ? WatchMessage::refused : WatchMessage::created;
+  if (message.canceled())
+    return message.compact_revision() > 0 ? WatchMessage::compacted : WatchMessage::interrupted;
+  if (message.watch_id() == -1 && message.events().empty()) return WatchMessage::progress;
+  return WatchMessage::events;
+}
+
 WatchHub::WatchHub(const std::shared_ptr<ClientCore>& core)
     : wake_(core->executor()), core_(core) {}
 
@@ -91,7 +99,8 @@ void WatchHub::send_creates() {
     const auto id = queued_.front();
     queued_.pop_front();
     auto it = watches_.find(id);
-    if (it == watches_.end() || it->second.created_on == generation_) continue;
+    if (it == watches_.end() || it->second.created_on == generation_ || it->second.resuming)
+      continue;
     send_create(id, it->second);
   }
 }
@@ -120,9 +129,14 @@ void WatchHub::open(ClientCore& core) {
   heard_on_stream_ = false;
   creating_.clear();
   queued_.clear();
-  // The creates are the first probe: their answers show the member is alive.
+  // The probe: its answer shows the member is alive, and starts the watches of the stream that
+  // ended on their way back (resume()). Only watches never sent are created here.
+  etcdserverpb::WatchRequest probe;
+  probe.mutable_progress_request();
+  stream_.write(std::move(probe));
   progress_sent_ = Clock::now();
-  for (auto& [id, w] : watches_) queued_.push_back(id);
+  for (auto& [id, w] : watches_)
+    if (!w.resuming) queued_.push_back(id);
   send_creates();
   asio::co_spawn(core.executor(), read(shared_from_this(), core_.lock(), generation_),
                  ClientCore::background(core_.lock(), "watch stream"));
@@ -135,8 +149,63 @@ void WatchHub::drop_stream() {
   creating_.clear();
   queued_.clear();
   for (auto& [id, w] : watches_) {
+    // Sent on the stream that ends: resumed or handed back once a new one answers.
+    if (w.created_on != 0) w.resuming = true;
     w.created_on = 0;
     w.fragments.clear();
+  }
+}
+
+void WatchHub::interrupt(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  auto sink = it->second.sink;
+  watches_.erase(it);
+  if (auto core = core_.lock()) core->stats().watches.store(watches_.size());
+  if (auto s = sink.lock()) s->on_interrupted();
+}
+
+// One read at the earliest revision a watch would resume from tells whether etcd still has the
+// history after it: a read at revision r is refused as compacted exactly when r is older than
+// the compaction, so a read at (next revision - 1) succeeds when no event from the next
+// revision on is gone, nor is the next revision itself the compaction's (3.4.23 then drops a
+// DELETE there). Then every watch resumes; otherwise every one is read again.
+asio::awaitable<void> WatchHub::resume(std::shared_ptr<WatchHub> self,
+                                       std::shared_ptr<ClientCore> core,
+                                       std::uint64_t generation) {
+  const Watch* earliest = nullptr;
+  for (const auto& [id, w] : self->watches_)
+    if (w.resuming && (!earliest || w.next_revision < earliest->next_revision)) earliest = &w;
+  if (!earliest) co_return;
+  bool exact = earliest->next_revision <= 1;  // nothing before it to compact
+  if (!exact) {
+    etcdserverpb::RangeRequest probe;
+    probe.set_key(earliest->key);
+    probe.set_revision(earliest->next_revision - 1);
+    probe.set_count_only(true);
+    try {
+      co_await core->call_retrying("watch", core->kv().async(),
+                                   &etcdserverpb::KV::Stub::async::Range, std::move(probe));
+      exact = true;
+    } catch (const boost::system::system_error&) {
+      // Compacted past it, or etcd cannot say: read again, as after a compaction.
+    }
+  }
+  if (generation != self->generation_) co_return;  // that stream ended too: the next one asks
+  std::vector<WatchId> ids;
+  for (const auto& [id, w] : self->watches_)
+    if (w.resuming) ids.push_back(id);
+  for (const auto id : ids) {
+    auto it = self->watches_.find(id);
+    if (it == self->watches_.end()) continue;  // cancelled meanwhile
+    if (!exact) {
+      self->interrupt(id);  // the sink may watch again (or cancel another) from in there
+      continue;
+    }
+    it->second.resuming = false;
+    auto sink = it->second.sink;
+    self->create(id, it->second);
+    if (auto s = sink.lock()) s->on_resumed();
   }
 }
 
@@ -246,12 +315,11 @@ asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
       co_return;
     }
     self->last_heard_ = now;
-    if (!self->heard_on_stream_)
-      core->report(ClientEvent::Kind::watch_stream, self->stream_.peer());
+    const bool first = !self->heard_on_stream_;
+    if (first) core->report(ClientEvent::Kind::watch_stream, self->stream_.peer());
     self->heard_on_stream_ = true;
     self->silent_stalls_ = 0;
-    const bool progress = message->watch_id() == -1 && !message->created() &&
-                          !message->canceled() && message->events().empty();
+    const bool progress = classify(*message) == WatchMessage::progress;
     if (self->progress_sent_) {
       if (progress) {
         self->rtt_.sample(now - *self->progress_sent_);
@@ -259,6 +327,9 @@ asio::awaitable<void> WatchHub::read(std::shared_ptr<WatchHub> self,
       }
       self->progress_sent_.reset();
     }
+    if (first)  // etcd answers again: the watches of the last stream resume, or read again
+      asio::co_spawn(core->executor(), resume(self, core, generation),
+                     ClientCore::background(core, "watch resume"));
     if (!progress) self->handle(*core, *message);
   }
 }
@@ -283,7 +354,8 @@ asio::awaitable<void> WatchHub::reauthenticate(std::shared_ptr<WatchHub> self,
 }
 
 void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
-  if (message.created()) {
+  const auto kind = classify(message);
+  if (kind == WatchMessage::created || kind == WatchMessage::refused) {
     // etcd answers creates in order, and names a refused one -1: the oldest create pending.
     WatchId id = message.watch_id();
     if (!creating_.empty()) {
@@ -291,7 +363,7 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
       std::erase(creating_, id);
     }
     send_creates();
-    if (!message.canceled()) {
+    if (kind == WatchMessage::created) {
       backoff_.reset();
       reauthenticated_ = false;
       return;
@@ -317,15 +389,16 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
   }
   auto it = watches_.find(message.watch_id());
   if (it == watches_.end()) return;  // cancelled by us meanwhile
-  if (message.canceled()) {
-    if (message.compact_revision() > 0) {
-      auto sink = it->second.sink;
-      watches_.erase(it);
-      if (auto s = sink.lock()) s->on_compacted(message.compact_revision());
-      return;
-    }
-    // Cancelled by the server for another reason: create it again from where it was.
-    create(it->first, it->second);
+  if (kind == WatchMessage::compacted) {
+    auto sink = it->second.sink;
+    watches_.erase(it);
+    if (auto s = sink.lock()) s->on_compacted(message.compact_revision());
+    return;
+  }
+  if (kind == WatchMessage::interrupted) {
+    // Cancelled by the server for another reason (a proxy, a later etcd): etcd has no watcher
+    // for it any more. Its sink reads again and watches anew.
+    interrupt(it->first);
     return;
   }
   auto& w = it->second;
@@ -333,7 +406,8 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
   if (message.fragment() || w.fragments.empty()) return;  // more of this response to come
   auto events = std::move(w.fragments);
   w.fragments.clear();
-  w.next_revision = events.back().kv().mod_revision() + 1;
+  // Never backwards, whatever etcd sends (its sink refuses such events and watches anew).
+  w.next_revision = std::max(w.next_revision, events.back().kv().mod_revision() + 1);
   auto sink = w.sink;
   if (auto s = sink.lock()) s->on_events(std::move(events));
 }

@@ -28,22 +28,52 @@ namespace election::detail {
 class WatchSink {
  public:
   virtual ~WatchSink() = default;
-  /// The next events of the watched range, in etcd's order, none missed or repeated.
+  /// The next events of the watched range, as etcd sent them on the watch's one stream. etcd
+  /// 3.4.23 can repeat events (#15275) or go back in time (#15271): the sink checks that the
+  /// revisions go forward.
   virtual void on_events(std::vector<mvccpb::Event> events) = 0;
   /// The revision to resume from was compacted away: the watch is over; read the range again
   /// and watch anew from the read's revision + 1.
   virtual void on_compacted(std::int64_t compact_revision) = 0;
+  /// The watch cannot go on exactly where it was: its stream ended and etcd has compacted its
+  /// history past where the watch would resume (or could not be asked), or etcd cancelled it
+  /// for a reason other than a compaction. It is over: read the range again and watch anew, as
+  /// after a compaction. (Resuming behind a compaction is where etcd 3.4.23 fails: it drops the
+  /// DELETE at the revision a watch resumes from when that revision was compacted, #18089 and
+  /// #19179, and skips the compaction notice of a watcher whose stream's channel is full,
+  /// #17555, as hundreds of watches resumed at once behind a compaction make it.)
+  virtual void on_interrupted() = 0;
+  /// The watch's stream ended and it goes on, on a new one, from the revision after the last
+  /// event it delivered; nothing was compacted past that when the new stream answered. Exact as
+  /// far as etcd can tell, but no longer one stream's own continuous delivery: whoever acts on
+  /// the view without a read (a win) should count it as a gap.
+  virtual void on_resumed() {}
   /// etcd refused the watch for a reason a retry cannot cure (no permission on the range,
   /// credentials refused): the watch is over.
   virtual void on_refused(boost::system::error_code reason, const std::string& message) = 0;
 };
 
+/// What one message on the Watch stream is (the decisions of WatchHub without I/O):
+enum class WatchMessage {
+  progress,     ///< the answer to a progress request (or a progress notification)
+  created,      ///< a create was accepted
+  refused,      ///< a create was refused (permission, token, ...): `cancel_reason` says why
+  compacted,    ///< the watch was cancelled: its next revision was compacted away
+  interrupted,  ///< the watch was cancelled for another reason: read again, watch anew
+  events,       ///< events (or a fragment of them) of a live watch
+};
+WatchMessage classify(const etcdserverpb::WatchResponse& message);
+
 /// Runs every watch of one Client on a single Watch stream, as etcd's Go client does: a watch
 /// costs a line in a table, not a gRPC stream, so thousands of elections are cheap to follow.
 ///
-/// - Each watch has an id of ours (etcd 3.4+ takes the client's watch_id) and resumes from the
-///   revision after the last event it delivered whenever the stream is opened again (a broken
-///   stream, a member restart or failover, a member without a raft leader: `hasleader`).
+/// - Each watch has an id of ours (etcd 3.4+ takes the client's watch_id). When its stream ends
+///   (a member restart or failover, a member without a raft leader: `hasleader`) the stream is
+///   opened again; once it answers, one read asks etcd whether its history was compacted past
+///   the earliest revision a watch would resume from. If not, every watch resumes where it was
+///   (on_resumed); if so (or etcd cannot say), every one is handed back to its sink
+///   (on_interrupted), which reads its range again and watches anew. Until then the sinks wait
+///   without sending anything, however many there are.
 /// - Large responses come in fragments (`fragment`), so values up to etcd's request limit work
 ///   however many of them a catch-up batch holds; the channel takes messages of any size.
 /// - A stalled stream is replaced: once a second a progress request goes out, and when nothing
@@ -51,7 +81,7 @@ class WatchSink {
 ///   500 ms) of it, the member is
 ///   taken for frozen or cut off and the stream is opened again (gRPC's round robin moves it to
 ///   another member); without this, only HTTP/2 keep-alive would notice, seconds later.
-/// - A refused token is renewed once and every watch created again on a new stream.
+/// - A refused token is renewed once and the stream opened again with it.
 ///
 /// Not thread-safe; runs on the Client's executor while it has watches.
 class WatchHub : public std::enable_shared_from_this<WatchHub> {
@@ -93,6 +123,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     std::weak_ptr<WatchSink> sink;
     std::uint64_t created_on = 0;          // the stream generation it was created on, 0: none
     std::vector<mvccpb::Event> fragments;  // a response still arriving in pieces
+    bool resuming = false;  // its stream ended: resumed or handed back once a new one answers
   };
 
   static boost::asio::awaitable<void> drive(std::shared_ptr<WatchHub> self,
@@ -111,6 +142,11 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void send_create(WatchId id, Watch& w);
   void write_cancel(WatchId id);
   void handle(ClientCore& core, etcdserverpb::WatchResponse& message);
+  void interrupt(WatchId id);
+  // The watches whose stream ended, once a new one answers: resumed, or handed back.
+  static boost::asio::awaitable<void> resume(std::shared_ptr<WatchHub> self,
+                                             std::shared_ptr<ClientCore> core,
+                                             std::uint64_t generation);
   void refuse_all(boost::system::error_code reason, const std::string& message);
   std::chrono::nanoseconds stall_timeout() const;
   void poke() { wake_.cancel(); }

@@ -45,6 +45,8 @@ struct Heard : election::detail::WatchSink {
   void on_refused(boost::system::error_code reason, const std::string&) override {
     refused = reason;
   }
+  void on_interrupted() override { interrupted = true; }
+  bool interrupted = false;
 };
 
 }  // namespace

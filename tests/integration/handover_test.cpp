@@ -299,6 +299,7 @@ struct Heard : election::detail::WatchSink {
   }
   void on_compacted(std::int64_t) override {}
   void on_refused(boost::system::error_code, const std::string&) override {}
+  void on_interrupted() override {}
 };
 
 }  // namespace

@@ -1,3 +1,4 @@
+#include "engine/campaign_engine.hpp"
 #include "engine/leader_tracker.hpp"
 
 #include <catch2/catch.hpp>
@@ -118,4 +119,69 @@ TEST_CASE("a candidate behind the head leaving is no vacancy", "[leader-tracker]
   auto a = t.apply("e", {removed("e/b", 11)});
   CHECK_FALSE(a.head_removed_signed);
   CHECK(a.events.empty());
+}
+
+// etcd 3.4.23 repeats watch events (#15275, fixed in 3.4.24) and a watch can travel back in time
+// after a member restores a snapshot (#15271, fixed in 3.4.25): a PUT of a key at or below the
+// revision the line already holds is not applied again (issue 33, point 3).
+TEST_CASE("an event at or below the revision the line holds is not applied again",
+          "[leader-tracker]") {
+  LeaderTracker t;
+  t.reset({candidate("e/own", 10, 10, "v")}, 10);
+  t.apply("e", {{true, {"e/own", "", 0, 12, 0}}});
+  CHECK(t.find("e/own") == nullptr);
+  t.apply("e", {{false, candidate("e/own", 10, 10, "v")}});  // the old PUT, delivered again
+  CHECK(t.find("e/own") == nullptr);
+  CHECK(t.first() == nullptr);
+}
+
+// The same batches as a campaign's view: its key deleted at 12 and its PUT at 10 seen again must
+// not make it first (a watch-decided win would crown a key etcd deleted).
+TEST_CASE("a repeated PUT of a deleted own key does not win the campaign", "[leader-tracker]") {
+  using election::detail::CampaignEngine;
+  LeaderTracker t;
+  t.reset({candidate("e/own", 10, 10, "v")}, 10);
+  CampaignEngine engine({std::chrono::milliseconds(0), std::chrono::seconds(5),
+                         std::chrono::milliseconds(500)});
+  REQUIRE(engine.start(1).what == CampaignEngine::Do::enter);
+  REQUIRE(engine.entered(10, 10).what == CampaignEngine::Do::wait);
+  t.apply("e", {{true, {"e/own", "", 0, 12, 0}}});
+  t.apply("e", {{false, candidate("e/own", 10, 10, "v")}});
+  CampaignEngine::View view;
+  view.synced = true;
+  view.revision = 12;
+  if (const auto* first = t.first()) view.first = first->create_revision;
+  if (const auto* own = t.find("e/own")) {
+    view.own = own->create_revision;
+    view.own_lease = own->lease;
+  }
+  view.vacancy_signed = true;
+  CHECK(engine.viewed(view, true).what != CampaignEngine::Do::lead);
+}
+
+TEST_CASE("a batch that goes back in revisions is refused whole and said to be stale",
+          "[leader-tracker]") {
+  LeaderTracker t;
+  t.reset({candidate("e/a", 5, 5, "a")}, 10);
+  CHECK(t.revision() == 10);
+  // One Txn's changes share a revision: a signed resignation deletes and signs at 11.
+  auto signed_out = t.apply("e", {{true, {"e/a", "", 0, 11, 0}},
+                                  {false, {std::string("e0\0" "1", 4), "5", 11, 11, 1}}});
+  CHECK_FALSE(signed_out.stale);
+  CHECK(t.revision() == 11);
+  auto put = t.apply("e", {{false, candidate("e/b", 12, 12, "b")}});
+  CHECK_FALSE(put.stale);
+  CHECK(t.revision() == 12);
+  // A repeat of 12 with something new after it: nothing of the batch is applied.
+  auto again = t.apply("e", {{false, candidate("e/b", 12, 12, "b")},
+                             {false, candidate("e/c", 13, 13, "c")}});
+  CHECK(again.stale);
+  CHECK(again.events.empty());
+  CHECK(t.find("e/c") == nullptr);
+  CHECK(t.revision() == 12);
+  // Out of order inside one batch.
+  auto backwards = t.apply("e", {{false, candidate("e/d", 15, 15, "d")},
+                                 {false, candidate("e/c", 14, 14, "c")}});
+  CHECK(backwards.stale);
+  CHECK(t.find("e/d") == nullptr);
 }

@@ -13,6 +13,7 @@
 #include "base/throw.hpp"
 #include "engine/campaign.hpp"
 #include "engine/election_feed.hpp"
+#include "engine/entry_batcher.hpp"
 #include "engine/term.hpp"
 #include "lease/lease_state.hpp"
 
@@ -72,13 +73,19 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       sign = Signature{election, term->key().key, term->key().create_revision};
     if (lease && session) {
       auto key = candidate_key(election, lease->id);
-      withdrawal =
-          Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key), std::move(sign));
+      withdrawal = Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key),
+                                         std::move(sign), after_entry(key));
     } else if (lease) {
       withdrawal = Withdrawal::start(std::exchange(lease, nullptr), std::move(sign));
     }
     if (withdrawal && withdrawal->finished() && !withdrawal->result()) return nullptr;
     return withdrawal;
+  }
+
+  // The Txn of a campaign's entry still unanswered for `key` (a Session's): its deletion waits
+  // for that, so that a Txn applied after the delete cannot leave the key behind.
+  std::shared_ptr<AsyncEvent> after_entry(const std::string& key) const {
+    return core->entry_batcher ? core->entry_batcher->unanswered(key) : nullptr;
   }
 
   asio::awaitable<Won> run(std::shared_ptr<CampaignRun> campaign_run, bool only_if_first) {

@@ -31,10 +31,15 @@ asio::awaitable<EntryBatcher::Result> EntryBatcher::enter(Entry entry) {
   try {
     co_await p->done.wait();
   } catch (...) {
-    // Cancelled while gathered or in flight: not sent if it is still here; if its key is
-    // created all the same, it is taken out again (see send()).
+    // Cancelled while gathered or in flight: not sent if it is still here. In flight, its Txn
+    // may still create the key: the withdrawal that deletes it waits for the answer.
     p->abandoned = true;
-    std::erase(pending_, p);
+    if (std::erase(pending_, p) != 0) {
+      p->done.set();
+    } else if (!p->done.is_set()) {
+      std::erase_if(abandoned_, [](const auto& w) { return w.expired(); });
+      abandoned_.push_back(p);
+    }
     throw;
   }
   if (p->failure) std::rethrow_exception(p->failure);
@@ -86,6 +91,31 @@ void EntryBatcher::flush() {
   }
 }
 
+std::shared_ptr<AsyncEvent> EntryBatcher::unanswered(const std::string& key) {
+  for (const auto& weak : abandoned_) {
+    auto p = weak.lock();
+    if (p && !p->done.is_set() && p->entry.key == key) return {p, &p->done};
+  }
+  return nullptr;
+}
+
+EntryBatcher::Batch EntryBatcher::drop_abandoned(Batch batch) {
+  std::erase_if(batch, [](const auto& p) {
+    if (!p->abandoned) return false;
+    p->done.set();  // never sent again: answered as far as its withdrawal is concerned
+    return true;
+  });
+  return batch;
+}
+
+bool EntryBatcher::whole_batch(const error_code& ec, const Batch& batch) {
+  if (ec == errc::client_closed || ec == errc::auth_failed) return true;
+  if (ec != errc::lease_expired) return false;
+  // "requested lease not found" names no lease: the whole batch's only if it has one.
+  return std::all_of(batch.begin(), batch.end(),
+                     [&](const auto& p) { return p->entry.lease == batch.front()->entry.lease; });
+}
+
 bool EntryBatcher::too_big(const error_code& ec, const std::string& message) {
   // etcd's "too many operations in txn request" and "request is too large" (InvalidArgument).
   return message.find("too many operations") != std::string::npos ||
@@ -102,6 +132,8 @@ asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
       if (!batcher.pending_.empty()) batcher.schedule();
     }
   } done{*self};
+  batch = drop_abandoned(std::move(batch));  // stopped while waiting for this send
+  if (batch.empty()) co_return;
   etcdserverpb::TxnRequest request;
   for (const auto& p : batch) {
     const auto& e = p->entry;
@@ -127,7 +159,8 @@ asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
     reply = co_await core->call_retrying("campaign", core->kv().async(),
                                          &etcdserverpb::KV::Stub::async::Txn, std::move(request));
   } catch (const system_error& e) {
-    const bool split = batch.size() > 1 && (too_big(e.code(), e.what()) || !is_transient(e.code()));
+    const bool split = batch.size() > 1 && (too_big(e.code(), e.what()) ||
+                                            (!is_transient(e.code()) && !whole_batch(e.code(), batch)));
     if (split) {
       // Too big for this etcd: halves, and no more than that from now on. Refused for another
       // reason: halves too, until the refusal is down to the entry it is about.
@@ -158,37 +191,23 @@ asio::awaitable<void> EntryBatcher::send(std::shared_ptr<EntryBatcher> self,
         reply.succeeded(), revision, std::nullopt, {line.kvs().begin(), line.kvs().end()}};
     if (!reply.succeeded()) {
       if (own.kvs().empty()) {
-        // Its own compare held: nothing was applied for it. With the next batch.
-        if (!p->abandoned) self->pending_.push_front(p);
+        // Its own compare held: nothing was applied for it. With the next batch (an abandoned
+        // one is answered: nothing of it is in etcd).
+        if (p->abandoned)
+          p->done.set();
+        else
+          self->pending_.push_front(p);
         again = true;
         continue;
       }
       result.existing = own.kvs(0);
     }
-    if (p->abandoned) {
-      // Its campaign was cancelled while this was in flight: the key it created goes again.
-      if (result.created)
-        asio::co_spawn(core->executor(), delete_created(core, p->entry.key, revision),
-                       ClientCore::background(core, "campaign entries"));
-      continue;
-    }
-    p->result = std::move(result);
+    // An abandoned entry's key, created or found, is its withdrawal's to delete: it has waited
+    // for this answer (unanswered()).
+    if (!p->abandoned) p->result = std::move(result);
     p->done.set();
   }
   if (again) self->schedule();  // (also when ~Done finds entries waiting)
-}
-
-asio::awaitable<void> EntryBatcher::delete_created(std::shared_ptr<ClientCore> core,
-                                                   std::string key, std::int64_t revision) {
-  auto request = guarded_by(key, revision);
-  request.add_success()->mutable_request_delete_range()->set_key(key);
-  try {
-    co_await core->call_retrying("campaign", core->kv().async(),
-                                 &etcdserverpb::KV::Stub::async::Txn, std::move(request), true);
-  } catch (const system_error&) {
-    // Its lease takes it at the latest: a Participant's is revoked when its campaign is
-    // cancelled, and a Session's key is deleted by the withdrawal too.
-  }
 }
 
 }  // namespace election::detail

@@ -35,8 +35,15 @@ namespace election::detail {
 /// as too big (more operations than its --max-txn-ops, 128 by default; or over its request
 /// size) is split in halves, and the size it took is remembered; a refusal that needs a person
 /// (no permission on one election's keys) is split down to the one entry it is about, so that
-/// it fails that one only. Transient failures are retried inside each request as any request's
-/// (ClientCore::call_retrying); what is left fails every entry of the batch.
+/// it fails that one only. A refusal that is the whole batch's (the client closed, credentials
+/// refused, the one lease all its entries are on gone) fails every entry at once. Transient
+/// failures are retried inside each request as any request's (ClientCore::call_retrying); what
+/// is left fails every entry of the batch.
+///
+/// An entry whose campaign stops waiting for it (cancelled, resigned, its participant gone)
+/// is not sent if it has not been yet; one in flight is left to its Txn, which may create the
+/// key or find it: whoever takes the key out again (the campaign's withdrawal) waits until the
+/// Txn is answered (unanswered()), so that no attempt of it lands after the deletion.
 ///
 /// Not thread-safe; on the Client's executor.
 class EntryBatcher : public std::enable_shared_from_this<EntryBatcher> {
@@ -82,6 +89,11 @@ class EntryBatcher : public std::enable_shared_from_this<EntryBatcher> {
   /// Entries per Txn now (two operations each per branch).
   std::size_t entries_per_txn() const { return limit_; }
 
+  /// An entry for `key` whose campaign stopped waiting while its Txn was in flight, as long as
+  /// that Txn is unanswered: set once it is (every attempt answered, or given up). Null if there
+  /// is none.
+  std::shared_ptr<AsyncEvent> unanswered(const std::string& key);
+
  private:
   struct Pending {
     explicit Pending(Entry e, boost::asio::any_io_executor executor)
@@ -98,12 +110,13 @@ class EntryBatcher : public std::enable_shared_from_this<EntryBatcher> {
   void flush();
   static boost::asio::awaitable<void> send(std::shared_ptr<EntryBatcher> self,
                                            std::shared_ptr<ClientCore> core, Batch batch);
-  static boost::asio::awaitable<void> delete_created(std::shared_ptr<ClientCore> core,
-                                                     std::string key, std::int64_t revision);
   static bool too_big(const boost::system::error_code& ec, const std::string& message);
+  static bool whole_batch(const boost::system::error_code& ec, const Batch& batch);
+  static Batch drop_abandoned(Batch batch);
 
   std::weak_ptr<ClientCore> core_;
   std::deque<std::shared_ptr<Pending>> pending_;
+  std::vector<std::weak_ptr<Pending>> abandoned_;  // in flight, their campaigns gone
   bool scheduled_ = false;
   std::size_t limit_ = max_ops / 2;
   std::size_t in_flight_ = 0;  // send()s running

@@ -152,14 +152,19 @@ struct Signature {
 /// went) changes nothing: the revocation goes on as without one.
 ///
 /// For a Session's lease, shared by other participants, start_key() takes one candidate key
-/// off it instead: the key is deleted (signed when given a Signature, and the signature then
-/// deleted), retried the same way, and the lease is left alone.
+/// off it instead: the key is deleted (signed when given a Signature), and so is its
+/// signature, whatever the signed Txn answered (an attempt applied whose answer was lost
+/// leaves one behind that a later attempt's failed guard does not report). The deletion waits
+/// for `after` first (a campaign's entry still unanswered, which could create the key again),
+/// and is retried until etcd confirms it or the lease is gone: the lease lives on, so a key left
+/// behind would stand in line for as long as the Session does.
 class Withdrawal {
  public:
   static std::shared_ptr<Withdrawal> start(std::shared_ptr<LeaseState> lease,
                                            std::optional<Signature> sign = std::nullopt);
   static std::shared_ptr<Withdrawal> start_key(std::shared_ptr<LeaseState> lease, std::string key,
-                                               std::optional<Signature> sign = std::nullopt);
+                                               std::optional<Signature> sign = std::nullopt,
+                                               std::shared_ptr<AsyncEvent> after = nullptr);
 
   explicit Withdrawal(boost::asio::any_io_executor executor) : done(std::move(executor)) {}
 
@@ -176,7 +181,8 @@ class Withdrawal {
   static boost::asio::awaitable<void> retry(std::shared_ptr<Withdrawal> self,
                                             std::shared_ptr<LeaseState> lease, std::string key,
                                             std::optional<Signature> sign,
-                                            std::vector<std::shared_ptr<void>> streams);
+                                            std::vector<std::shared_ptr<void>> streams,
+                                            std::shared_ptr<AsyncEvent> after);
   void finish(boost::system::error_code result, std::string message);
 
   boost::system::error_code result_;

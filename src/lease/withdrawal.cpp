@@ -52,13 +52,14 @@ std::shared_ptr<Withdrawal> Withdrawal::start(std::shared_ptr<LeaseState> lease,
   // Runs inline up to the first request, which is in flight when this returns.
   auto done = ClientCore::background(core, "lease revocation");
   asio::co_spawn(core->executor(),
-                 retry(self, std::move(lease), {}, std::move(sign), std::move(streams)),
+                 retry(self, std::move(lease), {}, std::move(sign), std::move(streams), nullptr),
                  std::move(done));
   return self;
 }
 
 std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> lease,
-                                                  std::string key, std::optional<Signature> sign) {
+                                                  std::string key, std::optional<Signature> sign,
+                                                  std::shared_ptr<AsyncEvent> after) {
   auto self = std::make_shared<Withdrawal>(lease->core->executor());
   if (lease->lost()) {
     self->finish({}, {});  // the lease is gone, and its keys with it
@@ -68,7 +69,8 @@ std::shared_ptr<Withdrawal> Withdrawal::start_key(std::shared_ptr<LeaseState> le
   auto streams = hold_streams(*lease->core, sign.has_value());
   auto done = ClientCore::background(lease->core, "key deletion");
   asio::co_spawn(executor,
-                 retry(self, std::move(lease), std::move(key), std::move(sign), std::move(streams)),
+                 retry(self, std::move(lease), std::move(key), std::move(sign), std::move(streams),
+                       std::move(after)),
                  std::move(done));
   return self;
 }
@@ -101,13 +103,17 @@ asio::awaitable<bool> resign_signed(ClientCore& core, const Signature& sign, std
 asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
                                         std::shared_ptr<LeaseState> lease, std::string key,
                                         std::optional<Signature> sign,
-                                        std::vector<std::shared_ptr<void>> streams) {
+                                        std::vector<std::shared_ptr<void>> streams,
+                                        std::shared_ptr<AsyncEvent> after) {
   auto& core = *lease->core;
+  if (after) co_await after->wait();
   const auto now = core.time().now();
   const auto give_up =
       std::max(lease->clock.deadline(), now) + lease->clock.ttl() + std::chrono::seconds(2);
-  // A Session's key resigned with a signature leaves the signature on the shared lease: it is
-  // deleted next, in place of the key.
+  // What is left to delete: the candidate key (a Session's), its signature after a signed
+  // resignation on a Session; nothing but the lease's revocation otherwise.
+  std::vector<std::string> keys;
+  if (!key.empty()) keys.push_back(std::move(key));
   if (sign) {
     bool resigned = false;
     try {
@@ -116,7 +122,12 @@ asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
       self->finish(e.code(), e.what());
       co_return;
     }
-    if (resigned && !key.empty()) key = resignation_key(sign->election, lease->id);
+    // The signature goes with the shared lease's key whatever the answer said: a first attempt
+    // applied whose answer was lost makes the retry's guard fail, the signature in etcd.
+    if (!keys.empty()) {
+      if (resigned) keys.clear();
+      keys.push_back(resignation_key(sign->election, lease->id));
+    }
   }
   streams.clear();  // answered: the streams may close
   asio::steady_timer pause(core.executor());
@@ -125,18 +136,21 @@ asio::awaitable<void> Withdrawal::retry(std::shared_ptr<Withdrawal> self,
     boost::system::error_code failed;
     std::string message;
     try {
-      if (key.empty())
+      if (keys.empty())
         co_await revoke_lease(core, lease->id, true);
-      else
-        co_await delete_key(core, key, true);
+      while (!keys.empty()) {
+        co_await delete_key(core, keys.front(), true);
+        keys.erase(keys.begin());
+      }
     } catch (const boost::system::system_error& e) {
       failed = e.code();
       message = e.what();
     }
     if (!failed) break;
-    if (!key.empty() && lease->lost()) break;  // the lease went, and its keys with it
-    // Only a passing failure is worth another try, and only while the lease could still live.
-    if (!is_transient(failed) || core.time().now() >= give_up) {
+    if (!keys.empty() && lease->lost()) break;  // the lease went, and its keys with it
+    // Only a passing failure is worth another try. A revocation stops once the lease must have
+    // expired; a Session's key is tried for as long as its lease lives, which it does.
+    if (!is_transient(failed) || (keys.empty() && core.time().now() >= give_up)) {
       self->finish(failed, message);
       co_return;
     }

@@ -2,8 +2,11 @@
 // keeps its own guarantees: a guard that fails for one election fails that one only; an etcd
 // that takes fewer operations per Txn than the batcher asks for is told so and obeyed; two
 // candidates of one election never share a create revision.
+#include "chaos/proxy.hpp"
 #include "election/election.hpp"
 #include "support/etcd_cluster.hpp"
+#include "support/etcdctl.hpp"
+#include "support/http.hpp"
 #include "support/names.hpp"
 #include "support/options.hpp"
 #include "support/run.hpp"
@@ -27,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -304,4 +308,162 @@ TEST_CASE("more campaigns waiting in line than the entry gate lets in do not blo
         for (auto& p : first) co_await p->resign();
       },
       90s);
+}
+
+// --- a cancelled entry leaves nothing behind (issue 33, point 4; findings 4 and 8) -----------
+
+namespace {
+
+// Lines of etcd's /metrics, on its client port (loopback).
+std::string etcd_metrics(const std::string& endpoint) {
+  const auto colon = endpoint.rfind(':');
+  const auto port = static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1)));
+  auto reply = election::test::http_get(port, "/metrics");
+  REQUIRE(reply);
+  return reply->body;
+}
+
+// The Txns etcd has handled, whatever they answered.
+long txns_handled(const std::string& endpoint) {
+  std::istringstream lines(etcd_metrics(endpoint));
+  long total = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("grpc_server_handled_total{") ||
+        line.find("grpc_method=\"Txn\"") == std::string::npos)
+      continue;
+    total += std::stol(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+asio::ip::tcp::endpoint tcp_of(const std::string& host_port) {
+  return election::test::tcp_endpoint(host_port);
+}
+
+}  // namespace
+
+// Schedule A of finding 4: the entry's Txn is applied, its answer comes later than the attempt's
+// deadline; the campaign is cancelled meanwhile and its withdrawal deletes the key; the Txn's
+// next attempt finds the key absent and creates it again. Before the fix that key stayed on the
+// Session's live lease (the batcher skipped an abandoned entry it found "existing").
+TEST_CASE("a Session campaign cancelled while its entry is unanswered leaves no key",
+          "[session][batch][cancel]") {
+  const auto name = unique_name("batch-cancel-phantom");
+  run(
+      [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        chaos::Proxy proxy(ex, tcp_of(fixture_options().endpoints.front()));
+        election::Client client(ex, election::test::options_via(proxy.port()));
+        election::Client observer(ex, fixture_options());
+        Session session(client, {.ttl = 10s});
+        const auto lease = co_await session.start();
+        // Its delay set: no question to etcd about its version before the entry.
+        Participant p(session, name, "v", {.takeover_delay = 200ms});
+
+        // Requests reach etcd at once; answers take longer than an attempt (a third of the
+        // request timeout while the round trip is not known yet: 1.67 s).
+        proxy.set_delays(0ms, 2500ms);
+        asio::cancellation_signal cut;
+        bool ended = false;
+        asio::co_spawn(ex, p.campaign(),
+                       asio::bind_cancellation_slot(cut.slot(), [&](std::exception_ptr, auto) {
+                         ended = true;
+                       }));
+        co_await election::test::sleep_for(100ms);  // the entry's Txn applied; no answer yet
+        cut.emit(asio::cancellation_type::terminal);
+        co_await election::test::sleep_for(4s);
+        proxy.set_delays(0ms, 0ms);
+        co_await require_within([&] { return ended; }, 10s, "the campaign to end");
+        // Once every answer is in, nothing of the campaign is left in line.
+        std::vector<std::string> left;
+        for (int i = 0; i < 100; ++i) {  // up to 10 s: the request timeout and then some
+          left = co_await election::test::keys_of(observer, name);
+          if (left.empty()) break;
+          co_await election::test::sleep_for(100ms);
+        }
+        INFO("left in line: " << (left.empty() ? std::string("nothing") : left.front()));
+        CHECK(left.empty());
+        CHECK(session.lease_id() == lease);  // the lease lives on: a phantom would stay
+      },
+      40s);
+}
+
+// Schedule B of finding 4: the cancelled campaign's entry waits for a request slot (one in
+// flight at most, held by a slow read); its withdrawal's delete, which takes no slot, lands
+// first; a new campaign at once enters behind it and adopts the key the old entry creates. Before
+// the fix the old entry's clean-up then deleted the new campaign's key, which had to enter the
+// line again.
+TEST_CASE("a campaign started right after a cancelled one keeps the key it entered with",
+          "[session][batch][cancel]") {
+  const auto name = unique_name("batch-cancel-next");
+  run(
+      [&]() -> asio::awaitable<void> {
+        const auto ex = co_await asio::this_coro::executor;
+        chaos::Proxy proxy(ex, tcp_of(fixture_options().endpoints.front()));
+        auto options = election::test::options_via(proxy.port());
+        options.max_requests_in_flight = 1;
+        election::Client client(ex, options);
+        Session session(client, {.ttl = 10s});
+        co_await session.start();
+        Participant p(session, name, "v", {.takeover_delay = 200ms});
+        int in_line = 0;
+        election::detail::access::on_in_line(p, [&] { ++in_line; });
+
+        proxy.set_delays(0ms, 300ms);  // every answer 300 ms late: a request holds its slot
+        asio::co_spawn(ex, p.leader(), asio::detached);  // takes the one slot
+        co_await election::test::sleep_for(20ms);
+        asio::cancellation_signal cut;
+        asio::co_spawn(ex, p.campaign(),
+                       asio::bind_cancellation_slot(cut.slot(), asio::detached));
+        co_await election::test::sleep_for(20ms);  // its entry waits for the slot
+        cut.emit(asio::cancellation_type::terminal);
+        co_await election::test::sleep_for(1ms);
+        std::optional<election::LeaderKey> won;
+        asio::co_spawn(
+            ex, [&]() -> asio::awaitable<void> { won = co_await p.campaign(); }, asio::detached);
+        co_await require_within([&] { return won.has_value(); }, 15s, "the new campaign to win");
+        proxy.set_delays(0ms, 0ms);
+        co_await election::test::sleep_for(1s);  // anything left of the old entry lands
+        CHECK(in_line == 1);  // entered once: its key was never taken from under it
+        CHECK(p.is_leader());
+        co_await p.resign();
+      },
+      30s);
+}
+
+// Finding 8: a Session lease etcd no longer has fails every entry of a batch alike ("requested
+// lease not found"); the batch is not split in halves down to single entries for it.
+TEST_CASE("a batch that fails for its shared lease is not split: one Txn, every entry told",
+          "[session][batch][cancel]") {
+  const auto dir = std::filesystem::path(ELECTION_TEST_WORK_DIR) /
+                   ("batch-dead-lease-" + std::to_string(::getpid()));
+  auto etcd = election::test::EtcdCluster::start(dir, 1);
+  const auto endpoint = etcd.endpoint(0);
+  long txns = 0;
+  bool revoked = false;
+  Wins wins;
+  run(
+      [&]() -> asio::awaitable<void> {
+        election::Client client(co_await asio::this_coro::executor, election::test::options_at(endpoint));
+        Session session(client, {.ttl = 10s});
+        const auto lease = co_await session.start();
+        const auto base = unique_name("batch-dead-lease");
+        std::vector<std::unique_ptr<Participant>> ps;
+        for (int i = 0; i < 64; ++i)
+          ps.push_back(std::make_unique<Participant>(session, base + "/" + std::to_string(i), "v"));
+        // Revoked behind the session's back: its keep-alive hears of it at the next renewal,
+        // seconds from now.
+        const auto revoke = "lease revoke " + election::lease_hex(lease);
+        revoked = election::test::etcdctl(endpoint, revoke) == 0;
+        const auto before = txns_handled(endpoint);
+        campaign_all(co_await asio::this_coro::executor, ps, wins);
+        co_await require_within([&] { return wins.won + wins.failed == 64; }, 20s,
+                                "every campaign to end");
+        txns = txns_handled(endpoint) - before;
+      },
+      40s);
+  REQUIRE(revoked);
+  INFO(txns << " Txns for 64 entries; " << wins.failure);
+  CHECK(wins.failed == 64);
+  CHECK(txns <= 8);
 }

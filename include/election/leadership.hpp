@@ -57,9 +57,14 @@ struct LeadershipLost {
   std::string message;  ///< what the work threw, when it ended by throwing
   /// The lease's local deadline when the leadership ended (Participant::deadline()).
   std::optional<lease_clock::time_point> deadline;
-  /// Whether the work had stopped before etcd could let another candidate in (the lease's TTL
-  /// counted from the send time of its last answered renewal). False: it ran on after its turn
-  /// had ended (see Leadership, and LeadershipHooks::work_overran).
+  /// Whether the work had stopped before another candidate could lead, given how the
+  /// leadership ended: a key deleted or a lease gone (or resigned by the work itself) lets the
+  /// next one in the takeover delay after that; a leadership ended at its lease's local
+  /// deadline, or by a lost watch, keeps its key (renewed no more) until the work has stopped,
+  /// so the limit is when etcd could expire the lease (its TTL from the send time of the last
+  /// answered renewal); a stop() keeps the leadership, renewed, until the work has stopped, and
+  /// sets no limit while it lasts. False: it ran on after its turn had ended (see Leadership,
+  /// and LeadershipHooks::work_overran).
   bool work_stopped_in_time = true;
 };
 
@@ -80,9 +85,9 @@ struct LeadershipHooks {
   /// The leadership ended and the work has stopped; the next campaign starts after a pause.
   /// When the work returned or threw, this comes before the resign lets another candidate in.
   std::function<void(const LeadershipLost&)> lost;
-  /// The leadership ended, the work was cancelled and it is still running when etcd could let
-  /// another candidate in: from now on two processes may act as leader. Called at that instant
-  /// (`lost` follows once the work has stopped).
+  /// The leadership ended, the work was cancelled and it is still running when another
+  /// candidate could lead (see LeadershipLost::work_stopped_in_time): from now on two processes
+  /// may act as leader. Called at that instant (`lost` follows once the work has stopped).
   std::function<void(const LeaderKey&)> work_overran;
   /// Every leadership change of the election seen, this participant's and others', and "no
   /// leader" (LeaderEvent::has_leader() false).
@@ -121,8 +126,12 @@ struct access;
 /// every lost leadership; it ends only when stopped (stop(), or cancelling run()), and for an
 /// error that needs a person: errc::auth_failed, errc::permission_denied, errc::tls_failed,
 /// errc::invalid_argument, errc::invalid_ttl, errc::ttl_refused or errc::value_too_large (bad
-/// input), errc::client_closed. Stopping ends the work, resigns and revokes the lease with fresh
-/// deadlines, so the next candidate leads at once.
+/// input), errc::client_closed. Stopping cancels the work and keeps the leadership, its lease
+/// renewed, until the work has stopped; then resigns with a signature and revokes the lease with
+/// fresh deadlines, so the next candidate leads at once. A work that returns is resigned the
+/// same way. A leadership that ends otherwise (the lease's deadline, a deleted key...) is never
+/// signed: its key is removed once the work has stopped, and the next candidate waits the
+/// takeover delay after that; so nobody else leads while the work runs, unless it overruns.
 ///
 /// Writing the work: it is a coroutine, cancelled (terminal) when the leadership ends, and it
 /// must stop at that cancellation: its pending co_await throws operation_aborted; let it
@@ -131,7 +140,9 @@ struct access;
 /// deadline run on the same one. Work that ignores the cancellation, or blocks, acts after its
 /// turn has ended: the one way left to do so, reported by LeadershipHooks::work_overran,
 /// LeadershipLost::work_stopped_in_time, LeadershipMetrics::work_overruns and health(). Writes
-/// made through Participant::put_if_leader are fenced by etcd whatever the work does.
+/// made through Participant::put_if_leader are fenced by etcd whatever the work does. To hand
+/// over from inside the work, return from it (the resignation is signed once it has returned);
+/// a `me.resign()` from inside the work is unsigned, since the work still runs.
 ///
 /// Thread safety: distinct objects: safe. stop(), health() and metrics() may be called from any
 /// thread; everything else on the Client's executor. Lifetime: the Client must outlive the
@@ -191,9 +202,10 @@ class Leadership {
         std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_run, state_));
   }
 
-  /// Asks run() to end: the work is cancelled and waited for, the leadership resigned, the
-  /// lease revoked; run() then completes. Safe from any thread, and more than once; before
-  /// run() it makes run() end at once.
+  /// Asks run() to end: the work is cancelled and waited for (the leadership held and renewed
+  /// meanwhile, however long the work takes: that is no overrun), the leadership resigned
+  /// (signed), the lease revoked; run() then completes. Safe from any thread, and more than
+  /// once; before run() it makes run() end at once.
   void stop();
 
   /// The loop's state, and whether a liveness check should pass: unhealthy while leading with

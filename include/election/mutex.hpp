@@ -45,7 +45,10 @@ struct LockFollower;
 /// a keep-alive saying the lease is gone, the key deleted, or the lease's local deadline
 /// passing; the own key is known to be present when lock() returns (etcd 3.4's Go Mutex does
 /// not check); a holder's key removed without its say is waited out for the takeover delay; an
-/// unlock is signed, so the next holder takes over at once.
+/// unlock of a hold that still stands is signed, so the next holder takes over at once. A hold
+/// lost otherwise (its lease's local deadline, a lost watch) keeps its key, renewed no more,
+/// until unlock() says the work under it has stopped, or etcd could have expired it: unlock
+/// once that work has stopped, and the next holder is let in only then.
 ///
 /// A lock without fencing is advisory: a holder paused past its lease (a GC pause, SIGSTOP, a
 /// VM freeze) still believes it holds the lock while another does (Jepsen's etcd 3.4.3
@@ -99,8 +102,11 @@ class Mutex {
 
   /// Takes the lock if nobody holds it or waits for it, without waiting in line.
   /// Completes: holding it (after the takeover delay, if the last holder's key just went
-  ///   without its say), or with errc::lock_held, its key withdrawn, once another key is seen
-  ///   first. Token form: void(error_code, LockKey). Errors and cancellation: as lock().
+  ///   without its say), or with errc::lock_held once another key is seen first: its key is
+  ///   gone from the queue then, etcd having confirmed its withdrawal, unless etcd did not
+  ///   within the request timeout (the withdrawal then goes on in the background until it does
+  ///   or the lease expires). Token form: void(error_code, LockKey). Errors and cancellation: as
+  ///   lock().
   boost::asio::awaitable<LockKey> try_lock();
   template <class CompletionToken = default_token>
   auto async_try_lock(CompletionToken&& token = {}) {
@@ -114,9 +120,11 @@ class Mutex {
         std::forward<CompletionToken>(token), &diag, detail::bind_start(&start_try_lock, state()));
   }
 
-  /// Releases the lock, or leaves the queue: the key is deleted by a signed resignation (the
-  /// next holder takes over without the takeover delay) and the lease revoked, with fresh
-  /// deadlines until etcd confirms. is_held() is false before anything is sent.
+  /// Releases the lock, or leaves the queue: the key is deleted and the lease revoked, with
+  /// fresh deadlines until etcd confirms; is_held() is false before anything is sent. A hold that
+  /// still stands is released by a signed resignation (the next holder takes over without the
+  /// takeover delay): call unlock() once the work under the lock has stopped. After wait_lost()
+  /// said the hold ended, this removes the key kept since (unsigned).
   /// Token form: void(error_code). Errors and cancellation: as Participant::resign.
   boost::asio::awaitable<void> unlock() { return participant_.resign(); }
   template <class CompletionToken = default_token>

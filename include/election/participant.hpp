@@ -44,11 +44,22 @@ struct access;
 /// that stalls or sleeps does not go on believing it leads after etcd could have let another
 /// candidate in.
 ///
-/// Whatever ends a campaign or a leadership (a win's term ending, a failed or cancelled
-/// campaign, resign(), the destructor) withdraws the lease at once: its renewals stop, and its
-/// revocation, which deletes the key, goes on in the background with fresh deadlines until etcd
-/// confirms it. No lease is renewed without a campaign or a term that owns it (or
-/// acquire_lease(), for the next campaign).
+/// Whatever ends a campaign or a leadership stops the lease's renewals at once; its revocation,
+/// which deletes the key, goes on in the background with fresh deadlines until etcd confirms
+/// it. A failed or cancelled campaign, resign() and the destructor withdraw at once. A term that
+/// ends without its owner's say (the local deadline, a lost watch) keeps its key in etcd,
+/// renewed no more, until its owner says the work it guarded has stopped (resign(), the next
+/// campaign(), the destructor) or etcd could have expired it, whichever comes first: nobody is
+/// let in while the old work may still run. A key deleted or a lease lost leaves nothing to
+/// keep. No lease is renewed without a campaign or a term that owns it (or acquire_lease(), for
+/// the next campaign).
+///
+/// The signature: resign() (and the destructor) while this participant still leads deletes the
+/// key with a signed resignation, and the next candidate leads without the takeover delay. It
+/// says "my owner chose to end, and its work has stopped": call resign() once the work the
+/// leadership guarded has stopped. Every other removal is unsigned and the next candidate waits
+/// the delay: a term already ended, a resign() past the lease's local deadline, or one from
+/// inside a Leadership's work while it runs (Leadership signs after the work returns).
 ///
 /// Every asynchronous operation comes twice: as an awaitable (`co_await p.campaign()`) that
 /// throws election::error, and in a completion-token form (`p.async_campaign(token)`) for any
@@ -188,7 +199,10 @@ class Participant {
   ///   becomes: the lease could not be renewed in time), errc::client_closed,
   ///   errc::auth_failed or errc::permission_denied (the election's watch refused),
   ///   operation_aborted (the participant destroyed). After a leadership ended (and before the
-  ///   next campaign), at once with its reason. Token form: void(error_code, error_code reason).
+  ///   next campaign), at once with its reason. A reason other than errc::resigned or
+  ///   operation_aborted leaves the key in etcd until resign(), the next campaign() or the
+  ///   destructor (at the latest until etcd could have expired it): call one of them once the
+  ///   work has stopped. Token form: void(error_code, error_code reason).
   /// Errors: errc::not_leader when this participant never won, or campaigns now.
   /// Cancellation: terminal, partial, total: a cancelled wait changes nothing.
   boost::asio::awaitable<boost::system::error_code> keep_alive();
@@ -237,9 +251,11 @@ class Participant {
 
   /// Resign: gives up leadership, or the campaign in progress: marks it ended at once (so
   /// is_leader() is false before any request is sent), stops renewing the lease, and revokes
-  /// it, which deletes the key, with a fresh request deadline. Not leading and not campaigning:
-  /// withdraws the lease from acquire_lease() if there is one. Safe to call more than once, and
-  /// at once from several coroutines.
+  /// it, which deletes the key, with a fresh request deadline. While leading, the key is deleted
+  /// by a signed resignation first (see the class comment): call this once the work the
+  /// leadership guarded has stopped. After a leadership ended otherwise, removes the key kept
+  /// since (unsigned). Not leading and not campaigning: withdraws the lease from acquire_lease()
+  /// if there is one. Safe to call more than once, and at once from several coroutines.
   ///
   /// Completes: once etcd confirmed the revocation. Token form: void(error_code).
   /// Errors: errc::timeout when etcd does not confirm within the request timeout (the

@@ -5,6 +5,7 @@
 #include "api/access.hpp"
 #include "api/launch.hpp"
 #include "api/leadership_record.hpp"
+#include "api/participant_state.hpp"
 #include "base/async_event.hpp"
 #include "base/backoff.hpp"
 #include "base/throw.hpp"
@@ -121,39 +122,71 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
     }
   }
 
-  // One leadership: the work runs until the leadership ends (or the work does), then the work
-  // is stopped and waited for, and the loss reported. A cancellation (run() stopping) that comes
-  // meanwhile is noted, not obeyed, until the work has stopped; lead() then throws it. Noting it
-  // means a fresh cancellation state, so that the clean-up's waits are not cut short by the
-  // cancellation already delivered (each is delivered once). Inline, not in a helper coroutine:
-  // co_await of an awaitable throws at once while the state is cancelled.
+  // When another candidate could lead, at the earliest, after this participant's term ended
+  // with `why` (LeadershipLost::work_stopped_in_time, LeadershipHooks::work_overran). A key
+  // removed already (deleted, its lease gone, resigned by the work itself, unsigned) lets the
+  // next candidate in once it has waited the takeover delay from the moment it saw that, at
+  // about the moment this process did. A key kept while the work stops
+  // (ParticipantState::term_ended) goes when the work has stopped, unsigned, so the next
+  // candidate waits the delay after that; at the latest at kept_until, when etcd could have
+  // expired it anyway: the limit. Never later than the lease's expiry.
+  Time limit_for(const error_code& why, const std::shared_ptr<LeaseState>& lease,
+                 const ParticipantState& state) const {
+    auto limit = lease ? LeadershipRecord::expiry(*lease) : now();
+    if (state.kept_until) limit = std::min(limit, *state.kept_until);
+    if (why == errc::key_deleted || why == errc::lease_expired || why == errc::lease_revoked ||
+        why == errc::resigned)
+      limit = std::min(
+          limit, now() + participant.takeover_delay().value_or(std::chrono::milliseconds(0)));
+    return limit;
+  }
+
+  // One leadership: the work runs until the leadership ends (or the work does, or the loop is
+  // stopped), then the work is stopped and waited for, and the loss reported. A signature (the
+  // next candidate leads without the takeover delay) is written only once the work has stopped
+  // while the term still led: when the work returned, or after a stop (run() resigns then).
+  // A term that ends otherwise has its key kept until the work has stopped, and removed
+  // unsigned then (ParticipantState::term_ended); a work that is still running when another
+  // candidate could lead is reported (work_overran).
+  //
+  // A stop (a cancellation of run()) that comes meanwhile is noted, not obeyed, until the work
+  // has stopped; lead() then throws it. Noting it means a fresh cancellation state, so that the
+  // clean-up's waits are not cut short by the cancellation already delivered (each is
+  // delivered once). Inline, not in a helper coroutine: co_await of an awaitable throws at once
+  // while the state is cancelled.
   asio::awaitable<void> lead(const LeaderKey& key) {
     auto executor = co_await asio::this_coro::executor;
     const auto lease = access::participant_lease(participant);
+    const auto state = access::participant_state(participant);
     record.won(key, lease);
 
     auto done = std::make_shared<AsyncEvent>(executor);
     auto cancel = std::make_shared<asio::cancellation_signal>();
     auto failure = std::make_shared<std::optional<std::string>>();
     auto cancelled = std::make_shared<bool>(false);
+    // While the work runs, a resign() (the work's own) is no word that it has stopped.
+    ++state->working;
     asio::co_spawn(executor, run_work(key, failure, cancelled),
-                   asio::bind_cancellation_slot(
-                       cancel->slot(), [done, cancel](std::exception_ptr) { done->set(); }));
+                   asio::bind_cancellation_slot(cancel->slot(),
+                                                [done, cancel, state](std::exception_ptr) {
+                                                  --state->working;
+                                                  done->set();
+                                                }));
 
     LeadershipLost lost{key, {}, {}, {}, true};
     bool stopped = false;
-    bool work_ended = false;
+    std::optional<error_code> ended;  // how the term ended, once it has
     try {
-      auto ended = co_await first_of(done->wait(), participant.keep_alive());
-      work_ended = ended.index() == 0;
-      if (!work_ended) lost.reason = std::get<1>(ended);
+      auto first = co_await first_of(done->wait(), participant.keep_alive());
+      if (first.index() == 1) ended = std::get<1>(first);
     } catch (const system_error&) {
       stopped = true;
     }
     if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
     if (stopped) co_await asio::this_coro::reset_cancellation_state();
     lost.deadline = participant.deadline();
-    if (work_ended) {
+
+    if (done->is_set() && !ended) {
       // The work returned or threw while leading: that ends the leadership.
       lost.reason = *failure ? errc::work_failed : errc::work_finished;
       if (*failure) lost.message = **failure;
@@ -172,47 +205,56 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
         }
         if (cut) stopped = true;
       }
-    } else {
-      if (!lost.reason) lost.reason = asio::error::operation_aborted;
-      auto limit = lease ? LeadershipRecord::expiry(*lease) : now();
-      // The key gone: another candidate leads once it has waited what that deletion calls
-      // for (not signed by this process: the whole takeover delay), often long before the
-      // lease could have expired.
-      if (lost.reason == errc::key_deleted || lost.reason == errc::lease_expired ||
-          lost.reason == errc::lease_revoked)
-        limit = std::min(
-            limit, now() + participant.takeover_delay().value_or(std::chrono::milliseconds(0)));
-      record.leadership_ended(limit);
-      if (!done->is_set()) {
-        *cancelled = true;
-        cancel->emit(asio::cancellation_type::terminal);
-        BootTimer timer(executor, core->time());
-        bool late = false;
-        while (!done->is_set() && !late) {
-          try {
-            auto first = co_await first_of(done->wait(), wait_until(timer, limit));
-            late = first.index() == 1;
-          } catch (const system_error&) {
-            stopped = true;
+      if (stopped) throw system_error(asio::error::operation_aborted);
+      co_return;
+    }
+
+    // The term ended, or the loop was stopped while it led: the work is cancelled and waited
+    // for. After a stop the term goes on, its key held and renewed, until the work has stopped
+    // (or the term ends meanwhile): no overrun can be reported while nobody else could lead.
+    std::optional<Time> limit;
+    const auto term_ended = [&](const error_code& why) {
+      lost.reason = why;
+      lost.deadline = participant.deadline();
+      limit = limit_for(why, lease, *state);
+      record.leadership_ended(*limit);
+    };
+    if (ended) term_ended(*ended);
+    *cancelled = true;
+    cancel->emit(asio::cancellation_type::terminal);
+    BootTimer timer(executor, core->time());
+    bool late = false;
+    while (!done->is_set()) {
+      try {
+        if (!limit) {
+          auto first = co_await first_of(done->wait(), participant.keep_alive());
+          if (first.index() == 1) term_ended(std::get<1>(first));
+        } else if (!late) {
+          auto first = co_await first_of(done->wait(), wait_until(timer, *limit));
+          if (first.index() == 1) {
+            late = true;
+            lost.work_stopped_in_time = false;
+            record.work_overran(key);
           }
-          if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
-          if (stopped) co_await asio::this_coro::reset_cancellation_state();
+        } else {
+          co_await done->wait();
         }
-        if (!done->is_set()) {
-          lost.work_stopped_in_time = false;
-          record.work_overran(key);
-          while (!done->is_set()) {
-            try {
-              co_await done->wait();
-            } catch (const system_error&) {
-              stopped = true;
-            }
-            if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
-            if (stopped) co_await asio::this_coro::reset_cancellation_state();
-          }
-        }
+      } catch (const system_error&) {
+        stopped = true;
       }
-      record.term_over(lost);
+      if (cancelled_now(co_await asio::this_coro::cancellation_state)) stopped = true;
+      if (stopped) co_await asio::this_coro::reset_cancellation_state();
+    }
+    if (!lost.reason) lost.reason = asio::error::operation_aborted;  // stopped while leading
+    record.term_over(lost);
+    // A term that ended without its owner's say: its key was kept while the work ran, and goes
+    // now, unsigned. (After a stop, run() resigns: signed if the term still leads.)
+    if (limit && !stopped) {
+      try {
+        co_await participant.resign();
+      } catch (const system_error& e) {
+        if (e.code() == asio::error::operation_aborted) stopped = true;
+      }
     }
     if (stopped) throw system_error(asio::error::operation_aborted);
   }

@@ -44,11 +44,12 @@ namespace detail {
 
 namespace {
 
-// Gives etcd a moment (one attempt's time) to confirm a failed campaign's withdrawal. Its own
-// coroutine: its locals are not in the frame of every campaign waiting in line.
+// Gives etcd `patience` to confirm a failed campaign's withdrawal. Its own coroutine: its locals
+// are not in the frame of every campaign waiting in line.
 asio::awaitable<void> await_withdrawal(std::shared_ptr<ClientCore> core,
-                                       std::shared_ptr<Withdrawal> withdrawal) {
-  asio::steady_timer limit(core->executor(), core->attempt_timeout());
+                                       std::shared_ptr<Withdrawal> withdrawal,
+                                       std::chrono::milliseconds patience) {
+  asio::steady_timer limit(core->executor(), patience);
   try {
     co_await first_of(withdrawal->done.wait(), limit.async_wait(asio::use_awaitable));
   } catch (const system_error&) {
@@ -70,6 +71,9 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool
     throw_error(errc::invalid_argument,
                 "campaign: this participant already leads (resign() first)");
   if (s->acquiring) throw_error(errc::invalid_argument, "campaign: acquire_lease() is in progress");
+  // The last term's key, kept while its work stopped (ParticipantState::term_ended): its owner
+  // campaigns again, so that work is over; the key goes first, unsigned.
+  if (s->kept) s->withdraw();
   auto run = std::make_shared<detail::CampaignRun>();
   s->campaign = run;
   std::exception_ptr failure;
@@ -119,12 +123,15 @@ asio::awaitable<LeaderKey> campaign_of(std::shared_ptr<ParticipantState> s, bool
   if (s->campaign == run) s->campaign.reset();
   if (auto withdrawal = s->withdraw(); withdrawal && !withdrawal->finished()) {
     // Give etcd a moment to confirm, so that the key is usually gone when campaign() throws;
-    // the revocation goes on in the background if not. A cancelled coroutine's co_await throws
-    // at once, so that is switched off for this wait only (the caller's cancellation state
-    // itself is left as it is).
+    // the revocation goes on in the background if not. A try (try_lock) waits until etcd has
+    // confirmed, within the request timeout: its caller is told the key left the queue. A
+    // cancelled coroutine's co_await throws at once, so that is switched off for this wait
+    // only (the caller's cancellation state itself is left as it is).
+    const auto patience =
+        only_if_first ? s->core->options().request_timeout : s->core->attempt_timeout();
     const bool throws = co_await asio::this_coro::throw_if_cancelled();
     co_await asio::this_coro::throw_if_cancelled(false);
-    co_await await_withdrawal(s->core, std::move(withdrawal));
+    co_await await_withdrawal(s->core, std::move(withdrawal), patience);
     co_await asio::this_coro::throw_if_cancelled(throws);
   }
   std::rethrow_exception(failure);
@@ -161,10 +168,13 @@ asio::awaitable<void> resign_of(std::shared_ptr<ParticipantState> s) {
   s->check_live("resign");
   if (s->campaign)
     s->campaign->request_stop(errc::resigned, "campaign: resign() was called while campaigning");
+  // Signed only when its owner ends a term that still leads, with no Leadership work of it
+  // running (ParticipantState::chosen_end).
+  const bool chosen = s->chosen_end();
   // The leader stops believing it leads, and its lease stops being renewed, before anything is
   // sent: whatever becomes of this call, nothing acts on the old leadership from here on.
   if (s->term) s->term->end(errc::resigned);
-  auto withdrawal = s->withdraw();
+  auto withdrawal = s->withdraw(chosen);
   if (!withdrawal) co_return;
   if (!withdrawal->finished()) {
     asio::steady_timer limit(s->core->executor(), s->core->options().request_timeout);

@@ -65,21 +65,62 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   // Takes the lease out of use: no renewal from now on, its revocation in the background.
   // A Session's lease is not this participant's to revoke: its key is deleted instead.
   // Returns that withdrawal, or the one still running from before, or nothing.
-  std::shared_ptr<Withdrawal> withdraw() {
-    // A leadership this participant ends itself is resigned with a signature, so that the next
-    // candidate leads without the takeover delay. One whose key was deleted has nothing to sign.
-    std::optional<Signature> sign;
-    if (lease && term && term->lease() == lease && term->reason() != errc::key_deleted)
-      sign = Signature{election, term->key().key, term->key().create_revision};
+  //
+  // `sign`: the owner chose to end a term that still led, and no work it guards still runs
+  // (chosen_end()): its key is resigned with a signature, so that the next candidate leads
+  // without the takeover delay. Every other removal is unsigned, and the next one waits.
+  std::shared_ptr<Withdrawal> withdraw(bool sign = false) {
+    kept.reset();  // whatever kept an ended term's key, it goes now
+    kept_until.reset();
+    std::optional<Signature> signature;
+    if (sign && lease && term && term->lease() == lease)
+      signature = Signature{election, term->key().key, term->key().create_revision};
     if (lease && session) {
       auto key = candidate_key(election, lease->id);
       withdrawal = Withdrawal::start_key(std::exchange(lease, nullptr), std::move(key),
-                                         std::move(sign), after_entry(key));
+                                         std::move(signature), after_entry(key));
     } else if (lease) {
-      withdrawal = Withdrawal::start(std::exchange(lease, nullptr), std::move(sign));
+      withdrawal = Withdrawal::start(std::exchange(lease, nullptr), std::move(signature));
     }
     if (withdrawal && withdrawal->finished() && !withdrawal->result()) return nullptr;
     return withdrawal;
+  }
+
+  // Whether ending the current term now is its owner's choice with its work stopped: the term
+  // still leads (not past its lease's local deadline), and no work a Leadership runs on it is
+  // running (a resign() from inside that work is no word that the work has stopped).
+  bool chosen_end() const { return term && term->leading() && working == 0; }
+
+  // The current term ended without its owner's say (its lease's local deadline, a failed
+  // feed...). Its key may still be in etcd. It stays there, renewed no more, until the owner's
+  // work has stopped (resign(), the next campaign, the destructor; a Leadership once its work
+  // has returned), and then goes unsigned: the next candidate waits the takeover delay after
+  // that, so it cannot lead while the work still runs. At the latest it goes when etcd could
+  // have expired it (the lease's TTL from the send time of its last answered renewal): an own
+  // lease is renewed no more from now; a Session's lives on for its other elections, so its key
+  // is deleted then. A key that is gone already (deleted, its lease expired or revoked) leaves
+  // nothing to keep: the lease is withdrawn at once.
+  void term_ended(const Term& ended) {
+    const auto& why = ended.reason();
+    if (why == errc::resigned || why == asio::error::operation_aborted) return;  // the caller's
+    if (!lease || ended.lease() != lease || why == errc::key_deleted ||
+        why == errc::lease_expired || why == errc::lease_revoked || why == errc::client_closed) {
+      withdraw();
+      return;
+    }
+    if (!lease->shared) {
+      if (core->keep_alive_hub) core->keep_alive_hub->remove(lease->id);
+      lease->lose(why);  // out of use: the next campaign grants another
+    }
+    const auto until = lease->clock.last_acknowledged_send() + lease->clock.ttl();
+    auto timer = std::make_shared<BootTimer>(core->executor(), core->time());
+    timer->expires_at(until);
+    kept = timer;
+    kept_until = until;
+    timer->async_wait([weak = weak_from_this(), held = std::weak_ptr(timer)](error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && self->kept && self->kept == held.lock()) self->withdraw();
+    });
   }
 
   // The Txn of a campaign's entry still unanswered for `key` (a Session's): its deletion waits
@@ -119,8 +160,8 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       if (auto r = weak.lock()) r->entering.reset();
       if (then) then();
     };
-    CampaignRequest request{core,   election, value, options.ttl,  options.lease.margin,
-                            *delay, in_line,  lost,  only_if_first};
+    CampaignRequest request{core,   election, value,         options.ttl, options.lease.margin,
+                            *delay, in_line,  lost,          only_if_first, last_fence};
     co_return co_await run_campaign(request, lease);
   }
 
@@ -128,11 +169,12 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   // operations started later fail with errc::object_gone.
   void end() {
     gone = true;
+    const bool chosen = chosen_end();
     if (campaign)
       campaign->request_stop(asio::error::operation_aborted,
                              "campaign: the participant was destroyed");
     if (term) term->end(asio::error::operation_aborted);
-    auto withdrawn = withdraw();  // the revocation is in flight before this returns
+    auto withdrawn = withdraw(chosen);  // the revocation is in flight before this returns
     core->release_election(election);
     if (session) {
       session->release(election);
@@ -149,9 +191,11 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
     auto t = std::make_shared<Term>(won.key, won.read_revision + 1, lease,
                                     ElectionFeed::of(core, election));
     term = t;
-    // A term that ends, however it ends, withdraws its lease: nothing renews it after.
+    last_fence = std::max(last_fence, won.key.create_revision);
+    // A term that ends withdraws its lease: at once when its owner ends it (the caller does,
+    // signed or not), once the work has stopped otherwise (term_ended).
     t->start([weak = weak_from_this()](Term& ended) {
-      if (auto self = weak.lock(); self && self->term.get() == &ended) self->withdraw();
+      if (auto self = weak.lock(); self && self->term.get() == &ended) self->term_ended(ended);
     });
   }
 
@@ -166,6 +210,14 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::shared_ptr<SessionState> session;   // for a participant on a Session's lease
   std::optional<std::chrono::milliseconds> chosen_delay;
   std::optional<std::chrono::milliseconds> waited;  // of the delay, by the last win
+  // An ended term's key kept until its work has stopped (term_ended): the timer that removes it
+  // at the latest, and when.
+  std::shared_ptr<BootTimer> kept;
+  std::optional<TimeSource::time_point> kept_until;
+  // Works a Leadership runs on this participant's term, running now.
+  int working = 0;
+  // The create revision of the last term: a later term's fence is greater (campaign.cpp).
+  std::int64_t last_fence = 0;
   bool proclaiming = false;
   bool acquiring = false;
   bool gone = false;                 // the Participant was destroyed

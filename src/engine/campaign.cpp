@@ -123,7 +123,8 @@ class HoldPastDeadline {
 // revision it is in line as of.
 asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(
     const std::shared_ptr<ClientCore>& core, FeedWatch& line, const std::string& election,
-    const std::string& own_key, const std::string& value, std::int64_t lease) {
+    const std::string& own_key, const std::string& value, std::int64_t lease,
+    std::int64_t last_fence) {
   auto batcher = EntryBatcher::of(core);
   const auto prefix = election + "/";
   for (;;) {
@@ -134,6 +135,15 @@ asio::awaitable<std::pair<std::int64_t, std::int64_t>> enter_line(
     if (entered.created) co_return std::pair{entered.revision, entered.revision};
     const auto& kv = *entered.existing;
     const auto created = kv.create_revision();
+    if (created <= last_fence) {
+      // An earlier term's key, still on the lease: a term fenced by it again would take that
+      // term's late writes for its own. It goes (guarded by its create revision), then in anew.
+      auto drop = guarded_by(own_key, created);
+      drop.add_success()->mutable_request_delete_range()->set_key(own_key);
+      co_await core->call_retrying("campaign", core->kv().async(),
+                                   &etcdserverpb::KV::Stub::async::Txn, std::move(drop));
+      continue;
+    }
     // Found as it is: the view holds it once it is as new as the key's last write. Not the
     // Txn's revision, which etcd moved on with writes elsewhere: no event of this line will
     // bring the view there (the Txn wrote nothing), and the campaign would wait for one.
@@ -224,8 +234,8 @@ asio::awaitable<Won> run_campaign(const CampaignRequest& request,
       case Do::enter: {
         std::optional<CampaignEngine::Step> failed;
         try {
-          const auto [created, revision] =
-              co_await enter_line(core, line, request.election, own_key, request.value, lease->id);
+          const auto [created, revision] = co_await enter_line(
+              core, line, request.election, own_key, request.value, lease->id, request.last_fence);
           line.entered();
           step = engine.entered(created, revision);
           if (request.in_line) request.in_line();

@@ -33,6 +33,10 @@ struct CampaignRequest {
   /// A try (Mutex::try_lock): fail with errc::lock_held once another key is seen first,
   /// instead of waiting in line.
   bool only_if_first = false;
+  /// The fence (create revision) of this participant's last term: a key found in line on the
+  /// lease with one at or below it is that term's (or older), and is replaced, so that the new
+  /// term's fence is greater than every earlier one's.
+  std::int64_t last_fence = 0;
 };
 
 /// Keeps an election's feed running (and its watch where it is) while its listeners change

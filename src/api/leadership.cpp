@@ -222,7 +222,7 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
     if (ended) term_ended(*ended);
     *cancelled = true;
     cancel->emit(asio::cancellation_type::terminal);
-    BootTimer timer(executor, core->time());
+    std::optional<BootTimer> timer;  // made only for a work that outlives the term's end
     bool late = false;
     while (!done->is_set()) {
       try {
@@ -230,7 +230,8 @@ class LeadershipState : public std::enable_shared_from_this<LeadershipState> {
           auto first = co_await first_of(done->wait(), participant.keep_alive());
           if (first.index() == 1) term_ended(std::get<1>(first));
         } else if (!late) {
-          auto first = co_await first_of(done->wait(), wait_until(timer, *limit));
+          if (!timer) timer.emplace(executor, core->time());
+          auto first = co_await first_of(done->wait(), wait_until(*timer, *limit));
           if (first.index() == 1) {
             late = true;
             lost.work_stopped_in_time = false;

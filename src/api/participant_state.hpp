@@ -19,6 +19,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <functional>
@@ -113,8 +114,11 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
       lease->lose(why);  // out of use: the next campaign grants another
     }
     const auto until = lease->clock.last_acknowledged_send() + lease->clock.ttl();
-    auto timer = std::make_shared<BootTimer>(core->executor(), core->time());
-    timer->expires_at(until);
+    // A steady timer, not a BootTimer (a timerfd each: ten thousand terms of a Session ending
+    // together would take as many descriptors). Suspended time does not count, so after a
+    // suspend the key goes later, never sooner: the safe side for a fallback.
+    auto timer = std::make_shared<asio::steady_timer>(core->executor());
+    timer->expires_after(std::max(until - core->time().now(), TimeSource::duration::zero()));
     kept = timer;
     kept_until = until;
     timer->async_wait([weak = weak_from_this(), held = std::weak_ptr(timer)](error_code ec) {
@@ -212,7 +216,7 @@ class ParticipantState : public std::enable_shared_from_this<ParticipantState> {
   std::optional<std::chrono::milliseconds> waited;  // of the delay, by the last win
   // An ended term's key kept until its work has stopped (term_ended): the timer that removes it
   // at the latest, and when.
-  std::shared_ptr<BootTimer> kept;
+  std::shared_ptr<asio::steady_timer> kept;
   std::optional<TimeSource::time_point> kept_until;
   // Works a Leadership runs on this participant's term, running now.
   int working = 0;

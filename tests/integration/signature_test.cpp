@@ -281,3 +281,60 @@ TEST_CASE("try_lock() that finds the lock held returns with its key gone", "[sig
   CHECK(tried == election::errc::lock_held);
   CHECK(left.size() == 1);  // the holder's own key only
 }
+
+// A Leadership signs once its work has stopped: a work that returns hands over without the
+// takeover delay. A resign() from inside the work, while it still runs, is no word that it has
+// stopped: unsigned, and the next candidate waits the delay.
+TEST_CASE("a Leadership's work that returns hands over signed, one that resigns itself does not",
+          "[signature]") {
+  const auto run_case = [](bool resign_inside) {
+    const auto name = unique_name(resign_inside ? "work-resigns" : "work-returns");
+    std::optional<std::chrono::milliseconds> waited;
+    run(
+        [&]() -> asio::awaitable<void> {
+          const auto ex = co_await asio::this_coro::executor;
+          election::Client a_client(ex, fixture_options());
+          election::Client b_client(ex, fixture_options());
+          election::ParticipantOptions options;
+          options.takeover_delay = 300ms;
+          Participant b(b_client, name, "b", options);
+          bool go = false;
+          auto work = [&](Participant& me, const election::LeaderKey&) -> asio::awaitable<void> {
+            co_await election::test::require_within([&] { return go; }, 10s, "b in line");
+            if (resign_inside) {
+              co_await me.resign();
+              co_await sleep_for(24h);  // cancelled now that the leadership ended
+            }
+          };
+          LeadershipOptions lo;
+          lo.participant = options;
+          bool elected = false;
+          election::LeadershipHooks hooks;
+          hooks.elected = [&](const election::LeaderKey&) { elected = true; };
+          Leadership a(a_client, name, "a", work, lo, hooks);
+          bool done = false;
+          a.async_run([&](error_code) { done = true; });
+          co_await require_within([&] { return elected; }, 10s, "a to lead");
+          std::optional<election::LeaderKey> b_key;
+          asio::co_spawn(
+              ex, [&]() -> asio::awaitable<void> { b_key = co_await b.campaign(); },
+              asio::detached);
+          co_await require_within([&] { return b.lease_id().has_value(); }, 5s, "b in line");
+          co_await sleep_for(300ms);
+          go = true;
+          co_await require_within([&] { return b_key.has_value(); }, 10s, "b to lead");
+          waited = b.takeover_wait();
+          a.stop();
+          co_await require_within([&] { return done; }, 10s, "a's run() to end");
+          co_await b.resign();
+        },
+        40s);
+    return waited;
+  };
+  const auto signed_wait = run_case(false);
+  const auto unsigned_wait = run_case(true);
+  REQUIRE(signed_wait);
+  REQUIRE(unsigned_wait);
+  CHECK(*signed_wait == 0ms);
+  CHECK(*unsigned_wait > 200ms);
+}

@@ -153,10 +153,13 @@ class Participant {
   /// waits in line until this participant leads. The protocol is etcd's (and etcdctl elect's):
   /// the candidate's key, the election name and the lease in hex, is created with the lease
   /// unless it exists, and the one with the lowest create revision leads. The Client's feed of
-  /// the election (one watch, shared with its Observers) says when that is this key, and a read
-  /// of the key confirms it. A dropped connection, a stalled member or a restarted etcd does not
-  /// cost the place in line: the key stays, the watch resumes, and what etcd could not answer is
-  /// asked again. A key deleted while in line (an operator's `etcdctl del`) is created again, at
+  /// the election (one watch, shared with its Observers) says when that is this key; after a
+  /// gap in that watch (a resumed stream, a compaction) a read of the key confirms it. A
+  /// dropped connection, a stalled member or a restarted etcd does not cost the place in line:
+  /// the key stays, the watch resumes (or the election is read again, where etcd compacted its
+  /// history past the resume point), and what etcd could not answer is asked again. The key of
+  /// a last leadership that ended without its owner's say, kept since (see resign()), is
+  /// removed first, unsigned. A key deleted while in line (an operator's `etcdctl del`) is created again, at
   /// the back of the line. While in line the lease is not given up when its local deadline
   /// passes (etcd away longer than the TTL allows): renewals go on, and etcd's answer decides;
   /// a win then waits for a renewal answered within the deadline rule before it counts. A win

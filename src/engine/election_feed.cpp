@@ -190,7 +190,6 @@ void ElectionFeed::adopt(std::vector<LeaderInfo> candidates, std::int64_t revisi
 }
 
 void ElectionFeed::on_events(std::vector<mvccpb::Event> events) {
-  if (!synced_) return;  // a watch of an earlier read, its cancel not yet sent
   if (apply(events)) viewed();
 }
 

@@ -156,13 +156,17 @@ void WatchHub::drop_stream() {
   }
 }
 
-void WatchHub::interrupt(WatchId id) {
+std::shared_ptr<WatchSink> WatchHub::forget(WatchId id) {
   auto it = watches_.find(id);
-  if (it == watches_.end()) return;
-  auto sink = it->second.sink;
+  if (it == watches_.end()) return nullptr;
+  auto sink = it->second.sink.lock();
   watches_.erase(it);
   if (auto core = core_.lock()) core->stats().watches.store(watches_.size());
-  if (auto s = sink.lock()) s->on_interrupted();
+  return sink;
+}
+
+void WatchHub::interrupt(WatchId id) {
+  if (auto s = forget(id)) s->on_interrupted();
 }
 
 // One read at the earliest revision a watch would resume from tells whether etcd still has the
@@ -381,18 +385,14 @@ void WatchHub::handle(ClientCore& core, etcdserverpb::WatchResponse& message) {
     const auto code = permission_refused(reason) ? error_code(errc::permission_denied)
                       : token_refused(reason)    ? error_code(errc::auth_failed)
                                                  : error_code(errc::invalid_argument);
-    auto sink = it->second.sink;
     const auto key = it->second.key;
-    watches_.erase(it);
-    if (auto s = sink.lock()) s->on_refused(code, "watch " + key + ": " + reason);
+    if (auto s = forget(id)) s->on_refused(code, "watch " + key + ": " + reason);
     return;
   }
   auto it = watches_.find(message.watch_id());
   if (it == watches_.end()) return;  // cancelled by us meanwhile
   if (kind == WatchMessage::compacted) {
-    auto sink = it->second.sink;
-    watches_.erase(it);
-    if (auto s = sink.lock()) s->on_compacted(message.compact_revision());
+    if (auto s = forget(it->first)) s->on_compacted(message.compact_revision());
     return;
   }
   if (kind == WatchMessage::interrupted) {

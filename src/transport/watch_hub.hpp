@@ -142,6 +142,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void send_create(WatchId id, Watch& w);
   void write_cancel(WatchId id);
   void handle(ClientCore& core, etcdserverpb::WatchResponse& message);
+  // Out of the table (the count in the Client's stats with it); its sink, if it still lives.
+  std::shared_ptr<WatchSink> forget(WatchId id);
   void interrupt(WatchId id);
   // The watches whose stream ended, once a new one answers: resumed, or handed back.
   static boost::asio::awaitable<void> resume(std::shared_ptr<WatchHub> self,

@@ -245,9 +245,10 @@ class ClientCore {
   /// call() for requests that may safely be sent again: reads, guarded writes, lease revokes,
   /// and lease grants (a duplicate grant only expires unused). Attempts last a third of the
   /// request timeout (0.5 to 2 s) and are repeated within the request timeout when a retry may
-  /// cure the failure: a member that hangs (deadline exceeded), or etcd's "no leader", "leader
+  /// cure the failure: a member that hangs (deadline exceeded), etcd's "no leader", "leader
   /// changed" and "request timed out" (UNAVAILABLE), which is how a write proposed while the
-  /// raft leader changed is lost. Without this one lost proposal costs the whole timeout.
+  /// raft leader changed is lost, and etcd's "too many requests". Without this one lost
+  /// proposal costs the whole timeout.
   ///
   /// `linger`: the Client's close gives this request a moment to land (lease revocations).
   template <class AsyncStub, class Request, class Response>
@@ -281,10 +282,17 @@ class ClientCore {
         continue;
       }
       const auto code = status.error_code();
-      const bool again =
-          code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::UNAVAILABLE;
+      // etcd shedding load ("too many requests": 3.4 sends it as UNKNOWN, later releases as
+      // RESOURCE_EXHAUSTED; to_error_code maps both there) applied nothing: try again after a
+      // pause, as for UNAVAILABLE.
+      const bool shed =
+          to_error_code(status, true) ==
+          boost::system::error_code(static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED),
+                                    grpc_category());
+      const bool again = code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                         code == grpc::StatusCode::UNAVAILABLE || shed;
       if (!again || steady_clock::now() + milliseconds(50) >= end) throw_status(status, what);
-      if (code == grpc::StatusCode::UNAVAILABLE) {
+      if (code == grpc::StatusCode::UNAVAILABLE || shed) {
         pause.expires_after(backoff.next());
         co_await pause.async_wait(boost::asio::use_awaitable);
       }
